@@ -27,6 +27,7 @@ gradients are ``Sum(per-step contribution, (t, 1, T))``.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -111,17 +112,7 @@ def derive_cell(cell: Cell) -> Sweep:
     leaves = _sweep(nodes, seeds, set(), sweep, namer, region="cell")
     _emit_leaves(leaves, sweep, namer)
 
-    hidden = {n.name for n in nodes + head_nodes if n.hidden}
-    for eq in sweep.backward:
-        leaked = sorted(str(s) for s in eq.rhs.free_symbols if str(s) in hidden)
-        if leaked:
-            node = next(n for n in nodes + head_nodes if n.name == leaked[0])
-            raise SpecError(
-                cell.path,
-                f"the gradient `{eq.lhs}` would mention an unnamed intermediate; give the argument of "
-                "each nonlinearity that is not a whole gate its own equation",
-                node.equation,
-            )
+    _inline_hidden_values(sweep, nodes + head_nodes)
 
     # 4. the book's names, as aliases (Graves 2012: ε_s := ∂L/∂s, …)
     for book, ours in cell.book_names.items():
@@ -130,6 +121,37 @@ def derive_cell(cell: Cell) -> Sweep:
         sweep.backward.append(sp.Eq(sp.Symbol(book), sp.Symbol(ours), evaluate=False))
         sweep.kind_of[book] = "book"
     return sweep
+
+
+def _inline_hidden_values(sweep: Sweep, nodes: list[Node]) -> None:
+    """Write the forward value of an unnamed intermediate as its expression.
+
+    A gradient may need the value of a sub-expression the spec never named:
+    in torch's GRU, n = tanh(W_in x + b_in + r * (W_hn h + b_hn)) gives
+    dz_r = dz_n * (h_prev @ W_hn.T + b_hn) * r * (1 - r). The sweep calls
+    that factor ``_k``; the textbook writes it out, and so do we."""
+    value = {sp.Symbol(n.name): n.expr for n in nodes if n.hidden}
+    if not value:
+        return
+
+    def spelled(expr: sp.Expr) -> sp.Expr:
+        while True:
+            found = expr.free_symbols & value.keys()
+            if not found:
+                return expr
+            expr = expr.xreplace({s: value[s] for s in found})
+
+    for k, eq in enumerate(sweep.backward):
+        if eq.rhs.free_symbols & value.keys():
+            sweep.backward[k] = sp.Eq(eq.lhs, spelled(eq.rhs), evaluate=False)
+    for k, step in enumerate(sweep.steps):
+        terms = tuple(
+            dataclasses.replace(
+                t, contribution=spelled(t.contribution), partial=None if t.partial is None else spelled(t.partial)
+            )
+            for t in step.terms
+        )
+        sweep.steps[k] = dataclasses.replace(step, terms=terms, result=spelled(step.result))
 
 
 def _sweep(nodes, seeds, skip, sweep: Sweep, namer: "_Namer", region: str) -> dict[str, list[Term]]:
@@ -296,5 +318,10 @@ class _Namer:
                 return str(outside)  # the cell receives it whole: no new name
             return self.claim("d" + node.name, node.name)
         if len(incoming) > 1:
+            return self.claim("d" + node.name, node.name)
+        if node.kind == "elementwise" and len([a for a in node.args if a in self.sweep.cell.symbols or a.startswith("_")]) > 1 \
+                and not isinstance(incoming[0].contribution, sp.Symbol):
+            # a named value the user wrote (JANET's s = U_f c + W_f x + b_f) fans its adjoint out to
+            # several operands: name it once (ds) rather than repeat it in each
             return self.claim("d" + node.name, node.name)
         return None
