@@ -1,7 +1,7 @@
 """A cell spec, read and checked: symbols, shapes, equations, links, loss head.
 
 Contract. :func:`load` reads a TOML spec (the format is documented in
-``derive/cells/README.md`` and in the project README) and returns a frozen
+the project README, section "Write your own cell") and returns a frozen
 :class:`Cell`, or raises :class:`~derive.errors.SpecError` naming the file,
 the equation and the symbol. A cell is never half-loaded: every check runs
 before the object is built.

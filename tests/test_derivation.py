@@ -3,6 +3,8 @@ forward values, closed forms in forward values and upstream gradients only."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import sympy as sp
 
@@ -11,8 +13,40 @@ from derive import ops
 from derive import evaluate as ev
 
 
-def test_presets_are_the_six_notations():
-    assert derive.presets() == ["coursera", "graves", "lipton", "nicodjimenez", "pytorch", "tmva"]
+def test_presets_are_the_seven_lstms_and_three_other_cells():
+    assert derive.presets() == ["cifg", "coursera", "coursera_rnn", "elman", "graves", "gru", "lipton",
+                                "nicodjimenez", "pytorch", "tmva"]
+
+
+def test_an_unnamed_intermediate_is_written_out_where_a_gradient_needs_it():
+    # torch's GRU: n = tanh(W_in x + b_in + r * (W_hn h + b_hn)) never names W_hn h + b_hn,
+    # but dL/dz_r needs its value
+    d = derive.derive("gru")
+    hn = sp.Symbol("b_hn") + ops.matmul(sp.Symbol("h_prev"), ops.transpose(sp.Symbol("W_hn")))
+    r, dz_n = sp.symbols("r dz_n")
+    assert sp.expand(d["dz_r"] - dz_n * hn * r * (1 - r)) == 0
+    assert not any(str(s).startswith("_") for eq in d.backward for s in eq.rhs.free_symbols)
+
+
+def test_the_coupled_gate_reaches_the_forget_gate_with_a_minus_sign():
+    d = derive.derive("cifg")  # i = 1 - f: dL/df gets c_prev*dc from f itself and -dL/di through i
+    c_prev, delta_c, delta_i = sp.symbols("c_prev delta_c delta_i")
+    assert sp.expand(d["delta_f"] - (c_prev * delta_c - delta_i)) == 0
+    assert "dW_i" not in d.names()
+
+
+def test_a_users_named_value_whose_adjoint_fans_out_is_named_once():
+    d = derive.derive(Path(__file__).resolve().parent.parent / "examples" / "janet.toml")  # s = U_f c + W_f x + b_f feeds two sigmoids
+    assert "ds" in d.names()
+    for name in ("dU_f", "dW_f", "db_f"):
+        assert sp.Symbol("ds") in d[name].free_symbols
+
+
+def test_the_elman_cell_is_one_tanh():
+    d = derive.derive("elman")
+    dh, h = sp.symbols("dh h")
+    assert sp.expand(d["dz_h"] - dh * (1 - h**2)) == 0
+    assert isinstance(d["dW_hh"], sp.Sum)
 
 
 def test_coursera_names_are_the_notebooks():

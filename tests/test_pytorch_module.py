@@ -1,9 +1,10 @@
-"""The pytorch preset's derivation against torch.nn.LSTM itself.
+"""The torch presets' derivations against torch's own modules.
 
 The engine's reference run (derive.evaluate, the backward equations through
-time) gives the same gradients as autograd through torch.nn.LSTM with the
-same weights: the preset's forward equations, layout and gate order are
-torch's, and its backward pass is right.
+time) gives the same gradients as autograd through torch.nn.LSTM, torch.nn.GRU
+and torch.nn.RNN(nonlinearity="tanh") with the same weights: each preset's
+forward equations, layout and gate order are torch's, and its backward pass
+is right.
 """
 
 from __future__ import annotations
@@ -21,36 +22,61 @@ if os.environ.get("CI") == "true":
 else:
     torch = pytest.importorskip("torch", reason="torch is not installed: pip install '.[test]'")
 
+MODULES = {
+    "pytorch": lambda D, H: torch.nn.LSTM(D, H),
+    "gru": lambda D, H: torch.nn.GRU(D, H),
+    "elman": lambda D, H: torch.nn.RNN(D, H, nonlinearity="tanh"),
+}
 
+
+@pytest.mark.parametrize("preset", sorted(MODULES))
 @pytest.mark.parametrize("T,B,D,H", [(1, 1, 2, 3), (5, 3, 4, 2), (4, 2, 3, 5)])
-def test_engine_gradients_equal_torch_nn_lstm(T, B, D, H):
-    d = derive.derive("pytorch")
+def test_engine_gradients_equal_the_torch_module(preset, T, B, D, H):
+    d = derive.derive(preset)
     cell = d.cell
     dims = {cell.batch_dim: B}
-    for dim, meaning in cell.dims.items():
+    for dim in cell.dims:
         if dim != cell.batch_dim:
             dims[dim] = D if "input" in dim else H
     seq = ev.random_sequence(d, dims, T, np.random.default_rng(T * 100 + B))
     _, grads = ev.run(d, seq)
 
-    lstm = torch.nn.LSTM(D, H).double()
+    module = MODULES[preset](D, H).double()
     with torch.no_grad():
         for stacked, parts in cell.stacks.items():
-            getattr(lstm, stacked + "_l0").copy_(torch.from_numpy(np.concatenate([seq.params[p] for p in parts])))
-    h_prev, c_prev = (n for n in cell.names("state"))
+            getattr(module, stacked + "_l0").copy_(torch.from_numpy(np.concatenate([seq.params[p] for p in parts])))
+    states = cell.names("state")
     x_name = cell.names("input")[0]
     x = torch.tensor(np.stack([s[x_name] for s in seq.steps]), requires_grad=True)
-    h0 = torch.tensor(seq.initial[h_prev][None], requires_grad=True)
-    c0 = torch.tensor(seq.initial[c_prev][None], requires_grad=True)
-    out, _ = lstm(x, (h0, c0))
+    initial = [torch.tensor(seq.initial[s][None], requires_grad=True) for s in states]
+    out, _ = module(x, tuple(initial) if len(initial) > 1 else initial[0])
     g = torch.tensor(np.stack([s[cell.loss.external] for s in seq.steps]))
     (out * g).sum().backward()
 
     for stacked, parts in cell.stacks.items():
         ours = np.concatenate([grads[d.gradient_name(p)] for p in parts])
-        theirs = getattr(lstm, stacked + "_l0").grad.numpy()
+        theirs = getattr(module, stacked + "_l0").grad.numpy()
         np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12, err_msg=stacked)
-    np.testing.assert_allclose(grads[d.gradient_name(h_prev)], h0.grad.numpy()[0], rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(grads[d.gradient_name(c_prev)], c0.grad.numpy()[0], rtol=1e-10, atol=1e-12)
+    for name, tensor in zip(states, initial):
+        np.testing.assert_allclose(grads[d.gradient_name(name)], tensor.grad.numpy()[0], rtol=1e-10, atol=1e-12)
     dx = np.stack([grads[(d.gradient_name(x_name), t)] for t in range(T)])
     np.testing.assert_allclose(dx, x.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_a_wrong_gate_order_is_caught():
+    """The comparison can fail: torch's GRU stacks r, z, n; stacking z, r, n is wrong."""
+    d = derive.derive("gru")
+    cell = d.cell
+    dims = {"N": 2, "input_size": 3, "hidden_size": 2}
+    seq = ev.random_sequence(d, dims, 3, np.random.default_rng(7))
+    _, grads = ev.run(d, seq)
+    gru = torch.nn.GRU(3, 2).double()
+    swapped = {k: [v[1], v[0], v[2]] for k, v in cell.stacks.items()}
+    with torch.no_grad():
+        for stacked, parts in swapped.items():
+            getattr(gru, stacked + "_l0").copy_(torch.from_numpy(np.concatenate([seq.params[p] for p in parts])))
+    x = torch.tensor(np.stack([s["x"] for s in seq.steps]))
+    out, _ = gru(x, torch.tensor(seq.initial["h_prev"][None]))
+    (out * torch.tensor(np.stack([s["doutput"] for s in seq.steps]))).sum().backward()
+    ours = np.concatenate([grads[d.gradient_name(p)] for p in swapped["weight_ih"]])
+    assert not np.allclose(ours, gru.weight_ih_l0.grad.numpy(), rtol=1e-6)
