@@ -1,6 +1,6 @@
 """Proof 2: central finite differences in float64 on whole sequences.
 
-For every preset, every entry of every parameter, of every initial state and
+For every preset and every spec in examples/, every entry of every parameter, of every initial state and
 of the inputs of every step is perturbed by ±h and the loss of the whole
 sequence (T = 5, batch 3 where the notation has a batch) recomputed with the
 forward equations only; the engine's gradient must agree. The nicodjimenez
@@ -8,6 +8,8 @@ code has no batch (one example at a time), so its sequences have none.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,12 +44,14 @@ def _entries(cell, seq):
 
 # Each preset with its own loss head, and those with a softmax or squared-error
 # head also with the head replaced by a given upstream gradient.
-CASES = [(p, None) for p in derive.presets()] + [
+# The user-style specs in examples/ are derived from their paths, as a user would.
+EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parent.parent / "examples").glob("*.toml"))
+CASES = [(p, None) for p in derive.presets() + EXAMPLES] + [
     (p, "upstream") for p in derive.presets() if derive.derive(p).cell.loss.kind != "upstream"
 ]
 
 
-@pytest.mark.parametrize("preset,loss", CASES)
+@pytest.mark.parametrize("preset,loss", CASES, ids=[f"{Path(p).stem}-{loss}" for p, loss in CASES])
 def test_gradients_match_central_differences(preset, loss):
     d = derive.derive(preset, loss=loss)
     seq = ev.random_sequence(d, _dims(d.cell), STEPS, np.random.default_rng(3))

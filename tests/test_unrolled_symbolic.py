@@ -25,8 +25,10 @@ minutes: run it before a release).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import mpmath
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -196,7 +198,10 @@ def _engine(derivation, grads, table_name, t, name, index):
 # -- the tests -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("preset", derive.presets())
+EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parent.parent / "examples").glob("*.toml"))
+
+
+@pytest.mark.parametrize("preset", derive.presets() + EXAMPLES, ids=lambda p: Path(p).stem)
 def test_engine_equals_sympy_derivative_of_the_unrolled_loss(preset):
     d = derive.derive(preset)
     seq = _sequence(d)
