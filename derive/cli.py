@@ -19,10 +19,11 @@ def _cmd_build(args) -> int:
     from . import build as build_mod
     from .derivation import presets
 
-    names = presets()
-    files = build_mod.render_all(names)
-    for spec in args.spec or []:
-        files.update(build_mod.render_all([spec]))
+    # with --spec, only the user's cells: their four files, not the presets' forty
+    files = build_mod.render_all(args.spec or presets())
+    if args.spec and len(files) < len(build_mod.ARTIFACTS) * len(args.spec):
+        print("lstm-derive: two --spec files have the same `name`; their files would overwrite each other", file=sys.stderr)
+        return 2
     out = Path(args.out)
     if args.check:
         diffs = build_mod.stale(files, out)
@@ -84,7 +85,8 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="(re)generate every file in generated/")
     b.add_argument("--check", action="store_true", help="compare with the files on disk instead; exit 1 with a diff if stale")
     b.add_argument("--out", default="generated", help="output folder (default: generated)")
-    b.add_argument("--spec", action="append", metavar="FILE", help="also build a user spec (repeatable)")
+    b.add_argument("--spec", action="append", metavar="FILE",
+                   help="build this spec file instead of the presets (repeatable)")
     b.set_defaults(run=_cmd_build)
 
     pr = sub.add_parser("presets", help="list the bundled cells")

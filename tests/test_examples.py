@@ -1,0 +1,89 @@
+"""The specs in examples/ run exactly as a user runs them: from their paths,
+through the command line, with no code of the user's.
+
+Each gives a derivation, the four generated files (listing, NumPy module,
+LaTeX, Markdown), a module whose gradients agree with finite differences, and
+the verifier. A user's spec with a mistake gets the same errors as a preset:
+file, equation, place, exit status 2, and nothing written.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import derive
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.toml"))
+
+
+def lstm_derive(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "derive", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_there_are_at_least_two_examples():
+    assert len(EXAMPLES) >= 2
+
+
+@pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
+def test_build_spec_writes_the_four_files_of_the_users_cell_only(spec, tmp_path):
+    out = tmp_path / "gen"
+    run = lstm_derive("build", "--spec", str(spec), "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    name = derive.derive(spec).name
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}{s}" for s in (".txt", ".py", ".tex", ".md"))
+    assert lstm_derive("build", "--spec", str(spec), "--out", str(out), "--check").returncode == 0
+
+
+@pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
+def test_show_lists_the_users_derivation(spec):
+    run = lstm_derive("show", str(spec))
+    assert run.returncode == 0, run.stderr
+    d = derive.derive(spec)
+    for eq in d.backward:
+        assert str(eq.lhs) in run.stdout
+
+
+MISTAKES = {
+    "misspelt symbol": (
+        ("concat(f * h_prev, x)", "concat(f * h_prv, x)"),
+        ["unknown symbol `h_prv`", "did you mean `h_prev`?", "equation `h_tilde = tanh("], "^"),
+    "shape mismatch": (
+        ('W_h     = { role = "param", shape = ["m", "m + n"]', 'W_h     = { role = "param", shape = ["m", "n"]'),
+        ["shape mismatch", "W_h is (m, n)", "inner dimensions"], None),
+    "unclosed parenthesis": (
+        ("f = sigmoid(W_f", "f = sigmoid((W_f"),
+        ["not a formula", "'(' was never closed"], "^"),
+    "unused parameter": (
+        ("[[recurrent]]", '[symbols.b_k]\nrole = "param"\nshape = ["m", 1]\n\n[[recurrent]]'),
+        ["param `b_k` is declared but no equation uses it"], None),
+    "code instead of a formula": (
+        ("h = (1 - f) * h_prev + f * h_tilde", "h = __import__('os').system('true')"),
+        ["h = __import__"], None),
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(MISTAKES))
+def test_a_users_mistake_gets_a_clear_error_and_nothing_is_written(mistake, tmp_path):
+    (old, new), expected, caret = MISTAKES[mistake]
+    text = (ROOT / "examples" / "mgu.toml").read_text("utf-8")
+    assert old in text
+    text = text.replace(old, new)
+    spec = tmp_path / "my_mgu.toml"
+    spec.write_text(text, "utf-8")
+    out = tmp_path / "gen"
+    for args in (("build", "--spec", str(spec), "--out", str(out)), ("show", str(spec))):
+        run = lstm_derive(*args)
+        assert run.returncode == 2, (args, run.stdout, run.stderr)
+        assert run.stderr.startswith("lstm-derive: my_mgu.toml") or "my_mgu.toml" in run.stderr.splitlines()[0]
+        for piece in expected:
+            assert piece in run.stderr, (piece, run.stderr)
+        if caret:
+            assert caret in run.stderr
+        assert "Traceback" not in run.stderr
+        assert not out.exists()
