@@ -14,12 +14,20 @@ accumulated. It returns the loss and the gradient of every parameter, every
 step's input and every initial state. This is the reference semantics of a
 Derivation; the tests prove it against SymPy's derivative of the unrolled
 loss and against finite differences. It is not the fast path (see kernels).
+``run(..., truncate=k)`` is truncated BPTT(k) (Williams and Peng): the
+gradient of the loss at step t flows back through steps t, ..., t-k+1 only.
+
+:func:`bptt` is the one backward loop of the project: it runs the two laws
+of one step (:class:`Laws`) through time, optionally truncated, for this
+interpreter, for the kernels of :mod:`derive.kernels` and for the verifier's
+:func:`derive.judge.backward_steps`; :func:`gradients` sums what it yields.
 """
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import mpmath
 import numpy as np
@@ -220,39 +228,194 @@ def loss(derivation, seq: Sequence, backend: Backend = FLOAT):
     return total
 
 
-def run(derivation, seq: Sequence, backend: Backend = FLOAT) -> tuple[Any, dict[str, Any]]:
+def run(derivation, seq: Sequence, backend: Backend = FLOAT, truncate: int | None = None) -> tuple[Any, dict[str, Any]]:
     """(loss, gradients): gradients keyed by parameter name, by initial-state
-    name, and by ``(input name, t)`` for the inputs of each step (t from 0)."""
-    cell = derivation.cell
+    name, and by ``(input name, t)`` for the inputs of each step (t from 0).
+    ``truncate=k``: BPTT(k), see :func:`bptt`."""
+    check_truncate(truncate)
     envs = forward(derivation, seq, backend)
     total = 0
     for env in envs:
         total = total + step_loss(derivation, env, backend, seq.dims)
-    grads: dict[Any, Any] = {}
-    carried: dict[str, Any] = {}
-    for t in reversed(range(len(envs))):
-        env = dict(envs[t])
-        held: dict[str, Any] = {}
-        for eq in derivation.backward:
-            name = str(eq.lhs)
-            rhs = eq.rhs
-            rhs = rhs.xreplace({a: sp.Symbol("later__" + str(a.args[0])) for a in rhs.atoms(ops.later)})
-            for a in eq.rhs.atoms(ops.later):
-                key = str(a.args[0])
-                env["later__" + key] = carried.get(key, backend.number(sp.Integer(0)))
-            if isinstance(rhs, sp.Sum):
-                value = evaluate(rhs.function, env, backend, seq.dims)
-                grads[name] = grads[name] + value if name in grads else value
-            else:
-                value = evaluate(rhs, env, backend, seq.dims)
-            env[name] = value
-            held[name] = value
-        carried = held
-        for name in cell.names("input"):
-            grads[(derivation.gradient_name(name), t)] = env[derivation.gradient_name(name)]
+    laws = interpreter(derivation, backend, seq.dims)
+    sweep = bptt(derivation, envs, laws.step, laws.chain, truncate=truncate)
+    return total, gradients(derivation, ((t, values) for t, values, _ in sweep))
+
+
+# ---------------------------------------------------------------------------
+# backpropagation through time: one sweep for every evaluator
+#
+# The interpreter below, the lambdified kernels and the verifier's judge each
+# supply the two laws of one step; the sweep runs them from t = T-1 down to 0.
+#
+#   step(env, later)   every backward equation of one step, ``later`` mapping
+#                      x to the value later(x) reads (x of step t+1);
+#   chain(env, grads)  the cell alone, given the gradients that reach it from
+#                      outside (``derivation.cell_inputs``: da_next, dc_next, ...),
+#                      returning at least the gradients of the previous states.
+#
+# Both are linear in the gradients they are given, which is what lets BPTT(k)
+# evaluate the step once, on the summed adjoint, for parameters and inputs.
+
+
+def check_truncate(truncate) -> None:
+    """``truncate`` is None or an int >= 1 (a ValueError says why not)."""
+    if truncate is None:
+        return
+    if isinstance(truncate, bool) or not isinstance(truncate, numbers.Integral):
+        raise ValueError(f"truncate must be None or an int >= 1 (the number of steps the gradient of each step's "
+                         f"loss flows back through), not {truncate!r}")
+    if truncate < 1:
+        raise ValueError(f"truncate must be >= 1 (1: no gradient carried between steps; None: full BPTT), "
+                         f"not {truncate}")
+
+
+def state_gradients(derivation) -> dict[str, str]:
+    """{d(prev): prev} for every recurrent link: the names ``later(x)`` reads."""
+    return {derivation.gradient_name(link.prev): link.prev for link in derivation.cell.links}
+
+
+def zeros_like(value):
+    """Zeros of an array's shape and dtype (an object array of mpmath or SymPy
+    numbers gets the integer 0, which adds to either)."""
+    return np.zeros_like(value)
+
+
+def bptt(derivation, envs: list[Mapping[str, Any]], step: Callable, chain: Callable | None = None, *,
+         carry: Iterable[str] | None = None, truncate: int | None = None) -> Iterator[tuple[int, dict, dict]]:
+    """Backpropagation through time over the forward environments ``envs``.
+
+    Yields ``(t, values, later)`` for t = T-1 .. 0: ``values`` are step t's
+    backward values (a parameter's entry is the step's contribution to its
+    Sum; at t = 0 the state gradients are those of the initial states) and
+    ``later`` the values its ``later(x)`` read. After the last step later(x)
+    is zeros shaped like the state x is the gradient of.
+
+    ``carry``: the names x whose later(x) is carried (all by default; the
+    others read zeros). ``truncate=k``: Williams and Peng's BPTT(k). The
+    gradient of the loss at step t flows back through steps t, t-1, ...,
+    t-k+1 only; k = 1 carries nothing, None or k >= T is full BPTT. Each
+    loss's gradient is followed as a chain of its own (at most k live), fed to
+    ``chain`` with the loss's external gradient entering at its own step only;
+    ``step`` runs once per t on the chains' sum, so parameter and input
+    gradients sum every surviving contribution and the initial states get
+    those of the losses at t < k.
+    """
+    check_truncate(truncate)  # here, not at the first next(): a bad argument fails where it is given
+    if truncate is not None and 1 < truncate < len(envs) and chain is None:
+        raise ValueError("bptt: truncating to 1 < k < T steps needs the cell's `chain` law")
+    return _sweep(derivation, envs, step, chain, None if carry is None else set(carry), truncate)
+
+
+def _sweep(derivation, envs, step, chain, carried, truncate) -> Iterator[tuple[int, dict, dict]]:
+    every = state_gradients(derivation)
+    prev_of = {g: p for g, p in every.items() if carried is None or g in carried}
+    T = len(envs)
+    chains: dict[int, dict[str, Any]] = {}  # origin step -> its gradients of the states, from step t+1
+    for t in reversed(range(T)):
+        env = envs[t]
+        later = {g: _summed([c[g] for c in chains.values() if g in c], env[p]) for g, p in every.items()}
+        values = step(env, later)
+        yield t, values, later
+        if truncate is None or truncate >= T:
+            chains = {t: {g: values[g] for g in prev_of}}  # one chain: the sum is all there is
+        elif truncate > 1 and t > 0:
+            chains = _advance(derivation, env, values, chains, chain, t, truncate, prev_of)
+        else:
+            chains = {}
+
+
+def _summed(parts: list, like):
+    if not parts:
+        return zeros_like(like)
+    total = parts[0]
+    for p in parts[1:]:
+        total = total + p
+    return total
+
+
+def _advance(derivation, env, values, chains, chain, t: int, k: int, prev_of) -> dict[int, dict[str, Any]]:
+    """The chains alive at step t-1: every origin whose gradient has run
+    through fewer than k steps, the loss of step t among them."""
+    cell = derivation.cell
+    links = {derivation.gradient_name(link.prev): link for link in cell.links}
+    external = cell.loss.external
+    own = {}  # what the loss of step t sends into the cell: its external gradient, on the output it reads
     for link in cell.links:
-        grads[derivation.gradient_name(link.prev)] = carried[derivation.gradient_name(link.prev)]
-    return total, grads
+        if link.out == cell.loss.on:
+            own[link.grad] = values[external] if external in values else env[external]
+        else:
+            own[link.grad] = zeros_like(env[link.prev])
+    feeds = {t: own}
+    for origin, grads in chains.items():
+        feeds[origin] = {link.grad: grads.get(g, zeros_like(env[link.prev])) for g, link in links.items()}
+    alive = {}
+    for origin, feed in feeds.items():
+        # the loss of step `origin` has flowed through origin - t + 1 steps; it goes on to t-1 while fewer than k
+        if origin - t + 1 < k:
+            through_cell = chain(env, feed)
+            alive[origin] = {g: through_cell[g] for g in prev_of}
+    return alive
+
+
+def gradients(derivation, steps: Iterable[tuple[int, Mapping[str, Any]]]) -> dict[Any, Any]:
+    """The gradients of a whole sequence from ``(t, values)`` of every step (in
+    the order :func:`bptt` yields them): parameters (summed over t), initial
+    states (from t = 0) and ``(input gradient, t)``."""
+    cell = derivation.cell
+    sums = [str(eq.lhs) for eq in derivation.backward if isinstance(eq.rhs, sp.Sum)]
+    inputs = [derivation.gradient_name(x) for x in cell.names("input")]
+    out: dict[Any, Any] = {}
+    first = None
+    for t, values in steps:
+        for name in sums:
+            out[name] = out[name] + values[name] if name in out else values[name]
+        for g in inputs:
+            out[(g, t)] = values[g]
+        first = values if t == 0 else first
+    for g in state_gradients(derivation):
+        out[g] = first[g]
+    return out
+
+
+LATER = "later__"  # later(x) is read from the name later__x
+
+
+def _later_free(rhs: sp.Expr) -> sp.Expr:
+    return rhs.xreplace({a: sp.Symbol(LATER + str(a.args[0])) for a in rhs.atoms(ops.later)})
+
+
+@dataclass(frozen=True)
+class Laws:
+    """The two laws of one backward step (see :func:`bptt`)."""
+
+    step: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]
+    chain: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]
+
+
+def interpreter(derivation, backend: Backend = FLOAT, dims: Mapping[str, int] | None = None) -> Laws:
+    """The laws of one step, by evaluating the backward equations with
+    :func:`evaluate` (``later(x)`` read from a name of its own)."""
+    equations = [(str(eq.lhs), _later_free(eq.rhs.function if isinstance(eq.rhs, sp.Sum) else eq.rhs))
+                 for eq in derivation.backward]
+    outside = set(derivation.cell_inputs)
+    cell_kinds = ("cell", "state")
+    in_cell = [(n, rhs) for n, rhs in equations if derivation.kind(n) in cell_kinds and n not in outside]
+
+    def run_equations(eqs, env):
+        env = dict(env)
+        values = {}
+        for name, rhs in eqs:
+            values[name] = env[name] = evaluate(rhs, env, backend, dims)
+        return values
+
+    def step(env, later):
+        return run_equations(equations, {**env, **{LATER + g: v for g, v in later.items()}})
+
+    def chain(env, grads):
+        return run_equations(in_cell, {**env, **grads})
+
+    return Laws(step, chain)
 
 
 def concrete_shape(shape, dims: Mapping[str, int]) -> tuple[int, ...]:

@@ -50,39 +50,16 @@ def concrete(shape: Shape, dims: Mapping[str, int]) -> tuple[int, ...]:
 def backward_steps(derivation, seq, envs, carry: Iterable[str] | None = None, backend=ev.FLOAT,
                    shapes: Mapping[str, Shape] | None = None):
     """Every step's backward values, t = T..1 as :func:`evaluate.run` computes
-    them. ``carry``: the names x whose ``later(x)`` is carried from step t+1
-    (all by default; the others read zero). Returns (per-step dicts of
-    backward values, per-step dicts of the values ``later(x)`` read)."""
-    carry = None if carry is None else set(carry)
+    them (the sweep :func:`evaluate.bptt`). ``carry``: the names x whose
+    ``later(x)`` is carried from step t+1 (all by default; the others read
+    zeros shaped like x). Returns (per-step dicts of backward values, per-step
+    dicts of the values ``later(x)`` read). ``shapes`` is accepted for the
+    callers that pass it; the zeros take the states' shapes from ``envs``."""
+    laws = ev.interpreter(derivation, backend, seq.dims)
     steps: list[dict[str, Any]] = [dict() for _ in envs]
     laters: list[dict[str, Any]] = [dict() for _ in envs]
-    carried: dict[str, Any] = {}
-    if backend is ev.FLOAT and shapes is None:
-        shapes = all_shapes(derivation)
-
-    def zero_of(key):
-        # what later(x) reads after the last step: zeros shaped like x
-        if backend is ev.FLOAT and key in shapes:
-            return np.zeros(concrete(shapes[key], seq.dims))
-        return backend.number(sp.Integer(0))
-    for t in reversed(range(len(envs))):
-        env = dict(envs[t])
-        for eq in derivation.backward:
-            name = str(eq.lhs)
-            rhs = eq.rhs
-            atoms = rhs.atoms(ops.later)
-            if atoms:
-                rhs = rhs.xreplace({a: sp.Symbol("later__" + str(a.args[0])) for a in atoms})
-                for a in atoms:
-                    key = str(a.args[0])
-                    value = carried[key] if key in carried and (carry is None or key in carry) else zero_of(key)
-                    env["later__" + key] = value
-                    laters[t][key] = value
-            body = rhs.function if isinstance(rhs, sp.Sum) else rhs
-            value = ev.evaluate(body, env, backend, seq.dims)
-            env[name] = value
-            steps[t][name] = value
-        carried = steps[t]
+    for t, values, later in ev.bptt(derivation, envs, laws.step, laws.chain, carry=carry):
+        steps[t], laters[t] = values, later
     return steps, laters
 
 
@@ -90,20 +67,7 @@ def totals(derivation, seq, steps) -> dict[Any, Any]:
     """The gradients of a whole sequence from per-step values, keyed as
     :func:`evaluate.run` keys them: parameter names (summed over t),
     initial-state gradient names, and (input gradient name, t)."""
-    cell = derivation.cell
-    out: dict[Any, Any] = {}
-    for eq in derivation.backward:
-        name = str(eq.lhs)
-        if isinstance(eq.rhs, sp.Sum):
-            out[name] = sum(s[name] for s in steps)
-    for link in cell.links:
-        g = derivation.gradient_name(link.prev)
-        out[g] = steps[0][g]
-    for x in cell.names("input"):
-        g = derivation.gradient_name(x)
-        for t, s in enumerate(steps):
-            out[(g, t)] = s[g]
-    return out
+    return ev.gradients(derivation, reversed(list(enumerate(steps))))
 
 
 @dataclass

@@ -16,9 +16,11 @@ into NumPy callables, without writing any file:
   gradients that reach it from outside (``derivation.cell_inputs``, e.g. the
   course's ``da_next`` and ``dc_next``): exactly what a from-scratch
   ``lstm_cell_backward`` computes.
-- ``forward(seq)``, ``backward(envs)``, ``run(seq)``: whole sequences, with the
-  same conventions as :func:`derive.evaluate.run` (an ``evaluate.Sequence`` in,
-  ``(loss, gradients)`` out, input gradients keyed by ``(name, t)``).
+- ``forward(seq)``, ``backward(envs, truncate=None)``, ``run(seq,
+  truncate=None)``: whole sequences, with the same conventions as
+  :func:`derive.evaluate.run` (an ``evaluate.Sequence`` in, ``(loss,
+  gradients)`` out, input gradients keyed by ``(name, t)``, ``truncate=k`` for
+  BPTT(k)), through the one backward loop :func:`derive.evaluate.bptt`.
 
 Every callable is ``lambdify`` of the derivation's own equations, each
 equation's earlier names substituted so that one common-subexpression pass
@@ -41,6 +43,7 @@ import numpy as np
 import sympy as sp
 
 from . import ops
+from .evaluate import bptt, check_truncate, gradients
 
 LATER = "later:"
 
@@ -155,6 +158,7 @@ class Kernels:
     _forward: _Block
     _backward: _Block
     _cell: _Block
+    _carry: _Block | None = None  # the cell's equations down to the state gradients, for BPTT(k)
 
     # -- one step ----------------------------------------------------------------
     def step_forward(self, env: Mapping[str, Any]) -> dict[str, Any]:
@@ -183,30 +187,27 @@ class Kernels:
             state = {link.prev: env[link.out] for link in cell.links}
         return envs
 
-    def backward(self, envs: list[dict[str, Any]]) -> dict[Any, Any]:
+    def backward(self, envs: list[dict[str, Any]], truncate: int | None = None) -> dict[Any, Any]:
         """Gradients of the parameters (summed over t), of each step's inputs
-        (keyed ``(name, t)``) and of the initial states."""
-        d = self.derivation
-        cell = d.cell
-        grads: dict[Any, Any] = {}
-        carried: dict[str, Any] = {}
-        for t in reversed(range(len(envs))):
-            env = dict(envs[t])
-            for key, value in carried.items():
-                env[LATER + key] = value
-            out = self.step_backward(env)
-            for eq in d.backward:
-                name = str(eq.lhs)
-                if isinstance(eq.rhs, sp.Sum):
-                    grads[name] = grads[name] + out[name] if name in grads else out[name]
-            for name in cell.names("input"):
-                g = d.gradient_name(name)
-                grads[(g, t)] = out[g]
-            carried = {d.gradient_name(link.prev): out[d.gradient_name(link.prev)] for link in cell.links}
-        for link in cell.links:
-            g = d.gradient_name(link.prev)
-            grads[g] = carried[g]
-        return grads
+        (keyed ``(name, t)``) and of the initial states. ``truncate=k``:
+        BPTT(k), as :func:`derive.evaluate.bptt` defines it."""
+        sweep = bptt(self.derivation, envs, self._step, self._chain, truncate=truncate)
+        return gradients(self.derivation, ((t, values) for t, values, _ in sweep))
+
+    def _step(self, env: Mapping[str, Any], later: Mapping[str, Any]) -> dict[str, Any]:
+        full = _with_dims(self.derivation.cell, env)
+        for name, value in later.items():
+            full[LATER + name] = value
+        return self._backward(full)
+
+    def _chain(self, env: Mapping[str, Any], grads: Mapping[str, Any]) -> dict[str, Any]:
+        # built on first use: only truncated BPTT follows one loss's gradient through the cell
+        if self._carry is None:
+            d = self.derivation
+            outside = set(d.cell_inputs)
+            self._carry = _Block([(str(eq.lhs), _later_free(eq.rhs)) for eq in d.backward
+                                  if d.kind(str(eq.lhs)) in ("cell", "state") and str(eq.lhs) not in outside])
+        return self._carry(_with_dims(self.derivation.cell, {**env, **grads}))
 
     def loss(self, envs: list[dict[str, Any]]):
         from .evaluate import step_loss
@@ -216,16 +217,16 @@ class Kernels:
             total = total + step_loss(self.derivation, env, dims=_dims(self.derivation.cell, env))
         return total
 
-    def run(self, seq) -> tuple[Any, dict[Any, Any]]:
+    def run(self, seq, truncate: int | None = None) -> tuple[Any, dict[Any, Any]]:
         """(loss, gradients), as :func:`derive.evaluate.run` returns them."""
+        check_truncate(truncate)  # before the forward pass: a bad argument fails at once
         envs = self.forward(seq)
-        return self.loss(envs), self.backward(envs)
+        return self.loss(envs), self.backward(envs, truncate)
 
 
 def kernels(derivation) -> Kernels:
     """Build the in-memory kernels of a derivation (see the module docstring)."""
     d = derivation
-    cell = d.cell
     forward = _Block([(str(eq.lhs), eq.rhs) for eq in d.forward])
     backward_eqs = [(str(eq.lhs), _later_free(_contribution(eq.rhs))) for eq in d.backward]
     backward = _Block(backward_eqs)

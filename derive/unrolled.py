@@ -3,8 +3,8 @@
 Contract. ``check(derivation)`` runs the engine on a fixed, deterministic
 sequence (T = 2, every size 2, every number a small rational k/36 chosen by
 formula, no random generator) and returns an :class:`UnrolledCheck` for one
-weight entry w (the output gate's recurrent weight when the cell has one,
-the question of seed 003):
+weight entry w (the output gate's recurrent weight when the cell has one, else
+a weight on the previous state: the question of seed 003):
 
 - ``per_step``: the contribution of each step t to dL/dw, the per-step
   formulas run from t = T down to 1 with the carried gradients
@@ -127,20 +127,35 @@ def choose(derivation) -> tuple[str, tuple[int, ...]]:
     matrices = [n for n in cell.names("param") if len(cell.symbols[n].shape) == 2 and n in used]
     out_eq = next((e for e in cell.equations if e.target == cell.loss.on), None)
     if out_eq is not None:
-        gates = {str(s) for s in out_eq.rhs.free_symbols}
         states = set(cell.names("state"))
+        recurrent = _recurrent_weight(out_eq.rhs, matrices, states)
+        if recurrent:  # an Elman cell: the output's own equation reads W h(t-1)
+            return recurrent, (0, 0)
+        gates = {str(s) for s in out_eq.rhs.free_symbols}
         for e in cell.equations:
             if e.target in gates:
                 own = [n for n in matrices if sp.Symbol(n) in e.rhs.free_symbols]
                 # prefer the weight that multiplies a previous state directly
-                for m in e.rhs.atoms(ops.matmul):
-                    a, b = (str(x) for x in m.args[:2]) if all(isinstance(x, sp.Symbol) for x in m.args) else ("", "")
-                    if a in own and b in states:
-                        return a, (0, 0)
+                recurrent = _recurrent_weight(e.rhs, own, states)
+                if recurrent:
+                    return recurrent, (0, 0)
                 if own:
                     return own[0], (0, 0)
     name = matrices[0] if matrices else cell.names("param")[0]
     return name, (0,) * len(cell.symbols[name].shape)
+
+
+def _recurrent_weight(rhs: sp.Expr, matrices: list[str], states: set[str]) -> str | None:
+    """A weight of ``matrices`` that multiplies a previous state in ``rhs``:
+    ``W @ h_prev`` (columns) or ``h_prev @ W.T`` (rows)."""
+    for m in sorted(rhs.atoms(ops.matmul), key=sp.default_sort_key):
+        a, b = m.args[:2]
+        if isinstance(a, sp.Symbol) and isinstance(b, sp.Symbol) and a.name in matrices and b.name in states:
+            return a.name
+        if isinstance(a, sp.Symbol) and a.name in states and isinstance(b, ops.transpose) \
+                and isinstance(b.args[0], sp.Symbol) and b.args[0].name in matrices:
+            return b.args[0].name
+    return None
 
 
 def _per_step(derivation, seq, grad: str, index, carry: bool) -> list:
