@@ -40,6 +40,12 @@ CASES = [
                                                 " + Wo[:n_a, :].T @ dot"], 1),
     ("graves dz_f --json", ["graves", "dz_f", "--json", "dc*c_prev*f*(1-f)"], 0),
     ("nicodjimenez seed line", ["nicodjimenez", "ds = self.state.o * top_diff_h + top_diff_s"], 0),
+    # issue 7: cells that are not LSTMs, and a user's spec file
+    ("gru dz_r without b_hn", ["gru", "dz_r", "dz_n*r*(1-r)*(h_prev @ W_hn.T)"], 1),
+    ("elman dW_hh one step as total", ["elman", "dW_hh", "--total", "dz_h.T @ h_prev"], 1),
+    ("coursera_rnn da_prev (LaTeX)", ["coursera_rnn", "da_prev", "--latex", r"W_{aa} \cdot dtanh"], 1),
+    ("cifg delta_f without -delta_i", ["cifg", "delta_f", "c_prev*delta_c"], 1),
+    ("--spec examples/mgu.toml", ["--spec", "examples/mgu.toml", "dh_prev", "dh*(1-f) + f*(W_h.T @ dz_h_tilde)[:m]"], 1),
 ]
 
 HOSTILE = [
@@ -97,7 +103,7 @@ def main() -> int:
                                      ("baseline: lstm-derive presets", [], ("presets",))):
             rows.append((label, [run(args, env, command, label)[0] for _ in range(opts.repeat)]))
         # cold: an empty cache for each run
-        for label, args, want in CASES[:1]:
+        for label, args, want in [CASES[0]] + [c for c in CASES if c[1][0] == "gru"]:
             times = []
             for i in range(opts.repeat):
                 cold = dict(env, LSTM_DERIVE_CACHE=str(tmpdir / f"cold{i}"))

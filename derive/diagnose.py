@@ -34,9 +34,15 @@ itself uses, such as ``dft``).
 4. Each finding is labelled with the mistake it most likely is: the carried
    cell-state term left out, an activation derivative on only one of the summed
    terms (a missing parenthesis), a derivative applied to an already activated
-   value, a wrong time index, a weight sliced by rows instead of columns, a
-   missing activation derivative, a backward pass that does not carry
-   ``da_prev``/``dc_prev`` back from step t+1.
+   value, a derivative written wrong (``1 - h`` for tanh's ``1 - h**2``), a
+   wrong time index, a weight sliced by rows instead of columns or used
+   untransposed, a missing activation derivative, a factor with the wrong
+   sign or a summand left out (GRU's ``b_hn`` in the reset product), a
+   state's direct elementwise path left out (GRU's ``dh*z``), a use of the
+   value in the forward pass whose gradient is not added (CIFG's ``-delta_i``
+   through ``i = 1 - f``), a backward pass that does not carry the gradient
+   back from step t+1. Nothing here knows the cell: the names come from the
+   derivation.
 
 :func:`repairs` proposes edits that make a formula of the wrong *shape* right
 (weights without their block of columns, a slice along the wrong axis, a
@@ -72,8 +78,8 @@ _ACTS = {ops.sigmoid: "sigmoid", sp.tanh: "tanh"}
 class Finding:
     """One diagnosed difference. ``kind``: missing_term | extra_term | factor |
     term_differs | constant_term | map | missing_map_term | extra_map_term |
-    shape | repair | not_linear | not_finite | different_quantity | output
-    (functions). ``label`` names the classic mistake it most likely is, or ''.
+    shape | repair | not_linear | not_finite | different_quantity | mistake
+    (the engine's formula with one classic mistake made) | output (functions). ``label`` names the classic mistake it most likely is, or ''.
     Expressions are SymPy (``expected`` the engine's, ``got`` the formula's);
     ``term`` is the upstream gradient (or the array map) the finding is about."""
 
@@ -107,7 +113,7 @@ class Finding:
 
 
 LABELS = {
-    "carried_state": "the carried cell-state term is missing",
+    "carried_state": "the gradient carried by a second recurrent state (an LSTM's cell state) is missing",
     "parenthesis": "an activation derivative multiplies only one of the summed terms (a missing parenthesis)",
     "activated_twice": "a derivative applied to an already activated value",
     "time_index": "a wrong time index",
@@ -120,6 +126,10 @@ LABELS = {
     "sign": "the wrong sign",
     "different_quantity": "a correct formula for a different quantity",
     "per_step": "a parameter gradient that is not summed over the steps",
+    "wrong_derivative": "an activation derivative written wrong",
+    "summand": "a factor with one of its summands left out or added",
+    "missing_path": "a use of the value in the forward pass whose gradient is not added",
+    "direct_path": "the direct (elementwise) path from the previous state is missing",
 }
 
 
@@ -247,7 +257,10 @@ def linear_terms(e: sp.Expr, grads: set, P: sp.Symbol):
         terms, consts = linear_terms(g[0], grads, P)
         out = []
         for tmpl, core in terms:
-            if tmpl == P and is_elementwise(others):
+            # `*` is elementwise whatever its factors hold: a factor free of gradients, even
+            # one with a matrix product inside (GRU's `r * (h_prev @ W_hn.T + b_hn)`), scales
+            # the core, so a difference inside it is a factor difference, not another map
+            if tmpl == P and not others.has(sp.Sum):
                 out.append((P, others * core))
             else:
                 out.append((others * tmpl, core))
@@ -361,13 +374,18 @@ class Setup:
     shapes: dict  # placeholder name -> shape
     probe: Probe
     show: Callable[[sp.Expr], sp.Expr]  # placeholders back to atoms
+    name: str = ""  # the quantity judged
 
 
-def setup(ctx, name: str, F: sp.Expr) -> Setup:
+def setup(ctx, name: str, F: sp.Expr, extra_keep: frozenset = frozenset()) -> Setup:
     R = reference(ctx, name)
     if isinstance(F, sp.Sum):
         F = F.function
-    keep = keep_set(ctx, name, F)
+    keep = keep_set(ctx, name, F) | set(extra_keep)
+    # a kept gradient written out as what it carries (`later(dc_prev)` for CIFG's delta_c_next): its name
+    carried = {reference(ctx, g): sp.Symbol(g) for g in keep
+               if g in ctx.backward_names and isinstance(reference(ctx, g), ops.later)}
+    F = F.xreplace({a: carried[a] for a in F.atoms(ops.later) if a in carried}) if carried else F
     Fc, Rc = expand(ctx, F, keep), expand(ctx, R, keep)
     atoms: dict = {}
     back: dict = {}
@@ -382,12 +400,52 @@ def setup(ctx, name: str, F: sp.Expr) -> Setup:
     ctx_shapes = {**ctx.shapes, **shapes}
     probe = Probe(ctx, {p: shapes[p.name] for p in atoms})
     probe.shapes = ctx_shapes
-    return Setup(Fc.xreplace(back), Rc.xreplace(back), atoms, shapes, probe, lambda e: e.xreplace(atoms))
+    return Setup(Fc.xreplace(back), Rc.xreplace(back), atoms, shapes, probe, lambda e: e.xreplace(atoms), name)
+
+
+_MISSING_TERMS = {"missing_term", "missing_map_term"}
+_EXTRA_TERMS = {"extra_term", "extra_map_term"}
 
 
 def analyse(ctx, name: str, F: sp.Expr) -> list[Finding]:
-    """Findings for a formula already known to be wrong (shapes agree)."""
-    S = setup(ctx, name, F)
+    """Findings for a formula already known to be wrong (shapes agree).
+
+    Two readings are tried. The first expands everything the formula does not
+    itself use down to the gradients reaching the cell. The second also keeps,
+    as placeholders, the intermediate adjoints the engine's own equation is
+    written in: a formula that leaves out a whole term in one of them (CIFG's
+    ``- delta_i``, MGU's ``W_f[:, :m].T @ dz_f``) then reads as that term
+    missing, not as a changed factor of another term. The second reading is
+    kept when it explains the formula by whole terms only left out (or only
+    added), in no more findings (its terms are then in the engine's own names).
+    """
+    plain = _analyse_with(ctx, name, F, frozenset())
+    direct = _engine_intermediates(ctx, name, F)
+    if not direct:
+        return plain
+    try:
+        alt = _analyse_with(ctx, name, F, direct)
+    except (ShapeError, NotLinear, Unsupported, ArithmeticError, ValueError, TypeError):
+        return plain
+    kinds = {f.kind for f in alt}
+    # terms only left out, or only added: a term missing and another extra is a term rewritten
+    if alt and (kinds <= _MISSING_TERMS or kinds <= _EXTRA_TERMS) and len(alt) <= len(plain):
+        return alt
+    return plain
+
+
+def _engine_intermediates(ctx, name: str, F: sp.Expr) -> frozenset:
+    """Backward quantities the engine's equation of ``name`` uses directly that
+    the plain reading would expand (not the carried ``later(x)``, not sums)."""
+    R = reference(ctx, name)
+    R = R.xreplace({a: sp.Dummy() for a in R.atoms(ops.later)})
+    keep = keep_set(ctx, name, F)
+    return frozenset(s.name for s in R.free_symbols
+                     if s.name in ctx.backward_names and s.name not in keep and not ctx.is_sum(s.name))
+
+
+def _analyse_with(ctx, name: str, F: sp.Expr, extra_keep: frozenset) -> list[Finding]:
+    S = setup(ctx, name, F, extra_keep)
     grads = set(S.atoms)
     P = sp.Symbol("__P")
     try:
@@ -501,8 +559,12 @@ def _pair_maps(ctx, S, P, only_r, only_f) -> list[Finding]:
             out.append(map_finding(ctx, S, f["tmpl"], r["tmpl"], rcore))
         else:
             term = _show_map(S, r["tmpl"], rcore)
-            out.append(Finding("missing_map_term", f"the term `{term}` is missing", term=S.show(r["tmpl"]),
-                               expected=S.show(r["tmpl"].xreplace({P: rcore}))))
+            f = Finding("missing_map_term", f"the term `{term}` is missing", term=S.show(r["tmpl"]),
+                        expected=S.show(r["tmpl"].xreplace({P: rcore})))
+            grads = [S.show(a) for a in S.atoms if rcore.has(a)]
+            if len(grads) == 1:
+                _add_path_note(ctx, S.name, f, grads[0])
+            out.append(f)
     for i, f in enumerate(only_f):
         if i in used_f:
             continue
@@ -527,9 +589,18 @@ def tree_diff(a: sp.Expr, b: sp.Expr):
 
 
 def map_finding(ctx, S, ftmpl, rtmpl, core) -> Finding:
-    got, want = tree_diff(S.show(ftmpl), S.show(rtmpl))
+    # both maps applied to the same core: the differing part never shows the placeholder
+    P = sp.Symbol("__P")
+    got, want = tree_diff(S.show(ftmpl.xreplace({P: core})), S.show(rtmpl.xreplace({P: core})))
     label = ""
     note = ""
+    if got == ops.transpose(want) or want == ops.transpose(got):
+        label = "transposed"
+        note = f"; `{_py(got)}` is the transpose of `{_py(want)}`"
+        weight = want.args[0] if isinstance(want, ops.transpose) else got.args[0]
+        if isinstance(weight, sp.Symbol) and ctx.role(weight.name) == "param":
+            note += (f": a gradient flows back through `{weight.name}` by its transpose (`y = W @ x` gives "
+                     "`dx = W.T @ dy`; `y = x @ W.T` gives `dx = dy @ W`)")
     if isinstance(got, ops.take) and isinstance(want, ops.take) and got.args[0] == want.args[0]:
         if got.args[1] != want.args[1]:
             label = "slice_axis"
@@ -561,8 +632,11 @@ def core_findings(ctx, S: Setup, Fcore, Rcore, where, P) -> list[Finding]:
         if fu.has(*us) or ru.has(*us):
             return [Finding("not_linear", f"{prefix}the formula is not linear in `{_py(S.show(u))}`", term=S.show(u))]
         coeffs[u] = (fu, ru)
+    swapped = _part_for_whole(ctx, S, coeffs)
+    for u, v in swapped.items():
+        out.append(_part_for_whole_finding(ctx, S, u, v, coeffs[u][1], prefix))
     for u, (fu, ru) in coeffs.items():
-        if S.probe.same(fu, ru, {}):
+        if u in swapped or u in swapped.values() or S.probe.same(fu, ru, {}):
             continue
         label_u = _py(S.show(u))
         if S.probe.zero(fu):
@@ -575,6 +649,12 @@ def core_findings(ctx, S: Setup, Fcore, Rcore, where, P) -> list[Finding]:
                 text = f"{prefix}the {label_u} term is missing: it is `{_py(term)}`"
             f = Finding("missing_term", text, term=atom, expected=term, coef=ru)
             f.label = ctx.missing_term_label(atom)
+            if not f.label and where is None:
+                note = ctx.direct_path_note(S.name, atom)
+                if note:
+                    f.label, f.text, f.explained = "direct_path", f.text + "; " + note, True
+            if not f.label:
+                _add_path_note(ctx, S.name, f, atom)
             out.append(f)
         elif S.probe.zero(ru):
             out.append(Finding("extra_term", f"{prefix}the {label_u} term `{_py(S.show(factor_terms(fu * u)))}` does not belong in it",
@@ -588,6 +668,74 @@ def core_findings(ctx, S: Setup, Fcore, Rcore, where, P) -> list[Finding]:
     if not S.probe.same(f0, r0):
         out += _constant_findings(ctx, S, f0, r0, out, where is None, prefix)
     return out
+
+
+def _add_path_note(ctx, name, f: Finding, u) -> None:
+    note = ctx.path_note(name, u) if name else ""
+    if note:
+        f.label, f.text, f.explained = "missing_path", f.text + "; " + note, True
+
+
+def _part_for_whole(ctx, S, coeffs) -> dict:
+    """{u: v}: the formula has, with u's coefficient, a gradient v that is only a
+    part of u (``doutput`` where ``dh = doutput + later(dh_prev)`` belongs), or
+    a carried gradient with a part left out (``later(delta_c*f)`` where CIFG's
+    ``delta_c_next = later(dc_prev)`` belongs)."""
+    out = {}
+    for u, (fu, ru) in coeffs.items():
+        whole = S.show(u)
+        if not (isinstance(whole, sp.Symbol) and whole.name in ctx.backward_names) or not S.probe.zero(fu):
+            continue
+        for v, (fv, rv) in coeffs.items():
+            if v in out.values() or not S.probe.zero(rv) or S.probe.zero(fv):
+                continue
+            if _is_part(ctx, whole.name, S.show(v)) and S.probe.same(fv, ru):
+                out[u] = v
+                break
+    return out
+
+
+def _is_part(ctx, whole: str, part) -> bool:
+    ref = reference(ctx, whole)
+    if part in ref.free_symbols:
+        return True
+    carried = _carried_sum(ctx, ref)
+    return carried is not None and isinstance(part, ops.later) and _sub_sum(part.args[0], carried) is not None
+
+
+def _carried_sum(ctx, ref):
+    """``later(n)``'s right side when ``ref`` is ``later(n)``, else None."""
+    if isinstance(ref, ops.later) and isinstance(ref.args[0], sp.Symbol) and ref.args[0].name in ctx.backward_names:
+        return reference(ctx, ref.args[0].name)
+    return None
+
+
+def _sub_sum(part, whole):
+    """The terms of ``whole`` that ``part`` leaves out, when part is some of them."""
+    terms = list(sp.Add.make_args(whole))
+    mine = list(sp.Add.make_args(part))
+    if not all(t in terms for t in mine) or len(mine) >= len(terms):
+        return None
+    return sp.Add(*[t for t in terms if t not in mine])
+
+
+def _part_for_whole_finding(ctx, S, u, v, coef, prefix) -> Finding:
+    whole, part = S.show(u), S.show(v)
+    carried_rhs = _carried_sum(ctx, reference(ctx, whole.name))
+    if isinstance(part, ops.later) and carried_rhs is not None:
+        n = reference(ctx, whole.name).args[0]
+        rest = _sub_sum(part.args[0], carried_rhs)
+        return Finding("factor", f"{prefix}the gradient carried from step t+1 is `{_py(part)}`, where "
+                       f"`{whole.name} = later({n})` belongs: `{n} = {_py(carried_rhs)}`, so it lacks "
+                       f"`{_py(ops.later(rest))}`", label="summand", term=whole, got=part, expected=whole,
+                       explained=True)
+    eq = f"`{whole.name} = {_py(reference(ctx, whole.name))}`"
+    carried = reference(ctx, whole.name).atoms(ops.later)
+    why = (" also carries the gradient back from step t+1: the formula is backpropagation through this step only, "
+           "not through time") if carried else ""
+    return Finding("factor", f"{prefix}it uses `{part.name}` where `{whole.name}` belongs; {eq}{why}",
+                   label="no_chaining" if carried else "", term=whole, got=part, expected=whole,
+                   explained=bool(carried))
 
 
 def _merge(findings, nonzero, S, prefix) -> list[Finding]:
@@ -693,16 +841,72 @@ def _inside_sum(S, missing, extra, fu=None, ru=None):
     return left_r[0], ratio, m, x
 
 
+def _whole_factor_finding(ctx, S, u, missing, extra, subject, got_term, want_term) -> Finding | None:
+    """A factor that differs as a whole, read before the difference is split
+    into parts of a sum: a factor with its sign flipped (GRU's ``n - h_prev``
+    for ``h_prev - n``), or an activation derivative written wrong (``1 - h``
+    for tanh's ``1 - h**2``)."""
+    if not (missing and extra):
+        return None
+    mprod, xprod = _product(missing), _product(extra)
+    shown_m, shown_x = _py(S.show(mprod)), _py(S.show(xprod))
+    if S.probe.same(xprod, -mprod):
+        pred = f"has the wrong sign: `{shown_x}` is the negative of `{shown_m}`, which belongs there"
+        return Finding("factor", f"{subject} {pred}: it is `{_py(want_term)}`", label="sign", term=S.show(u),
+                       expected=want_term, got=got_term, missing=S.show(mprod), extra=S.show(xprod), explained=True,
+                       predicate=pred)
+    part = _summand_left_out(S, missing, extra)
+    if part is not None:
+        whole, left_out, sign = part
+        what = "lacks its part" if sign > 0 else "has an extra part"
+        return Finding("factor", f"{subject}: the factor `{_py(S.show(whole))}` {what} `{_py(S.show(left_out))}` "
+                       f"(written `{shown_x}`): it is `{_py(want_term)}`", label="summand", term=S.show(u),
+                       expected=want_term, got=got_term, missing=S.show(mprod), extra=S.show(xprod), explained=True)
+    for g, act in ctx.gate_acts.items():
+        deriv = derivative_of(g, act)
+        if not all(S.show(b) in factors(deriv)[1] for b in missing):
+            continue
+        shown = S.show(xprod)
+        reactivated = any(isinstance(a, tuple(_ACTS)) for a in sp.preorder_traversal(shown))
+        if {s.name for s in shown.free_symbols} == {g} and not reactivated:  # sigmoid(ft): activated_twice
+            pred = (f"has `{shown_x}` where `{shown_m}` belongs: the derivative of the {act} in `{g}` = {act}(…) is "
+                    f"`{_py(deriv)}`, written in the stored value `{g}`")
+            return Finding("factor", f"{subject} {pred}", label="wrong_derivative", term=S.show(u), expected=want_term,
+                           got=got_term, missing=S.show(mprod), extra=S.show(xprod), explained=True, predicate=pred)
+    return None
+
+
+def _summand_left_out(S, missing, extra):
+    """One factor written with a summand left out (``h_prev @ W_hn.T`` for
+    ``b_hn + h_prev @ W_hn.T``) or added: (the right factor, the summand, +1 if
+    left out, -1 if added), else None."""
+    if len(missing) != 1 or len(extra) != 1:
+        return None
+    (want, k_w), (got, k_g) = next(iter(missing.items())), next(iter(extra.items()))
+    if k_w != 1 or k_g != 1:
+        return None
+    for big, small, sign in ((want, got, 1), (got, want, -1)):
+        if not isinstance(big, sp.Add):
+            continue
+        rest = [a for a in big.args if a not in sp.Add.make_args(small)]
+        if rest and len(rest) < len(big.args) and S.probe.same(big - sp.Add(*rest), small):
+            return want, sp.Add(*rest), sign
+    return None
+
+
 def factor_finding(ctx, S, u, fu, ru, prefix, coeffs) -> Finding:
     label_u = _py(S.show(u))
     ratio, missing, extra = _factor_diff(S, fu, ru)
     subject = f"the {label_u} term"
+    got_term = S.show(factor_terms(fu * u))
+    want_term = S.show(factor_terms(ru * u))
+    whole = _whole_factor_finding(ctx, S, u, missing, extra, prefix + subject, got_term, want_term)
+    if whole is not None:
+        return whole
     part = _inside_sum(S, missing, extra, fu, ru) or _inside_sum(S, missing, extra)
     if part is not None:
         where_part, ratio, missing, extra = part
         subject = f"in the {label_u} term, the part `{_py(S.show(factor_terms(where_part * u)))}`"
-    got_term = S.show(factor_terms(fu * u))
-    want_term = S.show(factor_terms(ru * u))
     mprod, xprod = S.show(_product(missing)), S.show(_product(extra))
     if not missing and not extra:
         if ratio == -1:
@@ -773,7 +977,6 @@ def _constant_findings(ctx, S, F0, R0, findings, elementwise, prefix="") -> list
 def repairs(ctx, name: str, F: sp.Expr) -> list[tuple[str, str, sp.Expr]]:
     """(label, description, repaired formula) candidates, most specific first."""
     out = []
-    R = reference(ctx, name)
     body = F.function if isinstance(F, sp.Sum) else F
     wrap = (lambda e: sp.Sum(e, *F.limits)) if isinstance(F, sp.Sum) else (lambda e: e)
     params = [s for s in body.free_symbols if ctx.role(s.name) == "param" and len(ctx.shapes[s.name]) == 2]
@@ -836,6 +1039,12 @@ def mutations(ctx, name: str) -> list[tuple[str, str, sp.Expr]]:
         out.append((ctx.missing_term_label(u) or "missing_term", f"leaves out the {u.name} term", R.xreplace({u: 0})))
     for a in R.atoms(ops.later):
         out.append(("no_chaining", f"leaves out {_py(a)}, the term carried from step t+1", R.xreplace({a: 0})))
+    # a state's direct path (GRU's dh*z in dh_prev): an elementwise term in a gradient reaching the cell
+    if ctx.kind(name) == "state" and isinstance(R, sp.Add):
+        for term in R.args:
+            inputs = [s for s in term.free_symbols if s.name in ctx.derivation.cell_inputs]
+            if is_elementwise(term) and len(inputs) == 1 and ctx.direct_path_note(name, inputs[0]):
+                out.append(("direct_path", f"leaves out the direct term {_py(term)}", R - term))
     # activation derivatives
     acts = ctx.gate_acts
     for node in sp.preorder_traversal(R):
@@ -853,7 +1062,12 @@ def mutations(ctx, name: str) -> list[tuple[str, str, sp.Expr]]:
             twice = sp.Mul(*[f.xreplace({g: _ACT_FN[act](g)}) for f in dfac])
             out.append(("activated_twice", f"applies the derivative of {act} to {gate}, which is already activated",
                         R.xreplace({node: sp.Mul(*rest) * twice})))
-            sums = [a for a in rest if isinstance(a, sp.Add)]
+            if act == "tanh":  # tanh' written 1 - h: the square forgotten
+                out.append(("wrong_derivative", f"writes the derivative of tanh in {gate} as {_py(1 - g)}",
+                            R.xreplace({node: sp.Mul(*rest) * (1 - g)})))
+            # a parenthesis left out is a derivative on one of the summed *gradient* terms
+            # (coursera's dc_next*... + da_next*...), not on a part of a forward value (GRU's 1 - z)
+            sums = [a for a in rest if isinstance(a, sp.Add) and _has_gradient(a, ctx)]
             for s in sums:
                 others = [a for a in rest if a is not s]
                 for k, term in enumerate(s.args):
@@ -870,6 +1084,11 @@ def mutations(ctx, name: str) -> list[tuple[str, str, sp.Expr]]:
 
 
 _ACT_FN = {"sigmoid": ops.sigmoid, "tanh": sp.tanh}
+
+
+def _has_gradient(e: sp.Expr, ctx) -> bool:
+    inputs = set(ctx.derivation.cell_inputs)
+    return bool(e.atoms(ops.later)) or any(s.name in inputs for s in e.free_symbols)
 
 
 def prune_zeros(e: sp.Expr) -> sp.Expr:

@@ -1,12 +1,13 @@
 """Check a user's backward function against the derivation.
 
-Contract. ``check(preset, fn, loss=None, returns=None)`` calls ``fn`` (the
-user's own code: running it is the point, so only check code you trust) with
-its parameters filled BY NAME from random consistent states of the preset, and
-compares what it returns with the engine, output by output. It returns a
-:class:`FunctionReport` (``ok``, one :class:`OutputCheck` per output with its
-relative error, a message; ``status`` 0 right, 1 wrong). A parameter that no
-name of the notation fills raises :class:`~derive.errors.DeriveError`.
+Contract. ``check(preset, fn, loss=None, returns=None, sequence=None)`` calls
+``fn`` (the user's own code: running it is the point, so only check code you
+trust) with its parameters filled BY NAME from random consistent states of
+the preset, and compares what it returns with the engine, output by output.
+It returns a :class:`FunctionReport` (``ok``, one :class:`OutputCheck` per
+output with its relative error, a message; ``status`` 0 right, 1 wrong). A
+parameter that no name of the notation fills raises
+:class:`~derive.errors.DeriveError`.
 
 How parameters are filled (tangent-style, by name):
 
@@ -28,13 +29,22 @@ of the same shape it equals; a lone array likewise; ``None`` (a method that
 stores its results) by the output attributes of ``self``. A cell function
 (one step) is called at three states, none the last step (where the carried
 gradients are zero); its parameter gradients are one step's contributions. A
-whole-sequence function (Coursera's ``lstm_backward(da, caches)``) is called
-on one sequence of four steps and its outputs compared with the totals.
+whole-sequence function is called on one sequence of four steps and its
+outputs compared with the totals. It is recognised by a notation's own
+signature (Coursera's ``lstm_backward(da, caches)`` and
+``rnn_backward(da, caches)``), or asked for with ``sequence=True`` for any
+cell: then every per-step name (inputs, forward values, the given gradient)
+is passed stacked over time (the last axis when the batch is in columns,
+else the first, as PyTorch's ``(T, N, H)``), a previous state (``h_prev``,
+``h0``, ``h_0``) as the initial state, and a returned input gradient is
+compared stacked over time, a state gradient (``dh_prev``, ``dh0``) with the
+initial state's.
 
 A wrong output is matched against the engine's formula with each classic
 mistake made (:func:`derive.diagnose.mutations`) and, for a sequence function,
-against a backward pass that does not chain ``da_prev``/``dc_prev`` between
-steps or keeps only one step's parameter gradient; the match is reported.
+against backward passes that do not chain a carried gradient between steps,
+keep only one step's parameter gradient, or make one classic mistake in one
+per-step quantity; the match is reported.
 """
 
 from __future__ import annotations
@@ -56,8 +66,33 @@ from .errors import DeriveError
 
 TOL = 1e-7  # a user's float64 code may sum in another order
 
-# Containers and whole-sequence signatures of each notation's own code.
+# Containers and whole-sequence signatures of each notation's own code. Any
+# other cell (a preset without an entry, a user's spec) is checked by the
+# generic conventions of `_sequence_conventions`: names filled by name,
+# per-step values stacked over time.
 CONVENTIONS: dict[str, dict] = {
+    "coursera_rnn": {
+        "containers": {
+            "cache": ("tuple", ("a_next", "a_prev", "xt", "parameters")),
+            "parameters": ("dict", ("Waa", "Wax", "Wya", "ba", "by")),
+        },
+        # rnn_backward(da, caches) -> {dx, da0, dWax, dWaa, dba}
+        "sequence": {
+            "trigger": ("caches",),
+            "loss": "upstream",
+            "time_axis": -1,
+            "inputs": {
+                "da": ("stack", "da"),
+                "caches": ("pair", ("list", "cache"), ("stack", "xt")),
+                "x": ("stack", "xt"),
+                "a0": ("initial", "a_prev"),
+            },
+            "outputs": {
+                "dx": ("stack", "dxt"),
+                "da0": ("initial", "da_prev"),
+            },
+        },
+    },
     "coursera": {
         "containers": {
             "cache": ("tuple", ("a_next", "c_next", "a_prev", "c_prev", "ft", "it", "cct", "ot", "xt", "parameters")),
@@ -198,8 +233,10 @@ def _value(ctx, env, name, dims):
     raise KeyError(name)
 
 
-def _fill(ctx, fn, env, dims, conv, extra: dict | None = None) -> tuple[list, dict, Any]:
-    """(positional args, keyword args, the `self` namespace or None)."""
+def _fill(ctx, fn, env, dims, conv, extra: dict | None = None, per_step: frozenset = frozenset()) -> tuple[list, dict, Any]:
+    """(positional args, keyword args, the `self` namespace or None).
+    ``per_step``: names that have one value per step, which a whole-sequence
+    function can only receive through ``extra`` (stacked over time)."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -217,6 +254,10 @@ def _fill(ctx, fn, env, dims, conv, extra: dict | None = None) -> tuple[list, di
         elif pname in conv.get("containers", {}):
             value = _container(ctx, env, dims, conv, pname)
         else:
+            if _target(ctx, pname) in per_step:
+                raise DeriveError(f"cannot fill the parameter `{pname}` of a whole-sequence function: it has one value "
+                                  "per step, and only the inputs, forward values and given gradients are passed "
+                                  "stacked over time")
             try:
                 value = _value(ctx, env, pname, dims)
             except KeyError:
@@ -236,6 +277,11 @@ def _fill(ctx, fn, env, dims, conv, extra: dict | None = None) -> tuple[list, di
 
 
 _MISSING = object()
+
+
+def _target(ctx, name: str) -> str:
+    """A name or Python alias of the notation -> the notation's own name."""
+    return ctx.cell.aliases.get(name, name)
 
 
 def _container(ctx, env, dims, conv, name):
@@ -310,7 +356,10 @@ def _from_namespace(ctx, me) -> dict:
 # checking
 
 
-def check(preset, fn: Callable, *, loss: str | None = None, returns=None) -> FunctionReport:
+def check(preset, fn: Callable, *, loss: str | None = None, returns=None, sequence: bool | None = None) -> FunctionReport:
+    """``sequence``: True for a function that runs backward through a whole
+    sequence, False for one step; None decides by the notation's conventions
+    (Coursera's ``caches`` parameter means a whole sequence)."""
     from .verify import context, load_context
 
     ctx = load_context(preset, loss)
@@ -320,13 +369,18 @@ def check(preset, fn: Callable, *, loss: str | None = None, returns=None) -> Fun
         params = set(inspect.signature(fn).parameters)
     except (TypeError, ValueError):
         raise DeriveError("cannot read the function's parameters") from None
-    seq = conv.get("sequence")
-    if seq is not None and params & set(seq["trigger"]):
+    own = conv.get("sequence")
+    if sequence is None:
+        sequence = own is not None and bool(params & set(own["trigger"]))
+    if sequence:
         from .dcache import load
 
-        up = context(load(preset, seq.get("loss")))
+        seq_loss = (own or {}).get("loss", loss)
+        if own is None and ctx.cell.loss.kind != "upstream":
+            seq_loss = "upstream"  # a whole-sequence backward takes the gradient arriving at each output
+        up = context(load(preset, seq_loss))
         up.full_cell = ctx.cell
-        return _check_sequence(up, fn, fname, seq, conv, returns)
+        return _check_sequence(up, fn, fname, _sequence_conventions(up, own), conv, returns)
     return _check_cell(ctx, fn, fname, conv, returns)
 
 
@@ -484,7 +538,53 @@ def _finish(report: FunctionReport, ctx) -> FunctionReport:
 
 
 # ---------------------------------------------------------------------------
-# whole sequences (Coursera's lstm_backward(da, caches))
+# whole sequences (Coursera's lstm_backward(da, caches), rnn_backward(da, caches),
+# or any cell's function that takes stacked inputs)
+
+
+def _sequence_conventions(ctx, own: dict | None) -> dict:
+    """How a whole-sequence function is called and read, for any cell: every
+    per-step name of the notation (inputs, targets, forward values, the given
+    gradient) is passed stacked over time; a previous state (``h_prev``, its
+    aliases, ``h0``/``h_0``) is passed as the initial state. Of what it returns,
+    a parameter gradient is compared with the sum over steps, an input gradient
+    (``dx``) stacked over time, a state gradient (``dh_prev``, ``dh0``) with the
+    gradient of the initial state. Time is the last axis when the batch is in
+    columns (Coursera: ``(n_x, m, T_x)``), else the first (PyTorch: ``(T, N, H)``).
+    A notation's own conventions (``own``) take precedence."""
+    cell, d = ctx.cell, ctx.derivation
+    inputs: dict[str, tuple] = {}
+    outputs: dict[str, tuple] = {}
+    # never a backward quantity (`dh` is declared as a gradient too): that would hand over the answer
+    steps = [n for n, s in cell.symbols.items()
+             if s.role in ("input", "target") or (s.role == "grad" and n not in ctx.backward_names)]
+    steps += [str(eq.lhs) for eq in d.forward]
+    if cell.loss.kind == "upstream":
+        steps.append(cell.loss.external)
+    for name in steps:
+        inputs[name] = ("stack", name)
+    for link in cell.links:
+        for key in (link.prev, f"{link.out}0", f"{link.out}_0"):
+            inputs.setdefault(key, ("initial", link.prev))
+        g = d.gradient_name(link.prev)
+        for key in (g, f"d{link.out}0", f"d{link.out}_0"):
+            outputs.setdefault(key, ("initial", g))
+    for x in cell.names("input"):
+        outputs[d.gradient_name(x)] = ("stack", d.gradient_name(x))
+    prevs = {link.prev for link in cell.links}
+    for alias, target in cell.aliases.items():
+        if not alias.isidentifier():
+            continue  # `self.state.o`: a cell function's attribute, not a parameter
+        if target in inputs:
+            inputs.setdefault(alias, inputs[target])
+        if target in prevs:  # elman's h_0 -> h_prev: dh_0 is the initial state's gradient
+            outputs.setdefault(f"d{alias}", ("initial", d.gradient_name(target)))
+    axis = -1 if cell.layout == "columns" else 0
+    conv = {"trigger": (), "time_axis": axis, "zero_initial": (), "inputs": inputs, "outputs": outputs}
+    if own:
+        conv = {**conv, **{k: v for k, v in own.items() if k not in ("inputs", "outputs")},
+                "inputs": {**inputs, **own.get("inputs", {})}, "outputs": {**outputs, **own.get("outputs", {})}}
+    return conv
 
 
 def _check_sequence(ctx, fn, fname, seq_conv, conv, returns) -> FunctionReport:
@@ -497,7 +597,7 @@ def _check_sequence(ctx, fn, fname, seq_conv, conv, returns) -> FunctionReport:
     for name in seq_conv.get("zero_initial", ()):
         seq.initial[name] = np.zeros_like(seq.initial[name])
     fwd = ev.forward(d, seq)
-    steps, _ = backward_steps(d, seq, fwd)
+    steps, _ = backward_steps(d, seq, fwd, shapes=ctx.shapes)
     envs = [{**f, **b} for f, b in zip(fwd, steps)]
     axis = seq_conv.get("time_axis", -1)
     tot = totals(d, seq, steps)
@@ -520,22 +620,24 @@ def _check_sequence(ctx, fn, fname, seq_conv, conv, returns) -> FunctionReport:
             return (build(spec[1]), build(spec[2]))
         raise ValueError(kind)
 
-    extra = {k: build(v) for k, v in seq_conv["inputs"].items()}
-    args, kwargs, _ = _fill(ctx, fn, envs[0], dims, conv, extra)
+    wanted = _parameter_names(fn)
+    extra = {k: build(v) for k, v in seq_conv["inputs"].items() if k in wanted}
+    per_step = frozenset(envs[0]) - set(ctx.cell.names("param")) - set(ctx.cell.dims)
+    args, kwargs, _ = _fill(ctx, fn, envs[0], dims, conv, extra, per_step=per_step)
     report = FunctionReport(False, ctx.cell.name, fname, "sequence")
     result, error = _call(fn, args, kwargs)
     if error is not None:
         report.error = error
         report.message = f"wrong: {fname} raised {error}"
         return report
+    outputs = seq_conv["outputs"]
     if not isinstance(result, dict):
         if returns and isinstance(result, (tuple, list)):
             result = dict(zip(returns, result))
         else:
-            report.message = f"wrong: {fname} should return a dict of gradients (dx, da0, dWf, ...)"
+            example = ", ".join(list(outputs)[:2] + [ctx.derivation.gradient_name(p) for p in ctx.cell.names("param")][:2])
+            report.message = f"wrong: {fname} should return a dict of gradients ({example}, ...), or pass returns="
             return report
-
-    outputs = seq_conv["outputs"]
 
     def expected(key, tot_):
         spec = outputs.get(key)
@@ -549,34 +651,117 @@ def _check_sequence(ctx, fn, fname, seq_conv, conv, returns) -> FunctionReport:
             return name, tot_[name]
         return None, None
 
-    # the same sequence without the carried terms
-    variants = []
-    for label, carry, desc in _carry_variants(ctx):
-        vsteps, _ = backward_steps(d, seq, fwd, carry=carry)
-        variants.append((desc, totals(d, seq, vsteps)))
+    explain = _SequenceExplainer(ctx, seq, fwd, steps, expected)
     for key, value in result.items():
         name, want = expected(str(key), tot)
         if name is None:
             continue
         check = _compare_plain(name, str(key), value, want)
         if not check.ok and check.rel_error is not None:
-            for desc, vt in variants:
-                _, alt = expected(str(key), vt)
-                if alt is not None and _rel([value], [alt]) <= TOL:
-                    check.message += f": it matches a backward pass that {desc}"
-                    check.label = "no_chaining"
-                    check.cause = f"matches a backward pass that {desc}"
-                    break
-            else:
-                if ctx.is_sum(name):
-                    for t in (0, len(steps) - 1):
-                        if _rel([value], [steps[t][name]]) <= TOL:
-                            check.message += (f": it holds only step {t + 1}'s contribution; a parameter gradient "
-                                              f"is the sum over all steps (accumulate: {key} += ...)")
-                            check.label = "per_step"
-                            break
+            explain(check, value)
         report.outputs.append(check)
+    if not report.outputs:
+        report.message = (f"wrong: {fname} returned nothing the {ctx.cell.name} notation names "
+                          f"(known: {', '.join(sorted(outputs))} and the parameter gradients)")
+        return report
     return _finish(report, ctx)
+
+
+def _parameter_names(fn) -> set[str]:
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+class _SequenceExplainer:
+    """Names the mistake behind a wrong output of a whole-sequence function by
+    running the same sequence through backward passes that each make one
+    mistake, cheapest first: a carried gradient not carried between steps;
+    one step's parameter gradient instead of the sum; one classic mistake
+    (:func:`derive.diagnose.mutations`) in one per-step quantity of the cell."""
+
+    def __init__(self, ctx, seq, fwd, steps, expected):
+        self.ctx, self.seq, self.fwd, self.steps, self.expected = ctx, seq, fwd, steps, expected
+        self._carry = None
+        self._mutants = None
+
+    def __call__(self, check: OutputCheck, value) -> None:
+        for desc, alt in self.carry_variants():
+            if self.matches(check, value, alt):
+                self.mark(check, f"matches a backward pass that {desc}", "no_chaining")
+                return
+        if self.ctx.is_sum(check.name):
+            for t in (0, len(self.steps) - 1):
+                if _rel([value], [self.steps[t][check.name]]) <= TOL:
+                    check.message += (f": it holds only step {t + 1}'s contribution; a parameter gradient is the sum "
+                                      f"over all steps (accumulate: {check.key} += ...)")
+                    check.label = "per_step"
+                    check.cause = "holds only one step's contribution"
+                    return
+        for label, desc, alt in self.mutants():
+            if self.matches(check, value, alt):
+                self.mark(check, f"matches a backward pass in which {desc}", label)
+                return
+
+    def matches(self, check, value, alt_totals) -> bool:
+        _, alt = self.expected(check.key, alt_totals)
+        return alt is not None and _rel([value], [alt]) <= TOL
+
+    @staticmethod
+    def mark(check, cause, label) -> None:
+        check.message += ": it " + cause
+        check.label = label
+        check.cause = cause
+
+    def run(self, derivation, carry=None):
+        from .judge import backward_steps, totals
+
+        steps, _ = backward_steps(derivation, self.seq, self.fwd, carry=carry, shapes=self.ctx.shapes)
+        return totals(self.ctx.derivation, self.seq, steps)
+
+    def carry_variants(self):
+        if self._carry is None:
+            self._carry = [(desc, self.run(self.ctx.derivation, carry)) for _label, carry, desc in _carry_variants(self.ctx)]
+        return self._carry
+
+    def mutants(self):
+        """Lazily, on the first output the cheaper variants do not explain."""
+        if self._mutants is None:
+            self._mutants = []
+            for label, desc, derivation in _mutated_derivations(self.ctx):
+                try:
+                    self._mutants.append((label, desc, self.run(derivation)))
+                except Exception:  # a mutation the evaluator cannot run explains nothing
+                    continue
+        return self._mutants
+
+
+def _mutated_derivations(ctx):
+    """(label, description, derivation with one classic mistake made in one
+    per-step quantity of the cell)."""
+    from . import diagnose as dg
+
+    d = ctx.derivation
+    for name in d.names():
+        if ctx.kind(name) != "cell" or d.kind(name) == "book":
+            continue
+        for label, desc, expr in dg.mutations(ctx, name):
+            if label == "sign":
+                continue
+            yield label, f"{name} {desc}", _WithEquation(d, name, expr)
+
+
+class _WithEquation:
+    """A derivation with the backward equation of one quantity replaced."""
+
+    def __init__(self, derivation, name: str, rhs):
+        self._derivation = derivation
+        self.backward = [types.SimpleNamespace(lhs=eq.lhs, rhs=rhs) if str(eq.lhs) == name else eq
+                         for eq in derivation.backward]
+
+    def __getattr__(self, attr):
+        return getattr(self._derivation, attr)
 
 
 def _carry_variants(ctx):

@@ -384,7 +384,26 @@ _TIME_MARKERS = [
     keys(tokens_of("(t)")),
     keys(tokens_of("t")),
 ]
+# a name at step t+1 (Greff et al.'s delta c^{t+1}): the value the next step computes, later(x)
+_NEXT_MARKERS = [keys(tokens_of(r"\langle t+1 \rangle")), keys(tokens_of("(t+1)")), keys(tokens_of("t+1"))]
+_STEP_MARKERS = _TIME_MARKERS + _NEXT_MARKERS + [keys(tokens_of("t-1")), keys(tokens_of("(t-1)"))]
 _FUNCTION_TARGETS = {"tanh": sp.tanh, "sigmoid": ops.sigmoid, "exp": sp.exp, "log": sp.log}
+
+
+def _marker_in_last_group(k: tuple) -> tuple | None:
+    """Keys of a name whose last group ends in a time marker (``z_{\tilde{h}_t}``),
+    with that marker dropped (``z_{\tilde{h}}``); else None."""
+    if len(k) < 2 or k[-1][0] != "g":
+        return None
+    inner = k[-1][1]
+    for marker in _TIME_MARKERS:
+        tail = marker if len(marker) == 1 else (("g", marker),)
+        for sep in (("chr", "_"), ("chr", "^")):
+            n = len(tail) + 1
+            if len(inner) > n and inner[-n:] == (sep,) + tail:
+                rest = inner[:-n]
+                return k[:-1] + (rest if len(rest) == 1 else (("g", rest),))
+    return None
 
 
 def python_as_tex(name: str) -> str:
@@ -463,6 +482,9 @@ class LatexReader:
                     stripped.setdefault(name.keys[:-2], set()).add(name.target)
                 elif len(name.keys) > 3 and name.keys[-3:] == keys(tokens_of("(t)")) and marker is _TIME_MARKERS[1]:
                     stripped.setdefault(name.keys[:-3], set()).add(name.target)
+            inner = _marker_in_last_group(name.keys)
+            if inner is not None:  # dz_{\tilde{h}_t} -> dz_{\tilde{h}}
+                stripped.setdefault(inner, set()).add(name.target)
         for k, targets in stripped.items():
             if len(targets) == 1 and k not in seen:
                 self._add(seen, Name(k, next(iter(targets)), 3, ""))
@@ -599,7 +621,34 @@ def prepare(text: str) -> list[Tok]:
             raise LatexError("one equation at a time (found a line break `\\\\`)", text, t.start)
     if not toks:
         raise LatexError("the formula is empty")
-    return toks
+    return _split_time_transpose(toks)
+
+
+def _split_time_transpose(toks: list[Tok]) -> list[Tok]:
+    """``x^{\\langle t \\rangle T}`` (Coursera's spelling of a transposed
+    value at step t) -> ``x^{\\langle t \\rangle}^T``, so that the name with
+    its time marker is found and the transpose applied after it."""
+    out: list[Tok] = []
+    for i, t in enumerate(toks):
+        if t.kind == "grp":
+            t = Tok("grp", tuple(_split_time_transpose(list(t.value))), t.start, t.end)
+        prev = out[-1] if out else None
+        if (t.kind == "grp" and prev is not None and prev.key == ("chr", "^") and len(t.value) > 1
+                and t.value[-1].key in _TRANSPOSE and _is_time_marker(t.value[:-1])):
+            inner = t.value[:-1]
+            marker = inner[0] if len(inner) == 1 else Tok("grp", tuple(inner), t.start, t.value[-1].start)
+            last = t.value[-1]
+            out += [marker, Tok("chr", "^", last.start, last.start), last]
+            continue
+        out.append(t)
+    return out
+
+
+def _is_time_marker(toks) -> bool:
+    k = keys(toks)
+    if k and k[0] == ("cmd", "\\langle") and k[-1] == ("cmd", "\\rangle"):
+        return True
+    return k in _STEP_MARKERS
 
 
 # ---------------------------------------------------------------------------
@@ -764,6 +813,9 @@ class _Parser:
                     continue
                 if was_name and (k in _TIME_MARKERS or k == (("g", _TIME_MARKERS[0]),)):
                     continue
+                if was_name and k in _NEXT_MARKERS:
+                    value = ops.later(value)
+                    continue
                 value = value ** self.exponent(arg, start)
                 continue
             if self.at("chr", "_"):
@@ -771,6 +823,9 @@ class _Parser:
                 arg = self.arg_tokens("_")
                 k = keys(arg)
                 if was_name and k in _TIME_MARKERS:
+                    continue
+                if was_name and k in _NEXT_MARKERS:
+                    value = ops.later(value)
                     continue
                 if arg and arg[0].kind == "chr" and arg[0].value == "[":
                     value = self.rows_slice(value, arg, start)

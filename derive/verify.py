@@ -26,7 +26,9 @@ How it judges.
   The tolerance is a relative error of 1e-9.
 - A parameter gradient is a sum over steps: a formula without ``sum_t`` is
   compared with one step's contribution (the formula a learner writes for
-  ``dWf``), one written ``sum_t(...)`` with the total.
+  ``dWf``), one written ``sum_t(...)`` with the total. With ``total=True``
+  (``--total``) the formula claims to be the whole sequence's gradient, and
+  one step's contribution is wrong (label ``per_step``).
 - An elementwise formula that is right is also proven symbolically (SymPy,
   after expanding both sides to forward values and the gradients reaching
   the cell).
@@ -34,7 +36,13 @@ How it judges.
   gradient it is linear in, each term compared with the engine's; or
   recognised as the right formula of another quantity of the same cell; or,
   for a shape mismatch, repaired (weights without their block of columns,
-  slices along the wrong axis, a transposed result).
+  slices along the wrong axis, a transposed result). When no finding names a
+  classic mistake, the formula's numbers are matched against the engine's
+  formula with each classic mistake made.
+- Nothing assumes an LSTM: the gradients reaching the cell, the recurrent
+  links, the activations (``v = sigmoid(...)``/``tanh(...)``) and the paths
+  through the forward equations are read from the derivation, so a preset and
+  a user's spec file are judged alike.
 
 ``check_function(preset, fn)`` calls a user's backward function on a
 consistent random state, filling its parameters by name (see
@@ -42,8 +50,10 @@ consistent random state, filling its parameters by name (see
 
 The command line (registered through ``derive.cli.PLUGINS``)::
 
-    lstm-derive verify PRESET [QUANTITY] FORMULA [--latex] [--json] [--file F]
-    lstm-derive check PRESET path/to/file.py:NAME [--json] [--returns a,b]
+    lstm-derive verify PRESET [QUANTITY] FORMULA [--latex] [--json] [--file F] [--total]
+    lstm-derive verify --spec FILE.toml [QUANTITY] FORMULA ...
+    lstm-derive check PRESET path/to/file.py:NAME [--json] [--returns a,b] [--sequence]
+    lstm-derive check --spec FILE.toml path/to/file.py:NAME ...
 
 exit status 0 = right, 1 = wrong, 2 = the input could not be read. Derivations
 come from the disk cache of :mod:`derive.dcache`; only the asked preset is
@@ -277,6 +287,48 @@ class Context:
             if link.grad == name and link.out != self.cell.loss.on:
                 return "carried_state"
         return ""
+
+    def direct_path_note(self, name: str, u) -> str:
+        """For a state gradient missing the term in ``u``: when u is the gradient
+        of the state this one is the previous value of, and the cell uses the
+        previous value elementwise (GRU's ``h = (1 - z) * n + z * h_prev``), the
+        sentence that says so; else ''."""
+        if not isinstance(u, sp.Symbol) or self.kind(name) != "state":
+            return ""
+        d = self.derivation
+        for link in self.cell.links:
+            if d.gradient_name(link.prev) != name:
+                continue
+            try:
+                of_out = d.gradient_name(link.out)
+            except KeyError:
+                of_out = link.grad
+            if u.name not in (link.grad, of_out):
+                continue
+            for eq in d.forward:
+                if eq.lhs.name == link.out and eq.rhs.has(sp.Symbol(link.prev)):
+                    return (f"`{link.out}` uses `{link.prev}` directly, elementwise (`{link.out} = "
+                            f"{_dg()._py(eq.rhs)}`), not only through the weights")
+            return f"`{link.prev}` reaches `{link.out}` directly, not only through the weights"
+        return ""
+
+    def path_note(self, name: str, u) -> str:
+        """For ``name`` missing the term in the adjoint ``u``: the forward
+        equation that uses ``name``'s value and sends ``u`` back into it (CIFG's
+        ``i = 1 - f`` for ``delta_i`` in ``delta_f``); else ''."""
+        if not isinstance(u, sp.Symbol):
+            return ""
+        of = {step.name: step.of for step in self.derivation.steps}
+        if u.name not in of or self.resolve_book(name) not in of:
+            return ""
+        forward = {eq.lhs.name: eq.rhs for eq in self.derivation.forward}
+        user, used = of[u.name], of[self.resolve_book(name)]
+        if user not in forward and user.startswith("z_"):
+            user = user[2:]  # the gradient at the pre-activation of `user`
+        rhs = forward.get(user)
+        if rhs is None or not rhs.has(sp.Symbol(used)):
+            return ""
+        return f"`{user} = {_dg()._py(rhs)}` uses `{used}`: through that use `{u.name}` flows back into `{name}`"
 
     def factor_label(self, S, u, missing, extra, coeffs) -> tuple[str, str]:
         """The classic mistake behind a factor difference, and a sentence."""
@@ -553,8 +605,10 @@ def split_equation(text: str) -> tuple[str | None, str, bool]:
 
 
 def verify(preset, quantity: str | None = None, formula: str | None = None, syntax: str = "python", *,
-           loss: str | None = None) -> Verdict:
-    """Is ``formula`` the derivation's ``quantity``? See the module docstring."""
+           loss: str | None = None, total: bool = False) -> Verdict:
+    """Is ``formula`` the derivation's ``quantity``? See the module docstring.
+    ``total=True``: the formula claims to be a parameter gradient of the whole
+    sequence, so one step's contribution without ``sum_t`` is wrong."""
     if formula is None:
         quantity, formula = None, quantity
     if formula is None:
@@ -568,7 +622,7 @@ def verify(preset, quantity: str | None = None, formula: str | None = None, synt
         name = ctx.quantity(quantity, _lhs_only(ctx, formula, syntax), syntax)
         return _shape_verdict(ctx, name, None, formula, syntax, exc)
     name = ctx.quantity(quantity, lhs, syntax)
-    return judge(ctx, name, rhs, formula, syntax)
+    return judge(ctx, name, rhs, formula, syntax, claim_total=total)
 
 
 def _lhs_only(ctx, formula, syntax):
@@ -584,7 +638,7 @@ def _lhs_only(ctx, formula, syntax):
         return None
 
 
-def judge(ctx: Context, name: str, F: sp.Expr, formula: str, syntax: str) -> Verdict:
+def judge(ctx: Context, name: str, F: sp.Expr, formula: str, syntax: str, claim_total: bool = False) -> Verdict:
     d = ctx.derivation
     name_eff = ctx.resolve_book(name)
     if sp.Symbol(name) in F.xreplace({a: sp.Dummy() for a in F.atoms(ops.later)}).free_symbols:
@@ -599,6 +653,8 @@ def judge(ctx: Context, name: str, F: sp.Expr, formula: str, syntax: str) -> Ver
         raise ExprError("`sum_t(...)` must enclose the whole formula")
     if total and not is_param:
         raise ExprError(f"`{name}` is not a sum over steps; only a parameter gradient is written with `sum_t(...)`")
+    if claim_total and not is_param:
+        raise DeriveError(f"`{name}` is not a parameter gradient: only those are sums over the whole sequence")
     verdict = Verdict(False, ctx.cell.name, name, formula, syntax, None, "")
     verdict.expected = f"{name} = {_dg()._py(ctx.rhs(name))}"
     try:
@@ -623,6 +679,9 @@ def judge(ctx: Context, name: str, F: sp.Expr, formula: str, syntax: str) -> Ver
         exc = FormulaShapeError(
             f"the formula gives an array of shape {fmt_shape(got_shape)}, but `{name}` has shape {fmt_shape(want)}", "", None)
         return _shape_verdict(ctx, name, F, formula, syntax, exc, verdict)
+
+    if claim_total and not total:
+        return _one_step_as_total(ctx, verdict, name_eff, F)
 
     # numbers
     bench = ctx.bench
@@ -658,10 +717,62 @@ def judge(ctx: Context, name: str, F: sp.Expr, formula: str, syntax: str) -> Ver
             verdict.diagnosis += _analyse(ctx, name_eff, F)
             if other is not None and not verdict.diagnosis:
                 verdict.diagnosis.append(other)
+        if not any(f.label for f in verdict.diagnosis):
+            mistake = _classic_mistake(ctx, name_eff, got, total)
+            if mistake is not None:
+                verdict.diagnosis.append(mistake)
     verdict.notes += _notes_wrong(ctx, name_eff, F, total, verdict.diagnosis)
     _highlight(ctx, verdict, F)
     verdict.message = _message(verdict)
     return verdict
+
+
+def _one_step_as_total(ctx, verdict: Verdict, name: str, F) -> Verdict:
+    """A formula without ``sum_t`` given as a whole-sequence parameter gradient
+    (the mistake of seed 003's question): wrong, and said to be one step's
+    contribution when it is that."""
+    bench, judge_ = ctx.bench, _judge()
+    import numpy as np
+
+    with np.errstate(all="ignore"):
+        per_step = bench.values(F)
+    totals = [tot for run, tot in zip(bench.runs, bench.reference(name, total=True)) for _ in run.envs]
+    verdict.max_rel_error = judge_.relative_error(per_step, totals)
+    verdict.samples = len(per_step)
+    step_right = judge_.relative_error(per_step, bench.reference(name)) <= TOL
+    param = _param_of(ctx, name)
+    summed = f"`{name} = sum_t({_dg()._py(F)})`"
+    if step_right:
+        text = (f"this is one step's contribution, not the whole sequence's gradient: {param} is used at every step, "
+                f"so `{name}` is the sum of this over t = 1..T, {summed} (as one step's contribution it is right)")
+    else:
+        verdict.diagnosis += _analyse(ctx, name, F)
+        text = (f"it is not summed over the steps either: `{name}` of the whole sequence is `sum_t(...)` of one "
+                "step's contribution")
+    verdict.diagnosis.append(_dg().Finding("per_step", text, label="per_step", explained=step_right))
+    _highlight(ctx, verdict, F)
+    verdict.message = _message(verdict)
+    return verdict
+
+
+def _classic_mistake(ctx, name, got, total):
+    """When the term-by-term comparison named no classic mistake: is the
+    formula, in numbers, the engine's with exactly one classic mistake made
+    (:func:`derive.diagnose.mutations`)? A formula written out in full, where
+    one change shows up in many places, is recognised this way."""
+    try:
+        candidates = _dg().mutations(ctx, name)
+    except Exception:
+        return None
+    for label, desc, expr in candidates:
+        try:
+            want = ctx.bench.values(sp.Sum(expr, (_t, 1, _T)) if total else expr)
+        except Exception:
+            continue
+        if _judge().relative_error(got, want) <= TOL:
+            return _dg().Finding("mistake", f"it is `{name}` with one classic mistake made: it {desc}",
+                                 label=label if label in _dg().LABELS else "")
+    return None
 
 
 def _analyse(ctx, name, F) -> list:
@@ -694,7 +805,41 @@ def _tidy(ctx, F: sp.Expr) -> sp.Expr:
             F = F.xreplace({eq.rhs: eq.lhs})
     books = {s: sp.Symbol(ctx.resolve_book(s.name)) for s in F.free_symbols
              if s.name in ctx.backward_names and ctx.derivation.kind(s.name) == "book"}
-    return F.xreplace(books) if books else F
+    F = F.xreplace(books) if books else F
+    return _gather_later(ctx, F) if F.has(ops.later) else F
+
+
+def _gather_later(ctx, F: sp.Expr) -> sp.Expr:
+    """Values at step t+1 written one by one (Greff et al.'s ``delta c^{t+1} *
+    f^{t+1} + delta fbar^{t+1} * p_f``) become one ``later(...)``, and
+    ``later(rhs)`` of a backward equation ``later(name)``: the form the
+    engine's own equations carry from step t+1."""
+    def time_invariant(e) -> bool:
+        return all(ctx.role(s.name) == "param" or s.name in ctx.cell.dims for s in e.free_symbols)
+
+    def gather(e):
+        if not e.args or isinstance(e, ops.later):
+            return e
+        e = e.func(*[gather(a) for a in e.args])
+        if isinstance(e, sp.Mul) and e.has(ops.later):
+            inside = [a.args[0] if isinstance(a, ops.later) else a for a in e.args]
+            if all(isinstance(a, ops.later) or time_invariant(a) for a in e.args):
+                return ops.later(sp.Mul(*inside))
+        if isinstance(e, sp.Add):
+            carried = [a for a in e.args if isinstance(a, ops.later)]
+            if len(carried) > 1:
+                rest = [a for a in e.args if not isinstance(a, ops.later)]
+                return sp.Add(*rest, ops.later(sp.Add(*[a.args[0] for a in carried])))
+        return e
+
+    F = gather(F)
+    named = {}
+    for a in F.atoms(ops.later):
+        for n in ctx.backward_names:
+            if not ctx.is_sum(n) and ctx.rhs(n) == a.args[0]:
+                named[a] = ops.later(sp.Symbol(n))
+                break
+    return F.xreplace(named) if named else F
 
 
 def _shape_verdict(ctx, name, F, formula, syntax, exc, verdict: Verdict | None = None) -> Verdict:
@@ -934,12 +1079,14 @@ def _latex_parts(ctx, name, F) -> dict:
 # functions
 
 
-def check_function(preset, fn: Callable, *, loss: str | None = None, returns=None):
+def check_function(preset, fn: Callable, *, loss: str | None = None, returns=None, sequence: bool | None = None):
     """Call a user's backward function on a consistent random state and compare
-    its outputs with the engine (see :mod:`derive.funcheck`)."""
+    its outputs with the engine (see :mod:`derive.funcheck`). ``sequence=True``:
+    ``fn`` runs backward through a whole sequence, its per-step arguments
+    stacked over time."""
     from .funcheck import check
 
-    return check(preset, fn, loss=loss, returns=returns)
+    return check(preset, fn, loss=loss, returns=returns, sequence=sequence)
 
 
 # ---------------------------------------------------------------------------
@@ -956,15 +1103,18 @@ def register_cli(sub) -> None:
                     "consistent states and symbolically where it is elementwise. Exit status 0 right, 1 wrong, "
                     "2 the input could not be read. The formula is read by a whitelisted parser; it is never run.",
     )
-    v.add_argument("preset", help="preset name or spec file")
+    v.add_argument("preset", help="preset name or spec file (with --spec: the quantity)")
     # REMAINDER: a formula may start with `-` (`-y + yt_pred`), and the options
     # may come after the formula; _cmd_verify separates them.
     v.add_argument("args", nargs=argparse.REMAINDER, metavar="[QUANTITY] FORMULA",
                    help="the quantity and its formula, or one equation `name = formula`")
+    v.add_argument("--spec", metavar="FILE", help="your own spec file (TOML) instead of a preset")
     v.add_argument("--latex", action="store_true", help="the formula is LaTeX (the notation's LaTeX names)")
     v.add_argument("--json", action="store_true", help="print the verdict as JSON")
     v.add_argument("--file", metavar="PATH", help="read the formula from a file (`-` for standard input)")
     v.add_argument("--loss", choices=["upstream"], help="replace the loss head by a given gradient")
+    v.add_argument("--total", action="store_true",
+                   help="the formula is a parameter gradient of the whole sequence (one step's term is then wrong)")
     v.set_defaults(run=_cmd_verify)
 
     c = sub.add_parser(
@@ -974,10 +1124,13 @@ def register_cli(sub) -> None:
                     "its parameters filled by name from a random consistent state, and compare what it returns "
                     "with the derivation. Exit status 0 right, 1 wrong, 2 the input could not be read.",
     )
-    c.add_argument("preset", help="preset name or spec file")
+    c.add_argument("preset", nargs="?", help="preset name or spec file (leave out with --spec)")
     c.add_argument("target", metavar="FILE.py:NAME", help="the function to check")
+    c.add_argument("--spec", metavar="FILE", help="your own spec file (TOML) instead of a preset")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.add_argument("--returns", metavar="NAMES", help="comma-separated names of what the function returns, in order")
+    c.add_argument("--sequence", action="store_true",
+                   help="the function runs backward through a whole sequence (inputs stacked over time)")
     c.set_defaults(run=_cmd_check)
 
 
@@ -1025,16 +1178,14 @@ def _split_options(args) -> list[str]:
         if a == "--":
             rest += parts[i + 1:]
             break
-        if a == "--latex":
-            args.latex = True
-        elif a == "--json":
-            args.json = True
-        elif a in ("--file", "--loss"):
+        if a in ("--latex", "--json", "--total"):
+            setattr(args, a[2:], True)
+        elif a in ("--file", "--loss", "--spec"):
             if i + 1 >= len(parts):
                 raise DeriveError(f"{a} needs a value")
             setattr(args, a[2:], parts[i + 1])
             i += 1
-        elif a.startswith("--file=") or a.startswith("--loss="):
+        elif a.startswith(("--file=", "--loss=", "--spec=")):
             key, _, value = a[2:].partition("=")
             setattr(args, key, value)
         else:
@@ -1050,6 +1201,10 @@ def _cmd_verify(args) -> int:
 
     try:
         parts = _split_options(args)
+        source = args.preset
+        if args.spec is not None:
+            # with --spec the first word is not a preset: it belongs to [QUANTITY] FORMULA
+            source, parts = args.spec, [args.preset] + parts
         if args.file is not None:
             parts.append(_read_formula_file(args.file))
         if len(parts) == 1:
@@ -1058,7 +1213,8 @@ def _cmd_verify(args) -> int:
             quantity, formula = parts
         else:
             raise DeriveError("give QUANTITY FORMULA, or one equation `name = formula`")
-        verdict = verify(args.preset, quantity, formula, "latex" if args.latex else "python", loss=args.loss)
+        verdict = verify(source, quantity, formula, "latex" if args.latex else "python", loss=args.loss,
+                         total=args.total)
     except (DeriveError, RecursionError, MemoryError) as exc:
         if isinstance(exc, (RecursionError, MemoryError)):
             exc = ExprError("the formula is too deeply nested or too large")
@@ -1070,15 +1226,26 @@ def _cmd_verify(args) -> int:
     return verdict.status
 
 
+def _check_source(args) -> str:
+    """The preset or spec file of `check`: PRESET, or --spec FILE (not both)."""
+    if args.spec is not None and args.preset is not None:
+        raise DeriveError(f"give a preset or --spec FILE, not both (`{args.preset}` and --spec {args.spec})")
+    source = args.spec if args.spec is not None else args.preset
+    if source is None:
+        raise DeriveError("say which cell: a preset name, or --spec FILE")
+    return source
+
+
 def _cmd_check(args) -> int:
     import json
 
     try:
         from .funcheck import check, load_function
 
+        source = _check_source(args)
         fn = load_function(args.target)
         returns = [r.strip() for r in args.returns.split(",")] if args.returns else None
-        report = check(args.preset, fn, returns=returns)
+        report = check(source, fn, returns=returns, sequence=True if args.sequence else None)
     except DeriveError as exc:
         return _emit_error(args, exc)
     if args.json:

@@ -355,7 +355,7 @@ def test_the_engines_own_equations_are_right_in_both_syntaxes(preset):
 _EXPECTED_LABELS = {
     "carried_state": {"carried_state"}, "no_chaining": {"no_chaining"}, "activated_twice": {"activated_twice"},
     "missing_derivative": {"missing_derivative", "parenthesis"}, "parenthesis": {"parenthesis", "missing_derivative"},
-    "time_index": {"time_index"}, "missing_term": {""},
+    "time_index": {"time_index"}, "missing_term": {""}, "wrong_derivative": {"wrong_derivative"},
 }
 
 
