@@ -87,3 +87,21 @@ def test_a_users_mistake_gets_a_clear_error_and_nothing_is_written(mistake, tmp_
             assert caret in run.stderr
         assert "Traceback" not in run.stderr
         assert not out.exists()
+
+
+# A correct formula and the same formula with one classic mistake, per example:
+# the verifier is run on the user's spec path, as the README shows.
+VERDICTS = {
+    "mgu": ("dz_f", "df*f*(1 - f)", "df*(1 - f)"),
+    "janet": ("dz_c_tilde", "dc*(1 - c_tilde**2)*(1 - sigmoid(s - 1))", "dc*(1 - c_tilde)*(1 - sigmoid(s - 1))"),
+}
+
+
+@pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
+def test_the_verifier_judges_the_users_cell(spec):
+    quantity, right, wrong = VERDICTS[spec.stem]
+    ok = lstm_derive("verify", "--spec", str(spec), quantity, right)
+    assert ok.returncode == 0 and ok.stdout.startswith("right"), ok.stdout + ok.stderr
+    bad = lstm_derive("verify", str(spec), quantity, wrong)
+    assert bad.returncode == 1 and bad.stdout.startswith("wrong"), bad.stdout + bad.stderr
+    assert "  - " in bad.stdout  # a diagnosis line names the term
