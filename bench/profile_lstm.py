@@ -1,8 +1,10 @@
-"""Where the time of generated/pytorch.py goes: every statement of its forward
-and backward functions timed (the best of several calls), in one process.
+"""Where the time of generated/pytorch.py (or gru.py, elman.py) goes: every
+statement of its forward and backward functions timed (the best of several
+calls), in one process.
 
     python bench/profile_lstm.py                       # (T, B, D, H) = (20, 1, 10, 16), float32
     python bench/profile_lstm.py --size 100,64,256,256 --dtype float64
+    python bench/profile_lstm.py --cell gru
 
 The module's text is instrumented, not edited: each statement of _forward and
 _backward (loops included) is wrapped in a timer through the ast module. The
@@ -14,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import ast
-import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from derive.benchmark import CELLS, inputs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +33,7 @@ class _Timers(ast.NodeTransformer):
         self.inside = False
 
     def visit_FunctionDef(self, node):
-        if node.name in ("_forward", "_backward"):
+        if node.name in ("_forward", "_backward", "_bptt"):
             self.inside = True
             self.generic_visit(node)
             node.body = self._wrap(node.body, node.name)
@@ -45,7 +49,8 @@ class _Timers(ast.NodeTransformer):
     def _wrap(self, body, where):
         out = []
         for stmt in body:
-            if isinstance(stmt, (ast.For, ast.Return)) or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)):
+            if isinstance(stmt, (ast.For, ast.Return, ast.If)) or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)):
+                # (an if calls the timed _bptt: its time is in the loop's statements)
                 out.append(stmt)
                 continue
             key = f"{where}: " + ast.unparse(stmt).split("#")[0].strip()[:90]
@@ -61,34 +66,29 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--calls", type=int, default=20)
     p.add_argument("--top", type=int, default=30)
+    p.add_argument("--cell", choices=sorted(CELLS), default="lstm")
     args = p.parse_args(argv)
     T, B, D, H = (int(v) for v in args.size.split(","))
-    text = (ROOT / "generated" / "pytorch.py").read_text("utf-8")
+    cell = CELLS[args.cell]
+    path = f"generated/{cell.preset}.py"
+    text = (ROOT / path).read_text("utf-8")
     tree = ast.fix_missing_locations(_Timers().visit(ast.parse(text)))
     acc: dict[str, float] = {}
     ns = {"_clock": time.perf_counter, "_acc": acc}
-    exec(compile(tree, "generated/pytorch.py (timed)", "exec"), ns)
-
-    rng = np.random.default_rng(1234)
-    dtype = args.dtype
-    x = rng.standard_normal((T, B, D)).astype(dtype)
-    h0 = (0.1 * rng.standard_normal((1, B, H))).astype(dtype)
-    c0 = (0.1 * rng.standard_normal((1, B, H))).astype(dtype)
-    k = 1 / math.sqrt(H)
-    weights = [rng.uniform(-k, k, s).astype(dtype) for s in ((4 * H, D), (4 * H, H), (4 * H,), (4 * H,))]
-    d_output = rng.standard_normal((T, B, H)).astype(dtype)
+    exec(compile(tree, f"{path} (timed)", "exec"), ns)
+    x, states, weights, d_output = inputs(cell, args.dtype, (T, B, D, H))
 
     best: dict[str, float] | None = None
     totals = []
     for _ in range(args.calls):
         acc.clear()
         t0 = time.perf_counter()
-        _, _, cache = ns["lstm_forward"](x, h0, c0, *weights)
-        ns["lstm_backward"](d_output, cache)
+        _, _, cache = ns[cell.forward](x, *states, *weights)
+        ns[cell.backward](d_output, cache)
         totals.append(time.perf_counter() - t0)
         best = dict(acc) if best is None else {k: min(best[k], acc[k]) for k in best}
     total = sum(best.values())
-    print(f"generated/pytorch.py, (T, B, D, H) = ({T}, {B}, {D}, {H}), {dtype}: best call {min(totals) * 1e3:.3f} ms "
+    print(f"{path}, (T, B, D, H) = ({T}, {B}, {D}, {H}), {args.dtype}: best call {min(totals) * 1e3:.3f} ms "
           f"(median {np.median(totals) * 1e3:.3f} ms); timed statements {total * 1e3:.3f} ms")
     print(f"{'ms':>9}  {'share':>6}  statement (best of {args.calls} calls, summed over the steps)")
     for key, value in sorted(best.items(), key=lambda kv: -kv[1])[: args.top]:

@@ -1,11 +1,13 @@
-"""The benchmark behind ``python bench/lstm.py`` and ``lstm-derive bench``.
+"""The benchmark behind ``python bench/lstm.py``, ``python bench/gru.py`` and ``lstm-derive bench``.
 
-Contract. :func:`run` times forward + backward of the emitted
-``generated/pytorch.py`` (rendered from the spec in this run, so it is the
-committed file when ``lstm-derive build --check`` passes) against
-``torch.nn.LSTM`` forward + ``backward()`` on the CPU, and against a naive
-per-step NumPy reference written the way the course notebook is (the
-concatenation and four separate gate products per step, weight gradients
+Contract. :func:`run` times forward + backward of an emitted module against
+its torch.nn counterpart on the CPU (``--cell``, :data:`CELLS`):
+``generated/pytorch.py`` against ``torch.nn.LSTM`` (the default),
+``generated/gru.py`` against ``torch.nn.GRU``, ``generated/elman.py`` against
+``torch.nn.RNN(nonlinearity='tanh')``. The module is rendered from the spec
+in this run, so it is the committed file when ``lstm-derive build --check``
+passes. A third side is a naive per-step NumPy reference written the way the
+course notebook is (separate gate products per step, weight gradients
 accumulated inside the loop). It prints a Markdown table: medians, the ratios
 to torch, the fraction of the machine's matrix-multiply rate that each
 achieves (the rate is measured in the same run: a square NumPy matmul of the
@@ -44,7 +46,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 SIZES = [(20, 1, 10, 16), (50, 32, 64, 128), (100, 64, 256, 256)]
 DTYPES = ["float32", "float64"]
@@ -115,11 +119,112 @@ def naive_forward_backward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, d_
             "bias_ih": db, "bias_hh": db.copy()}
 
 
-def matmul_flops(T: int, B: int, D: int, H: int) -> float:
+def naive_gru_forward_backward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, d_output):
+    """torch.nn.GRU's equations the notebook's way: per step six separate gate
+    products, the weight gradients accumulated inside the backward loop."""
+    import numpy as np
+
+    T, N, D = x.shape
+    H = h0.shape[-1]
+    Wir, Wiz, Win = (np.ascontiguousarray(weight_ih[k * H:(k + 1) * H]) for k in range(3))
+    Whr, Whz, Whn = (np.ascontiguousarray(weight_hh[k * H:(k + 1) * H]) for k in range(3))
+    bir, biz, bin_ = (bias_ih[k * H:(k + 1) * H] for k in range(3))
+    bhr, bhz, bhn = (bias_hh[k * H:(k + 1) * H] for k in range(3))
+
+    def sigmoid(z):
+        return 1 / (1 + np.exp(-z))
+
+    h = h0[0]
+    caches = []
+    for t in range(T):
+        r = sigmoid(x[t] @ Wir.T + bir + h @ Whr.T + bhr)
+        z = sigmoid(x[t] @ Wiz.T + biz + h @ Whz.T + bhz)
+        hn = h @ Whn.T + bhn
+        n = np.tanh(x[t] @ Win.T + bin_ + r * hn)
+        caches.append((h, r, z, n, hn))
+        h = (1 - z) * n + z * h
+    grads = {k: np.zeros_like(v) for k, v in (("Wir", Wir), ("Wiz", Wiz), ("Win", Win), ("Whr", Whr), ("Whz", Whz),
+                                              ("Whn", Whn), ("bir", bir), ("biz", biz), ("bin", bin_), ("bhr", bhr),
+                                              ("bhz", bhz), ("bhn", bhn))}
+    dx = np.empty_like(x)
+    dh_next = np.zeros_like(h)
+    for t in reversed(range(T)):
+        h_prev, r, z, n, hn = caches[t]
+        dh = d_output[t] + dh_next
+        dzn = dh * (1 - z) * (1 - n**2)
+        dzz = dh * (h_prev - n) * z * (1 - z)
+        dhn = dzn * r
+        dzr = dzn * hn * r * (1 - r)
+        for name, g, inp in (("Wir", dzr, x[t]), ("Wiz", dzz, x[t]), ("Win", dzn, x[t]),
+                             ("Whr", dzr, h_prev), ("Whz", dzz, h_prev), ("Whn", dhn, h_prev)):
+            grads[name] += g.T @ inp
+        for name, g in (("bir", dzr), ("biz", dzz), ("bin", dzn), ("bhr", dzr), ("bhz", dzz), ("bhn", dhn)):
+            grads[name] += g.sum(axis=0)
+        dx[t] = dzr @ Wir + dzz @ Wiz + dzn @ Win
+        dh_next = dh * z + dzr @ Whr + dzz @ Whz + dhn @ Whn
+    g = grads
+    return {"x": dx, "h0": dh_next[None], "weight_ih": np.concatenate([g["Wir"], g["Wiz"], g["Win"]]),
+            "weight_hh": np.concatenate([g["Whr"], g["Whz"], g["Whn"]]),
+            "bias_ih": np.concatenate([g["bir"], g["biz"], g["bin"]]),
+            "bias_hh": np.concatenate([g["bhr"], g["bhz"], g["bhn"]])}
+
+
+def naive_elman_forward_backward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, d_output):
+    """torch.nn.RNN's equations per step, the weight gradients accumulated inside the loop."""
+    import numpy as np
+
+    T = x.shape[0]
+    h = h0[0]
+    hs = []
+    for t in range(T):
+        h = np.tanh(x[t] @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh)
+        hs.append(h)
+    dW_ih, dW_hh, db = np.zeros_like(weight_ih), np.zeros_like(weight_hh), np.zeros_like(bias_ih)
+    dx = np.empty_like(x)
+    dh_next = np.zeros_like(h)
+    for t in reversed(range(T)):
+        h_prev = hs[t - 1] if t else h0[0]
+        dz = (d_output[t] + dh_next) * (1 - hs[t] ** 2)
+        dW_ih += dz.T @ x[t]
+        dW_hh += dz.T @ h_prev
+        db += dz.sum(axis=0)
+        dx[t] = dz @ weight_ih
+        dh_next = dz @ weight_hh
+    return {"x": dx, "h0": dh_next[None], "weight_ih": dW_ih, "weight_hh": dW_hh, "bias_ih": db, "bias_hh": db.copy()}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One benchmarked cell: its preset, its torch.nn module, its naive reference."""
+
+    preset: str
+    torch_module: str
+    gates: int  # row blocks of weight_ih: 4 for the LSTM, 3 for the GRU, 1 for the RNN
+    states: int  # h (and c)
+    naive: Callable
+
+    @property
+    def forward(self) -> str:
+        return {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}[self.torch_module] + "_forward"
+
+    @property
+    def backward(self) -> str:
+        return self.forward.replace("_forward", "_backward")
+
+
+CELLS = {
+    "lstm": Cell("pytorch", "LSTM", 4, 2, naive_forward_backward),
+    "gru": Cell("gru", "GRU", 3, 1, naive_gru_forward_backward),
+    "elman": Cell("elman", "RNN", 1, 1, naive_elman_forward_backward),
+}
+
+
+def matmul_flops(T: int, B: int, D: int, H: int, gates: int = 4) -> float:
     """Matrix-product work of one forward + backward: the gates' input and state
-    terms (T·B·4H·(D+H) multiply-adds), the same again for dx and dh, and again
-    for dW_ih and dW_hh; two flops per multiply-add: 24·T·B·H·(D+H)."""
-    return 2.0 * 3 * T * B * 4 * H * (D + H)
+    terms (T·B·gH·(D+H) multiply-adds for g gate blocks), the same again for dx
+    and dh, and again for dW_ih and dW_hh; two flops per multiply-add:
+    6g·T·B·H·(D+H) (24· for the LSTM, 18· for the GRU)."""
+    return 2.0 * 3 * T * B * gates * H * (D + H)
 
 
 def load_generated(path: str):
@@ -152,48 +257,63 @@ def _reset_peak() -> bool:
         return False
 
 
+def inputs(cell: Cell, dtype: str, size: tuple[int, int, int, int], seed: int = 1234):
+    """x, the initial states (h0, and c0 for the LSTM), torch's four weights, d_output."""
+    import numpy as np
+
+    T, B, D, H = size
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    states = [(0.1 * rng.standard_normal((1, B, H))).astype(dtype) for _ in range(cell.states)]
+    k = 1 / math.sqrt(H)
+    G = cell.gates * H
+    weights = [rng.uniform(-k, k, shape).astype(dtype) for shape in ((G, D), (G, H), (G,), (G,))]
+    d_output = rng.standard_normal((T, B, H)).astype(dtype)
+    return x, states, weights, d_output
+
+
 def worker(impl: str, dtype: str, size: tuple[int, int, int, int], threads: int, repeats: int, pause: float,
-           module_path: str, mode: str = "time") -> dict:
+           module_path: str, mode: str = "time", cell_name: str = "lstm") -> dict:
     import numpy as np
     from threadpoolctl import threadpool_info, threadpool_limits
 
+    cell = CELLS[cell_name]
     T, B, D, H = size
-    rng = np.random.default_rng(1234)
-    x = rng.standard_normal((T, B, D)).astype(dtype)
-    h0 = (0.1 * rng.standard_normal((1, B, H))).astype(dtype)
-    c0 = (0.1 * rng.standard_normal((1, B, H))).astype(dtype)
-    k = 1 / math.sqrt(H)
-    weights = [rng.uniform(-k, k, shape).astype(dtype) for shape in ((4 * H, D), (4 * H, H), (4 * H,), (4 * H,))]
-    d_output = rng.standard_normal((T, B, H)).astype(dtype)
+    x, states, weights, d_output = inputs(cell, dtype, size)
 
     if impl == "generated":
         gen = load_generated(module_path)
+        forward, backward = getattr(gen, cell.forward), getattr(gen, cell.backward)
 
         def call():
-            output, _, cache = gen.lstm_forward(x, h0, c0, *weights)
-            return gen.lstm_backward(d_output, cache)
+            output, _, cache = forward(x, *states, *weights)
+            return backward(d_output, cache)
     elif impl == "naive":
         def call():
-            return naive_forward_backward(x, h0, c0, *weights, d_output)
+            return cell.naive(x, *states, *weights, d_output)
     elif impl == "torch":
         import torch
 
         torch.set_num_threads(threads)
         tdtype = getattr(torch, dtype)
-        lstm = torch.nn.LSTM(D, H).to(tdtype)
+        net = (torch.nn.RNN(D, H, nonlinearity="tanh") if cell.torch_module == "RNN"
+               else getattr(torch.nn, cell.torch_module)(D, H)).to(tdtype)
         with torch.no_grad():
-            for p, w in zip((lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0), weights):
+            for p, w in zip((net.weight_ih_l0, net.weight_hh_l0, net.bias_ih_l0, net.bias_hh_l0), weights):
                 p.copy_(torch.from_numpy(w))
-        xt, h0t, c0t = (torch.from_numpy(a).requires_grad_() for a in (x, h0, c0))
+        xt = torch.from_numpy(x).requires_grad_()
+        st = [torch.from_numpy(a).requires_grad_() for a in states]
         dt = torch.from_numpy(d_output)
+        hidden = tuple(st) if len(st) > 1 else st[0]
 
         def call():
-            for p in (xt, h0t, c0t, *lstm.parameters()):
+            for p in (xt, *st, *net.parameters()):
                 p.grad = None
-            output, _ = lstm(xt, (h0t, c0t))
+            output, _ = net(xt, hidden)
             output.backward(dt)
     elif impl == "matmul":
         n = 1024
+        rng = np.random.default_rng(4321)
         a = rng.standard_normal((n, n)).astype(dtype)
         b = rng.standard_normal((n, n)).astype(dtype)
 
@@ -237,9 +357,9 @@ def worker(impl: str, dtype: str, size: tuple[int, int, int, int], threads: int,
 
 
 def _worker_main(argv: list[str]) -> int:
-    impl, dtype, size, threads, repeats, pause, path, mode = argv
+    impl, dtype, size, threads, repeats, pause, path, mode, cell = argv
     result = worker(impl, dtype, tuple(int(s) for s in size.split(",")), int(threads), int(repeats), float(pause), path,
-                    mode)
+                    mode, cell)
     print(json.dumps(result))
     return 0
 
@@ -249,6 +369,9 @@ def _worker_main(argv: list[str]) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cell", choices=sorted(CELLS), default="lstm",
+                   help="lstm: generated/pytorch.py vs torch.nn.LSTM (default); gru: generated/gru.py vs "
+                        "torch.nn.GRU; elman: generated/elman.py vs torch.nn.RNN")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="threads for NumPy's BLAS and for torch alike (default: all cores)")
     p.add_argument("--runs", type=int, default=2, help="measure the whole table this many times (default 2)")
@@ -271,7 +394,7 @@ def _measure(impl, dtype, size, args, module_path, repeats, mode="time") -> dict
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     cmd = [sys.executable, "-m", "derive.benchmark", "--worker", impl, dtype, ",".join(map(str, size)),
-           str(args.threads), str(repeats), str(args.pause), module_path, mode]
+           str(args.threads), str(repeats), str(args.pause), module_path, mode, args.cell]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"worker {impl} {dtype} {size} failed:\n{out.stderr}")
@@ -343,25 +466,27 @@ def run(args: argparse.Namespace) -> int:
     from .codegen import render_module
     from .derivation import derive
 
-    text = render_module(derive("pytorch"))
-    committed = Path(__file__).resolve().parent.parent / "generated" / "pytorch.py"
+    cell = CELLS[args.cell]
+    text = render_module(derive(cell.preset))
+    committed = Path(__file__).resolve().parent.parent / "generated" / f"{cell.preset}.py"
     same = committed.exists() and committed.read_text("utf-8") == text
     tmp = tempfile.mkdtemp(prefix="lstm-bench-")
-    module_path = os.path.join(tmp, "pytorch_lstm.py")
+    module_path = os.path.join(tmp, f"{cell.preset}_bench.py")
     Path(module_path).write_text(text, encoding="utf-8")
 
     sizes = [tuple(int(v) for v in s.split(",")) for s in args.size] if args.size else SIZES
     dtypes = args.dtype or DTYPES
     impls = [i for i in IMPLS if not (args.skip_naive and i == "naive")]
-    _check_agreement(module_path)
+    _check_agreement(module_path, cell)
 
     info = machine()
-    print("# lstm-derive bench: generated/pytorch.py vs torch.nn.LSTM, forward + backward", flush=True)
+    print(f"# lstm-derive bench: generated/{cell.preset}.py vs torch.nn.{cell.torch_module}, forward + backward",
+          flush=True)
     print(f"machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}; {info['system']}")
     print(f"threads: {args.threads} for NumPy's BLAS and for torch; {args.rounds} worker processes per "
           f"implementation and size, in turns; {args.pause} s between timed samples of at least "
           f"{SAMPLE * 1e3:.0f} ms")
-    print(f"generated module: {'the committed generated/pytorch.py' if same else 'rendered in this run (generated/pytorch.py is missing or stale)'}")
+    print(f"generated module: {f'the committed generated/{cell.preset}.py' if same else f'rendered in this run (generated/{cell.preset}.py is missing or stale)'}")
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         print(f"{var}: {os.environ.get(var, 'unset')}")
     print(f"load average at the start: {_load()}")
@@ -379,7 +504,7 @@ def run(args: argparse.Namespace) -> int:
                         pools["torch"] = m["threadpools"]
                     results.append(m)
 
-    print(table(results, sizes, dtypes, impls, args.runs))
+    print(table(results, sizes, dtypes, impls, args.runs, cell.gates))
     print()
     print(f"load average at the end: {_load()}")
     print("BLAS and OpenMP libraries in use (threadpoolctl):")
@@ -388,11 +513,12 @@ def run(args: argparse.Namespace) -> int:
             detail = ", ".join(str(p[k]) for k in ("version", "threading_layer", "architecture") if p.get(k))
             print(f"  {side}: {p['internal_api']} ({detail}), {p['num_threads']} threads")
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": info, "threads": args.threads, "results": results}, indent=1))
+        Path(args.json).write_text(json.dumps({"machine": info, "threads": args.threads, "cell": args.cell,
+                                               "results": results}, indent=1))
     return 0
 
 
-def table(results, sizes, dtypes, impls, runs) -> str:
+def table(results, sizes, dtypes, impls, runs, gates: int = 4) -> str:
     def get(run, dtype, size, impl):
         return next(m for m in results if m["run"] == run and m["dtype"] == dtype and tuple(m["size"]) == tuple(size)
                     and m["impl"] == impl)
@@ -406,7 +532,7 @@ def table(results, sizes, dtypes, impls, runs) -> str:
     for dtype in dtypes:
         for size in sizes:
             T, B, D, H = size
-            flops = matmul_flops(T, B, D, H)
+            flops = matmul_flops(T, B, D, H, gates)
             cells = {h: [] for h in head}
             for r in range(1, runs + 1):
                 g, t = get(r, dtype, size, "generated"), get(r, dtype, size, "torch")
@@ -427,25 +553,22 @@ def table(results, sizes, dtypes, impls, runs) -> str:
             cells["(T, B, D, H)"] = [f"({T}, {B}, {D}, {H})"]
             lines.append("| " + " | ".join(" / ".join(cells[h]) for h in head) + " |")
     note = ("Each cell shows run 1 / run 2 / …; times are medians over the timed samples, per call; "
-            "`% of rate` is the matrix-product work of forward + backward (24·T·B·H·(D+H) flops) over the time, "
+            f"`% of rate` is the matrix-product work of forward + backward ({6 * gates}·T·B·H·(D+H) flops) over the time, "
             "as a share of the NumPy matmul rate measured in the same run (the best of 20 products of two "
             "1024 x 1024 matrices); peak is the rise of the resident set over one warm forward + backward.")
     return "\n".join(lines) + "\n\n" + note
 
 
-def _check_agreement(module_path: str) -> None:
-    """The three implementations compute the same gradients (float64, tiny size)."""
+def _check_agreement(module_path: str, cell: Cell = CELLS["lstm"]) -> None:
+    """The generated module and the naive reference compute the same gradients (float64, tiny size)."""
     import numpy as np
 
-    worker_gen = load_generated(module_path)
-    rng = np.random.default_rng(7)
-    T, B, D, H = 4, 3, 5, 6
-    x, h0, c0 = rng.standard_normal((T, B, D)), rng.standard_normal((1, B, H)), rng.standard_normal((1, B, H))
-    weights = [rng.standard_normal(s) * 0.3 for s in ((4 * H, D), (4 * H, H), (4 * H,), (4 * H,))]
-    dout = rng.standard_normal((T, B, H))
-    _, _, cache = worker_gen.lstm_forward(x, h0, c0, *weights)
-    a = worker_gen.lstm_backward(dout, cache)
-    b = naive_forward_backward(x, h0, c0, *weights, dout)
+    gen = load_generated(module_path)
+    x, states, weights, dout = inputs(cell, "float64", (4, 3, 5, 6), seed=7)
+    weights = [w * 3 for w in weights]  # not small: every term counts
+    _, _, cache = getattr(gen, cell.forward)(x, *states, *weights)
+    a = getattr(gen, cell.backward)(dout, cache)
+    b = cell.naive(x, *states, *weights, dout)
     for key in a:
         if not np.allclose(a[key], b[key], rtol=1e-10, atol=1e-12):
             raise AssertionError(f"generated and naive disagree on {key}")

@@ -39,24 +39,40 @@ over the steps):
     dc_prev = dc*ft
     dxt = dconcat[n_a:n_a + n_x]
 
-How it runs. The gates (ft, it, cct, ot) are fused: their weights are stacked
-into one matrix per operand (W_xt, W_a_prev), so the input terms of all steps
-are one matrix product before the time loop, each step adds the state terms
-with one product, and the backward loop carries only the state gradients
-(da_prev, dc_prev); the weight gradients are one product over all steps after
-it.
+How it runs. The gates (ft, it, cct, ot) are fused: the weights that each
+operand meets are stacked into one matrix (W_xt for xt, W_a_prev for a_prev),
+so the input terms of all steps are one matrix product before the time loop
+and each step adds the terms of a_prev with one product; the backward loop
+mirrors it. Backpropagation through time carries only the state gradients
+(da_prev, dc_prev); the weight, bias and input gradients are one product each
+over all steps after it.
 
 The loss head (cross entropy on yt_pred) stays outside the backward pass here,
 as in the source's own code: the backward functions take da, the gradient the
 head hands to a_next at every step. The prediction (yt_pred) is computed for
 every step.
 
+Truncated BPTT. Every backward function takes ``truncate=k`` (keyword only):
+Williams and Peng's BPTT(k). The gradient of the loss at step t (the gradient
+given at step t, and the final states' gradients at the last step) flows back
+through steps t, t-1, ..., t-k+1 only; k = 1 carries nothing between steps,
+and None or k >= T is full BPTT (the fast loop, _bptt). The initial states'
+gradients therefore receive the losses of steps 0..k-1 only, and every
+parameter gradient sums all the contributions that survive. It runs the same
+derived statements as full BPTT on a stack of k adjoints per state, one per
+loss still inside its window, indexed by age (the loss of step t + a has age
+a at step t): each step ages the stack by one (the oldest leaves), the step's
+own loss enters at age 0, and the slot adjoints of all ages are summed into
+the gates buffer, so that everything after the loop is shared with full
+BPTT. The cost is O(T*k) elementwise work and one product per step and
+source on k times as many rows; memory is k step-sized buffers per state.
+
 The API is the assignment's, to drop into the notebook:
 
     a_next, c_next, yt_pred, cache = lstm_cell_forward(xt, a_prev, c_prev, parameters)
     gradients = lstm_cell_backward(da_next, dc_next, cache)
     a, y, c, caches = lstm_forward(x, a0, parameters)
-    gradients = lstm_backward(da, caches)
+    gradients = lstm_backward(da, caches, *, truncate=None)
 
 with cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt,
 parameters), caches = (list of the step caches, x), and parameters a dict with
@@ -97,6 +113,8 @@ Pure NumPy; float32 in, float32 out (the dtype of the arguments is kept).
 Arguments of the wrong shape raise a ValueError that names the argument, the
 expected and the received shape.
 """
+
+import numbers
 
 import numpy as np
 
@@ -159,17 +177,45 @@ def _as_float(*arrays):
     return [a.astype(dtype, copy=False) for a in arrays]
 
 
+def _check_truncate(truncate):
+    """``truncate`` is None or an int >= 1, else a ValueError that says why."""
+    if truncate is None:
+        return
+    if isinstance(truncate, bool) or not isinstance(truncate, numbers.Integral):
+        raise ValueError(f"truncate must be None or an int >= 1 (the number of steps the gradient of each step's "
+                         f"loss flows back through), not {truncate!r}")
+    if truncate < 1:
+        raise ValueError(f"truncate must be >= 1 (1: no gradient carried between steps; None: full BPTT), "
+                         f"not {truncate}")
+
+
+def _aged(carried, *fresh):
+    """One step back in truncated BPTT. ``carried`` holds, along its first axis,
+    the adjoints of the k newest losses by age (age a: the loss of step t + a);
+    each grows one step older, the oldest has used up its k steps and leaves,
+    and the loss of this step enters at age 0 with the gradients ``fresh``
+    (None: nothing)."""
+    out = np.empty_like(carried)
+    out[1:] = carried[:-1]
+    out[0] = 0
+    for gradient in fresh:
+        if gradient is not None:
+            out[0] += gradient
+    return out
+
+
 def _forward(xt_seq, a_prev, c_prev, W_xt, W_a_prev, b):
     """The forward pass over all steps, in this cell's storage.
 
     Sequences are stored as (features, T, batch), so that all T*batch columns are one reshape away.
     Returns a_next_seq, c_next_seq, gates: every state with T + 1 slots (slot 0 holds
-    the initial state), and every gate of every step.
+    the initial state), every sum of weight products (a gate: activated) of every
+    step.
     """
     n_x, T, m = xt_seq.shape
     n_a = a_prev.shape[0]
     dtype = xt_seq.dtype
-    gates = W_xt @ xt_seq.reshape(n_x, T * m)  # the xt terms of every gate at every step: one product
+    gates = W_xt @ xt_seq.reshape(n_x, T * m)  # the xt terms of every sum at every step: one product
     gates += b
     gates = gates.reshape(4*n_a, T, m)
     a_next_seq = np.empty((n_a, T + 1, m), dtype)  # a_next of every step; slot 0 holds a_prev of the first
@@ -179,8 +225,8 @@ def _forward(xt_seq, a_prev, c_prev, W_xt, W_a_prev, b):
     for t in range(T):
         a_prev = a_next_seq[:, t]
         c_prev = c_next_seq[:, t]
-        z = gates[:, t]  # every gate's pre-activation at step t (its gate, in place, below)
-        z += W_a_prev @ a_prev  # the a_prev terms of every gate: one product
+        z = gates[:, t]  # every sum's terms of step t (its gate, in place, below)
+        z += W_a_prev @ a_prev  # the a_prev terms of their sums: one product
         sigmoid(z[0:2*n_a], out=z[0:2*n_a])  # the gates ft, it at once
         ft = z[0:n_a]  # (1) ft = sigmoid(Wf @ concat + bf)
         it = z[n_a:2*n_a]  # (2) it = sigmoid(Wi @ concat + bi)
@@ -191,17 +237,19 @@ def _forward(xt_seq, a_prev, c_prev, W_xt, W_a_prev, b):
     return a_next_seq, c_next_seq, gates
 
 
-def _backward(da_seq, cache, da_prev=None, dc_prev=None):
+def _backward(da_seq, cache, da_prev=None, dc_prev=None, truncate=None):
     """Backpropagation through time over all steps, in this cell's storage.
 
     ``da_seq`` holds, for every step, the gradient of the loss on a_next from
     outside the cell; da_prev, dc_prev start the loop (the gradients
-    on the last step's states from beyond the sequence; zero when None). Returns
-    the gradients by their names in the notation.
+    on the last step's states from beyond the sequence; zero when None).
+    ``truncate``: BPTT(k) (module docstring). Returns the gradients by their
+    names in the notation.
 
     The cache serves one backward pass (as torch's graph does): its gate buffer
-    receives the gate gradients, step by step, and is then released.
+    receives the slot adjoints, step by step, and is then released.
     """
+    _check_truncate(truncate)
     if cache.get("gates") is None:
         raise ValueError("cache: already used by a backward pass, which keeps the gate gradients in the "
                          "gates' buffer; run the forward pass again")
@@ -212,30 +260,11 @@ def _backward(da_seq, cache, da_prev=None, dc_prev=None):
     dtype = gates.dtype
     da_prev = np.zeros((n_a, m), dtype) if da_prev is None else da_prev
     dc_prev = np.zeros((n_a, m), dtype) if dc_prev is None else dc_prev
-    dz = np.empty_like(gates[:, 0])
-    for t in reversed(range(T)):
-        ft = gates[0:n_a, t]
-        it = gates[n_a:2*n_a, t]
-        cct = gates[2*n_a:3*n_a, t]
-        ot = gates[3*n_a:4*n_a, t]
-        c_next = c_next_seq[:, t + 1]
-        c_prev = c_next_seq[:, t]
-        da = da_seq[:, t]
-        da_next = da + da_prev  # da_next = da + later(da_prev)
-        dc_next = dc_prev  # dc_next = later(dc_prev)
-        tanh_c_next = np.tanh(c_next)
-        da_next_ot = da_next*ot
-        dot = np.multiply(da_next_ot*tanh_c_next, 1 - ot, out=dz[3*n_a:4*n_a])  # dot = da_next*ot*(1 - ot)*tanh(c_next)
-        dc = dc_next + da_next_ot*(1 - tanh_c_next**2)  # dc = dc_next + da_next*ot*(1 - tanh(c_next)**2)
-        dc_it = dc*it
-        dcct = np.multiply(dc_it, 1 - cct**2, out=dz[2*n_a:3*n_a])  # dcct = dc*it*(1 - cct**2)
-        dit = np.multiply(cct*dc_it, 1 - it, out=dz[n_a:2*n_a])  # dit = cct*dc*it*(1 - it)
-        dc_ft = dc*ft
-        dft = np.multiply(c_prev*dc_ft, 1 - ft, out=dz[0:n_a])  # dft = c_prev*dc*ft*(1 - ft)
-        da_prev = W_a_prev.T @ dz  # da_prev = dconcat[0:n_a]
-        dc_prev = dc_ft  # dc_prev = dc*ft
-        gates[:, t] = dz  # step t's gates are spent: their slot keeps their gradients
-    dgates_all = gates.reshape(4*n_a, T * m)  # the gate gradients of all T steps, one matrix
+    if truncate is None or truncate >= T:
+        da_prev, dc_prev = _bptt(da_seq, gates, c_next_seq, W_a_prev, n_a, T, da_prev, dc_prev)
+    else:
+        da_prev, dc_prev = _bptt_truncated(truncate, da_seq, gates, c_next_seq, W_a_prev, n_a, T, da_prev, dc_prev)
+    dgates_all = gates.reshape(4*n_a, T * m)  # the slot adjoints of all T steps, one matrix
     dW_xt = dgates_all @ xt_seq.reshape(n_x, T * m).T  # the xt blocks of d(Wf, Wi, Wc, Wo): one product
     dW_a_prev = dgates_all @ a_next_seq[:, :-1].reshape(n_a, T * m).T  # the a_prev blocks of d(Wf, Wi, Wc, Wo): one product
     db = dgates_all.sum(axis=1, keepdims=True)  # every bias gradient: one sum
@@ -261,6 +290,70 @@ def _backward(da_seq, cache, da_prev=None, dc_prev=None):
         "da_prev": da_prev,
         "dc_prev": dc_prev,
     }
+
+
+def _bptt(da_seq, gates, c_next_seq, W_a_prev, n_a, T, da_prev, dc_prev):
+    """Full BPTT, step T-1 down to 0: only the state gradients cross from step
+    to step; each step's slot adjoints go into its slot of the gates buffer.
+    Returns the gradients on the initial states."""
+    dz = np.empty_like(gates[:, 0])
+    for t in reversed(range(T)):
+        ft = gates[0:n_a, t]
+        it = gates[n_a:2*n_a, t]
+        cct = gates[2*n_a:3*n_a, t]
+        ot = gates[3*n_a:4*n_a, t]
+        c_next = c_next_seq[:, t + 1]
+        c_prev = c_next_seq[:, t]
+        da = da_seq[:, t]
+        da_next = da + da_prev  # da_next = da + later(da_prev)
+        dc_next = dc_prev  # dc_next = later(dc_prev)
+        da_next_ot = da_next*ot
+        tanh_c_next = np.tanh(c_next)
+        dot = np.multiply(da_next_ot*tanh_c_next, 1 - ot, out=dz[3*n_a:4*n_a])  # dot = da_next*ot*(1 - ot)*tanh(c_next)
+        dc = dc_next + da_next_ot*(1 - tanh_c_next**2)  # dc = dc_next + da_next*ot*(1 - tanh(c_next)**2)
+        dc_it = dc*it
+        dcct = np.multiply(dc_it, 1 - cct**2, out=dz[2*n_a:3*n_a])  # dcct = dc*it*(1 - cct**2)
+        dit = np.multiply(cct*dc_it, 1 - it, out=dz[n_a:2*n_a])  # dit = cct*dc*it*(1 - it)
+        dc_ft = dc*ft
+        dft = np.multiply(c_prev*dc_ft, 1 - ft, out=dz[0:n_a])  # dft = c_prev*dc*ft*(1 - ft)
+        da_prev = W_a_prev.T @ dz  # da_prev = dconcat[0:n_a]
+        dc_prev = dc_ft  # dc_prev = dc*ft
+        gates[:, t] = dz  # step t's gates are spent: their slot keeps their adjoints
+    return da_prev, dc_prev
+
+
+def _bptt_truncated(k, da_seq, gates, c_next_seq, W_a_prev, n_a, T, da_prev, dc_prev):
+    """BPTT(k) (module docstring): the statements of _bptt on stacks of k
+    adjoints, one per loss still inside its window, by age. Returns the
+    gradients on the initial states (the losses of steps 0..k-1)."""
+    da_next_T, da_prev = da_prev, np.zeros((k,) + da_prev.shape, da_prev.dtype)
+    dc_next_T, dc_prev = dc_prev, np.zeros((k,) + dc_prev.shape, dc_prev.dtype)
+    dz = np.empty((k,) + gates[:, 0].shape, gates.dtype)
+    for t in reversed(range(T)):
+        ft = gates[0:n_a, t]
+        it = gates[n_a:2*n_a, t]
+        cct = gates[2*n_a:3*n_a, t]
+        ot = gates[3*n_a:4*n_a, t]
+        c_next = c_next_seq[:, t + 1]
+        c_prev = c_next_seq[:, t]
+        da = da_seq[:, t]
+        da_next = _aged(da_prev, da, da_next_T)  # da_next = da + later(da_prev)
+        dc_next = _aged(dc_prev, dc_next_T)  # dc_next = later(dc_prev)
+        da_next_T = dc_next_T = None  # the final states' gradients joined the last step's loss
+        da_next_ot = da_next*ot
+        tanh_c_next = np.tanh(c_next)
+        dot = np.multiply(da_next_ot*tanh_c_next, 1 - ot, out=dz[..., 3*n_a:4*n_a, :])  # dot = da_next*ot*(1 - ot)*tanh(c_next)
+        dc = dc_next + da_next_ot*(1 - tanh_c_next**2)  # dc = dc_next + da_next*ot*(1 - tanh(c_next)**2)
+        dc_it = dc*it
+        dcct = np.multiply(dc_it, 1 - cct**2, out=dz[..., 2*n_a:3*n_a, :])  # dcct = dc*it*(1 - cct**2)
+        dit = np.multiply(cct*dc_it, 1 - it, out=dz[..., n_a:2*n_a, :])  # dit = cct*dc*it*(1 - it)
+        dc_ft = dc*ft
+        dft = np.multiply(c_prev*dc_ft, 1 - ft, out=dz[..., 0:n_a, :])  # dft = c_prev*dc*ft*(1 - ft)
+        da_prev = W_a_prev.T @ dz  # da_prev = dconcat[0:n_a]
+        dc_prev = dc_ft  # dc_prev = dc*ft
+        np.sum(dz, axis=0, out=gates[:, t])  # every loss's adjoints of step t, summed
+    return da_prev.sum(axis=0), dc_prev.sum(axis=0)
+
 
 
 def _predict(a_next_seq, Wy, by):
@@ -402,9 +495,10 @@ def lstm_forward(x, a0, parameters):
     return a, np.ascontiguousarray(y.transpose(0, 2, 1)), c, (caches, x)
 
 
-def lstm_backward(da, caches):
+def lstm_backward(da, caches, *, truncate=None):
     """The whole sequence backward from da (the gradient on every a<t> from outside):
-    returns dx, da0 and the parameter gradients."""
+    returns dx, da0 and the parameter gradients. truncate=k: BPTT(k) (module docstring)."""
+    _check_truncate(truncate)
     (caches, x) = caches
     (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters) = caches[0]
     n_a, m = np.shape(a_next)
@@ -421,7 +515,7 @@ def lstm_backward(da, caches):
         "W_xt": W_xt.astype(dtype, copy=False),
         "W_a_prev": W_a_prev.astype(dtype, copy=False),
     }
-    grads = _backward(np.ascontiguousarray(da.astype(dtype, copy=False).transpose(0, 2, 1)), core)
+    grads = _backward(np.ascontiguousarray(da.astype(dtype, copy=False).transpose(0, 2, 1)), core, truncate=truncate)
     return {
         "dx": np.ascontiguousarray(grads["dxt"].transpose(0, 2, 1)),
         "da0": grads["da_prev"],

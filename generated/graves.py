@@ -43,17 +43,34 @@ over the steps):
     dc_prev = W_cf*dz_f + W_ci*dz_i + dc*f
     dx = W_xc.T @ dz_g + W_xf.T @ dz_f + W_xi.T @ dz_i + W_xo.T @ dz_o
 
-How it runs. The gates (i, f, g, o) are fused: their weights are stacked into
-one matrix per operand (W_x, W_h_prev), so the input terms of all steps are
-one matrix product before the time loop, each step adds the state terms with
-one product, and the backward loop carries only the state gradients (dh_prev,
-dc_prev); the weight gradients are one product over all steps after it.
+How it runs. The gates (i, f, g, o) are fused: the weights that each operand
+meets are stacked into one matrix (W_x for x, W_h_prev for h_prev), so the
+input terms of all steps are one matrix product before the time loop and each
+step adds the terms of h_prev with one product; the backward loop mirrors it.
+Backpropagation through time carries only the state gradients (dh_prev,
+dc_prev); the weight, bias and input gradients are one product each over all
+steps after it.
+
+Truncated BPTT. Every backward function takes ``truncate=k`` (keyword only):
+Williams and Peng's BPTT(k). The gradient of the loss at step t (the gradient
+given at step t, and the final states' gradients at the last step) flows back
+through steps t, t-1, ..., t-k+1 only; k = 1 carries nothing between steps,
+and None or k >= T is full BPTT (the fast loop, _bptt). The initial states'
+gradients therefore receive the losses of steps 0..k-1 only, and every
+parameter gradient sums all the contributions that survive. It runs the same
+derived statements as full BPTT on a stack of k adjoints per state, one per
+loss still inside its window, indexed by age (the loss of step t + a has age
+a at step t): each step ages the stack by one (the oldest leaves), the step's
+own loss enters at age 0, and the slot adjoints of all ages are summed into
+the gates buffer, so that everything after the loop is shared with full
+BPTT. The cost is O(T*k) elementwise work and one product per step and
+source on k times as many rows; memory is k step-sized buffers per state.
 
 The API runs whole sequences; step t of a sequence is its [t], in the
 notation's shapes (below):
 
     h, (h_T, c_T), cache = lstm_forward(x, params, h0=None, c0=None)
-    grads = lstm_backward(dl_dh, cache, dh_T=None, dc_T=None)
+    grads = lstm_backward(dl_dh, cache, dh_T=None, dc_T=None, *, truncate=None)
 
 x is (T, D, B), dl_dh and h are (T, H, B); params maps the names of the
 parameters below to arrays. h0 is h_prev at the first step (zero when None)
@@ -114,6 +131,8 @@ Arguments of the wrong shape raise a ValueError that names the argument, the
 expected and the received shape.
 """
 
+import numbers
+
 import numpy as np
 
 __all__ = ["lstm_forward", "lstm_backward"]
@@ -168,17 +187,45 @@ def _as_float(*arrays):
     return [a.astype(dtype, copy=False) for a in arrays]
 
 
+def _check_truncate(truncate):
+    """``truncate`` is None or an int >= 1, else a ValueError that says why."""
+    if truncate is None:
+        return
+    if isinstance(truncate, bool) or not isinstance(truncate, numbers.Integral):
+        raise ValueError(f"truncate must be None or an int >= 1 (the number of steps the gradient of each step's "
+                         f"loss flows back through), not {truncate!r}")
+    if truncate < 1:
+        raise ValueError(f"truncate must be >= 1 (1: no gradient carried between steps; None: full BPTT), "
+                         f"not {truncate}")
+
+
+def _aged(carried, *fresh):
+    """One step back in truncated BPTT. ``carried`` holds, along its first axis,
+    the adjoints of the k newest losses by age (age a: the loss of step t + a);
+    each grows one step older, the oldest has used up its k steps and leaves,
+    and the loss of this step enters at age 0 with the gradients ``fresh``
+    (None: nothing)."""
+    out = np.empty_like(carried)
+    out[1:] = carried[:-1]
+    out[0] = 0
+    for gradient in fresh:
+        if gradient is not None:
+            out[0] += gradient
+    return out
+
+
 def _forward(x_seq, h_prev, c_prev, W_x, W_h_prev, W_ci, W_cf, W_co, b):
     """The forward pass over all steps, in this cell's storage.
 
     Sequences are stored as (features, T, batch), so that all T*batch columns are one reshape away.
     Returns h_seq, c_seq, gates: every state with T + 1 slots (slot 0 holds
-    the initial state), and every gate of every step.
+    the initial state), every sum of weight products (a gate: activated) of every
+    step.
     """
     D, T, B = x_seq.shape
     H = h_prev.shape[0]
     dtype = x_seq.dtype
-    gates = W_x @ x_seq.reshape(D, T * B)  # the x terms of every gate at every step: one product
+    gates = W_x @ x_seq.reshape(D, T * B)  # the x terms of every sum at every step: one product
     gates += b
     gates = gates.reshape(4*H, T, B)
     h_seq = np.empty((H, T + 1, B), dtype)  # h of every step; slot 0 holds h_prev of the first
@@ -188,8 +235,8 @@ def _forward(x_seq, h_prev, c_prev, W_x, W_h_prev, W_ci, W_cf, W_co, b):
     for t in range(T):
         h_prev = h_seq[:, t]
         c_prev = c_seq[:, t]
-        z = gates[:, t]  # every gate's pre-activation at step t (its gate, in place, below)
-        z += W_h_prev @ h_prev  # the h_prev terms of every gate: one product
+        z = gates[:, t]  # every sum's terms of step t (its gate, in place, below)
+        z += W_h_prev @ h_prev  # the h_prev terms of their sums: one product
         i = sigmoid(z[0:H] + W_ci*c_prev, out=z[0:H])  # (7) i = sigmoid(W_xi @ x + W_hi @ h_prev + W_ci * c_prev + b_i)
         f = sigmoid(z[H:2*H] + W_cf*c_prev, out=z[H:2*H])  # (8) f = sigmoid(W_xf @ x + W_hf @ h_prev + W_cf * c_prev + b_f)
         g = np.tanh(z[2*H:3*H], out=z[2*H:3*H])  # g = tanh(W_xc @ x + W_hc @ h_prev + b_c)
@@ -199,17 +246,19 @@ def _forward(x_seq, h_prev, c_prev, W_x, W_h_prev, W_ci, W_cf, W_co, b):
     return h_seq, c_seq, gates
 
 
-def _backward(dl_dh_seq, cache, dh_prev=None, dc_prev=None):
+def _backward(dl_dh_seq, cache, dh_prev=None, dc_prev=None, truncate=None):
     """Backpropagation through time over all steps, in this cell's storage.
 
     ``dl_dh_seq`` holds, for every step, the gradient of the loss on h from
     outside the cell; dh_prev, dc_prev start the loop (the gradients
-    on the last step's states from beyond the sequence; zero when None). Returns
-    the gradients by their names in the notation.
+    on the last step's states from beyond the sequence; zero when None).
+    ``truncate``: BPTT(k) (module docstring). Returns the gradients by their
+    names in the notation.
 
     The cache serves one backward pass (as torch's graph does): its gate buffer
-    receives the gate gradients, step by step, and is then released.
+    receives the slot adjoints, step by step, and is then released.
     """
+    _check_truncate(truncate)
     if cache.get("gates") is None:
         raise ValueError("cache: already used by a backward pass, which keeps the gate gradients in the "
                          "gates' buffer; run the forward pass again")
@@ -220,30 +269,11 @@ def _backward(dl_dh_seq, cache, dh_prev=None, dc_prev=None):
     dtype = gates.dtype
     dh_prev = np.zeros((H, B), dtype) if dh_prev is None else dh_prev
     dc_prev = np.zeros((H, B), dtype) if dc_prev is None else dc_prev
-    dz = np.empty_like(gates[:, 0])
-    for t in reversed(range(T)):
-        i = gates[0:H, t]
-        f = gates[H:2*H, t]
-        g = gates[2*H:3*H, t]
-        o = gates[3*H:4*H, t]
-        c = c_seq[:, t + 1]
-        c_prev = c_seq[:, t]
-        dl_dh = dl_dh_seq[:, t]
-        dh = dl_dh + dh_prev  # dh = dl_dh + later(dh_prev)
-        dc_next = dc_prev  # dc_next = later(dc_prev)
-        tanh_c = np.tanh(c)
-        dh_o = dh*o
-        dz_o = np.multiply(dh_o*tanh_c, 1 - o, out=dz[3*H:4*H])  # dz_o = dh*o*(1 - o)*tanh(c)
-        dc = dc_next + W_co*dz_o + dh_o*(1 - tanh_c**2)  # dc = dc_next + W_co*dz_o + dh*o*(1 - tanh(c)**2)
-        dc_i = dc*i
-        dz_g = np.multiply(dc_i, 1 - g**2, out=dz[2*H:3*H])  # dz_g = dc*i*(1 - g**2)
-        dc_f = dc*f
-        dz_f = np.multiply(c_prev*dc_f, 1 - f, out=dz[H:2*H])  # dz_f = c_prev*dc*f*(1 - f)
-        dz_i = np.multiply(dc_i*g, 1 - i, out=dz[0:H])  # dz_i = dc*g*i*(1 - i)
-        dh_prev = W_h_prev.T @ dz  # dh_prev = W_hc.T @ dz_g + W_hf.T @ dz_f + W_hi.T @ dz_i + W_ho.T @ dz_o
-        dc_prev = dc_f + W_cf*dz_f + W_ci*dz_i  # dc_prev = W_cf*dz_f + W_ci*dz_i + dc*f
-        gates[:, t] = dz  # step t's gates are spent: their slot keeps their gradients
-    dgates_all = gates.reshape(4*H, T * B)  # the gate gradients of all T steps, one matrix
+    if truncate is None or truncate >= T:
+        dh_prev, dc_prev = _bptt(dl_dh_seq, gates, c_seq, W_h_prev, W_ci, W_cf, W_co, H, T, dh_prev, dc_prev)
+    else:
+        dh_prev, dc_prev = _bptt_truncated(truncate, dl_dh_seq, gates, c_seq, W_h_prev, W_ci, W_cf, W_co, H, T, dh_prev, dc_prev)
+    dgates_all = gates.reshape(4*H, T * B)  # the slot adjoints of all T steps, one matrix
     dW_x = dgates_all @ x_seq.reshape(D, T * B).T  # the x blocks of d(W_xi, W_xf, W_xc, W_xo): one product
     dW_h_prev = dgates_all @ h_seq[:, :-1].reshape(H, T * B).T  # the h_prev blocks of d(W_hi, W_hf, W_hc, W_ho): one product
     db = dgates_all.sum(axis=1, keepdims=True)  # every bias gradient: one sum
@@ -283,6 +313,70 @@ def _backward(dl_dh_seq, cache, dh_prev=None, dc_prev=None):
         "dh_prev": dh_prev,
         "dc_prev": dc_prev,
     }
+
+
+def _bptt(dl_dh_seq, gates, c_seq, W_h_prev, W_ci, W_cf, W_co, H, T, dh_prev, dc_prev):
+    """Full BPTT, step T-1 down to 0: only the state gradients cross from step
+    to step; each step's slot adjoints go into its slot of the gates buffer.
+    Returns the gradients on the initial states."""
+    dz = np.empty_like(gates[:, 0])
+    for t in reversed(range(T)):
+        i = gates[0:H, t]
+        f = gates[H:2*H, t]
+        g = gates[2*H:3*H, t]
+        o = gates[3*H:4*H, t]
+        c = c_seq[:, t + 1]
+        c_prev = c_seq[:, t]
+        dl_dh = dl_dh_seq[:, t]
+        dh = dl_dh + dh_prev  # dh = dl_dh + later(dh_prev)
+        dc_next = dc_prev  # dc_next = later(dc_prev)
+        dh_o = dh*o
+        tanh_c = np.tanh(c)
+        dz_o = np.multiply(dh_o*tanh_c, 1 - o, out=dz[3*H:4*H])  # dz_o = dh*o*(1 - o)*tanh(c)
+        dc = dc_next + W_co*dz_o + dh_o*(1 - tanh_c**2)  # dc = dc_next + W_co*dz_o + dh*o*(1 - tanh(c)**2)
+        dc_i = dc*i
+        dz_g = np.multiply(dc_i, 1 - g**2, out=dz[2*H:3*H])  # dz_g = dc*i*(1 - g**2)
+        dc_f = dc*f
+        dz_f = np.multiply(c_prev*dc_f, 1 - f, out=dz[H:2*H])  # dz_f = c_prev*dc*f*(1 - f)
+        dz_i = np.multiply(dc_i*g, 1 - i, out=dz[0:H])  # dz_i = dc*g*i*(1 - i)
+        dh_prev = W_h_prev.T @ dz  # dh_prev = W_hc.T @ dz_g + W_hf.T @ dz_f + W_hi.T @ dz_i + W_ho.T @ dz_o
+        dc_prev = dc_f + W_cf*dz_f + W_ci*dz_i  # dc_prev = W_cf*dz_f + W_ci*dz_i + dc*f
+        gates[:, t] = dz  # step t's gates are spent: their slot keeps their adjoints
+    return dh_prev, dc_prev
+
+
+def _bptt_truncated(k, dl_dh_seq, gates, c_seq, W_h_prev, W_ci, W_cf, W_co, H, T, dh_prev, dc_prev):
+    """BPTT(k) (module docstring): the statements of _bptt on stacks of k
+    adjoints, one per loss still inside its window, by age. Returns the
+    gradients on the initial states (the losses of steps 0..k-1)."""
+    dh_T, dh_prev = dh_prev, np.zeros((k,) + dh_prev.shape, dh_prev.dtype)
+    dc_T, dc_prev = dc_prev, np.zeros((k,) + dc_prev.shape, dc_prev.dtype)
+    dz = np.empty((k,) + gates[:, 0].shape, gates.dtype)
+    for t in reversed(range(T)):
+        i = gates[0:H, t]
+        f = gates[H:2*H, t]
+        g = gates[2*H:3*H, t]
+        o = gates[3*H:4*H, t]
+        c = c_seq[:, t + 1]
+        c_prev = c_seq[:, t]
+        dl_dh = dl_dh_seq[:, t]
+        dh = _aged(dh_prev, dl_dh, dh_T)  # dh = dl_dh + later(dh_prev)
+        dc_next = _aged(dc_prev, dc_T)  # dc_next = later(dc_prev)
+        dh_T = dc_T = None  # the final states' gradients joined the last step's loss
+        dh_o = dh*o
+        tanh_c = np.tanh(c)
+        dz_o = np.multiply(dh_o*tanh_c, 1 - o, out=dz[..., 3*H:4*H, :])  # dz_o = dh*o*(1 - o)*tanh(c)
+        dc = dc_next + W_co*dz_o + dh_o*(1 - tanh_c**2)  # dc = dc_next + W_co*dz_o + dh*o*(1 - tanh(c)**2)
+        dc_i = dc*i
+        dz_g = np.multiply(dc_i, 1 - g**2, out=dz[..., 2*H:3*H, :])  # dz_g = dc*i*(1 - g**2)
+        dc_f = dc*f
+        dz_f = np.multiply(c_prev*dc_f, 1 - f, out=dz[..., H:2*H, :])  # dz_f = c_prev*dc*f*(1 - f)
+        dz_i = np.multiply(dc_i*g, 1 - i, out=dz[..., 0:H, :])  # dz_i = dc*g*i*(1 - i)
+        dh_prev = W_h_prev.T @ dz  # dh_prev = W_hc.T @ dz_g + W_hf.T @ dz_f + W_hi.T @ dz_i + W_ho.T @ dz_o
+        dc_prev = dc_f + W_cf*dz_f + W_ci*dz_i  # dc_prev = W_cf*dz_f + W_ci*dz_i + dc*f
+        np.sum(dz, axis=0, out=gates[:, t])  # every loss's adjoints of step t, summed
+    return dh_prev.sum(axis=0), dc_prev.sum(axis=0)
+
 
 
 def _get(params, key, name):
@@ -338,8 +432,10 @@ def lstm_forward(x, params, h0=None, c0=None):
     return np.ascontiguousarray(h_seq[:, 1:].transpose(1, 0, 2)), (h_seq[:, -1], c_seq[:, -1]), cache
 
 
-def lstm_backward(dl_dh, cache, dh_T=None, dc_T=None):
-    """Backpropagation through time for lstm_forward; returns the gradients by the notation's names."""
+def lstm_backward(dl_dh, cache, dh_T=None, dc_T=None, *, truncate=None):
+    """Backpropagation through time for lstm_forward; returns the gradients by the notation's names.
+    truncate=k: BPTT(k) (module docstring)."""
+    _check_truncate(truncate)
     dtype = cache["h_seq"].dtype
     B = cache["x_seq"].shape[2]
     T = cache["x_seq"].shape[1]
@@ -352,7 +448,7 @@ def lstm_backward(dl_dh, cache, dh_T=None, dc_T=None):
     if dc_T is not None:
         dc_T = _check('dc_T', dc_T, (H, B), ("H", "B"))
         dc_T = dc_T.astype(dtype, copy=False)
-    grads = _backward(np.ascontiguousarray(dl_dh.transpose(1, 0, 2)), cache, dh_T, dc_T)
+    grads = _backward(np.ascontiguousarray(dl_dh.transpose(1, 0, 2)), cache, dh_T, dc_T, truncate=truncate)
     return {
         "dW_xi": grads["dW_xi"],
         "dW_hi": grads["dW_hi"],

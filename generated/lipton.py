@@ -40,17 +40,34 @@ over the steps):
     ds_prev = ds*f
     dx = W_fx.T @ dz_f + W_gx.T @ dz_g + W_ix.T @ dz_i + W_ox.T @ dz_o
 
-How it runs. The gates (g, i, f, o) are fused: their weights are stacked into
-one matrix per operand (W_x, W_h_prev), so the input terms of all steps are
-one matrix product before the time loop, each step adds the state terms with
-one product, and the backward loop carries only the state gradients (dh_prev,
-ds_prev); the weight gradients are one product over all steps after it.
+How it runs. The gates (g, i, f, o) are fused: the weights that each operand
+meets are stacked into one matrix (W_x for x, W_h_prev for h_prev), so the
+input terms of all steps are one matrix product before the time loop and each
+step adds the terms of h_prev with one product; the backward loop mirrors it.
+Backpropagation through time carries only the state gradients (dh_prev,
+ds_prev); the weight, bias and input gradients are one product each over all
+steps after it.
+
+Truncated BPTT. Every backward function takes ``truncate=k`` (keyword only):
+Williams and Peng's BPTT(k). The gradient of the loss at step t (the gradient
+given at step t, and the final states' gradients at the last step) flows back
+through steps t, t-1, ..., t-k+1 only; k = 1 carries nothing between steps,
+and None or k >= T is full BPTT (the fast loop, _bptt). The initial states'
+gradients therefore receive the losses of steps 0..k-1 only, and every
+parameter gradient sums all the contributions that survive. It runs the same
+derived statements as full BPTT on a stack of k adjoints per state, one per
+loss still inside its window, indexed by age (the loss of step t + a has age
+a at step t): each step ages the stack by one (the oldest leaves), the step's
+own loss enters at age 0, and the slot adjoints of all ages are summed into
+the gates buffer, so that everything after the loop is shared with full
+BPTT. The cost is O(T*k) elementwise work and one product per step and
+source on k times as many rows; memory is k step-sized buffers per state.
 
 The API runs whole sequences; step t of a sequence is its [t], in the
 notation's shapes (below):
 
     h, (h_T, s_T), cache = lstm_forward(x, params, h0=None, s0=None)
-    grads = lstm_backward(dl_dh, cache, dh_T=None, ds_T=None)
+    grads = lstm_backward(dl_dh, cache, dh_T=None, ds_T=None, *, truncate=None)
 
 x is (T, D, B), dl_dh and h are (T, H, B); params maps the names of the
 parameters below to arrays. h0 is h_prev at the first step (zero when None)
@@ -104,6 +121,8 @@ Pure NumPy; float32 in, float32 out (the dtype of the arguments is kept).
 Arguments of the wrong shape raise a ValueError that names the argument, the
 expected and the received shape.
 """
+
+import numbers
 
 import numpy as np
 
@@ -159,17 +178,45 @@ def _as_float(*arrays):
     return [a.astype(dtype, copy=False) for a in arrays]
 
 
+def _check_truncate(truncate):
+    """``truncate`` is None or an int >= 1, else a ValueError that says why."""
+    if truncate is None:
+        return
+    if isinstance(truncate, bool) or not isinstance(truncate, numbers.Integral):
+        raise ValueError(f"truncate must be None or an int >= 1 (the number of steps the gradient of each step's "
+                         f"loss flows back through), not {truncate!r}")
+    if truncate < 1:
+        raise ValueError(f"truncate must be >= 1 (1: no gradient carried between steps; None: full BPTT), "
+                         f"not {truncate}")
+
+
+def _aged(carried, *fresh):
+    """One step back in truncated BPTT. ``carried`` holds, along its first axis,
+    the adjoints of the k newest losses by age (age a: the loss of step t + a);
+    each grows one step older, the oldest has used up its k steps and leaves,
+    and the loss of this step enters at age 0 with the gradients ``fresh``
+    (None: nothing)."""
+    out = np.empty_like(carried)
+    out[1:] = carried[:-1]
+    out[0] = 0
+    for gradient in fresh:
+        if gradient is not None:
+            out[0] += gradient
+    return out
+
+
 def _forward(x_seq, h_prev, s_prev, W_x, W_h_prev, b):
     """The forward pass over all steps, in this cell's storage.
 
     Sequences are stored as (features, T, batch), so that all T*batch columns are one reshape away.
     Returns h_seq, s_seq, gates: every state with T + 1 slots (slot 0 holds
-    the initial state), and every gate of every step.
+    the initial state), every sum of weight products (a gate: activated) of every
+    step.
     """
     D, T, B = x_seq.shape
     H = h_prev.shape[0]
     dtype = x_seq.dtype
-    gates = W_x @ x_seq.reshape(D, T * B)  # the x terms of every gate at every step: one product
+    gates = W_x @ x_seq.reshape(D, T * B)  # the x terms of every sum at every step: one product
     gates += b
     gates = gates.reshape(4*H, T, B)
     h_seq = np.empty((H, T + 1, B), dtype)  # h of every step; slot 0 holds h_prev of the first
@@ -179,8 +226,8 @@ def _forward(x_seq, h_prev, s_prev, W_x, W_h_prev, b):
     for t in range(T):
         h_prev = h_seq[:, t]
         s_prev = s_seq[:, t]
-        z = gates[:, t]  # every gate's pre-activation at step t (its gate, in place, below)
-        z += W_h_prev @ h_prev  # the h_prev terms of every gate: one product
+        z = gates[:, t]  # every sum's terms of step t (its gate, in place, below)
+        z += W_h_prev @ h_prev  # the h_prev terms of their sums: one product
         g = np.tanh(z[0:H], out=z[0:H])  # g = tanh(W_gx @ x + W_gh @ h_prev + b_g)
         sigmoid(z[H:4*H], out=z[H:4*H])  # the gates i, f, o at once
         i = z[H:2*H]  # i = sigmoid(W_ix @ x + W_ih @ h_prev + b_i)
@@ -191,17 +238,19 @@ def _forward(x_seq, h_prev, s_prev, W_x, W_h_prev, b):
     return h_seq, s_seq, gates
 
 
-def _backward(dl_dh_seq, cache, dh_prev=None, ds_prev=None):
+def _backward(dl_dh_seq, cache, dh_prev=None, ds_prev=None, truncate=None):
     """Backpropagation through time over all steps, in this cell's storage.
 
     ``dl_dh_seq`` holds, for every step, the gradient of the loss on h from
     outside the cell; dh_prev, ds_prev start the loop (the gradients
-    on the last step's states from beyond the sequence; zero when None). Returns
-    the gradients by their names in the notation.
+    on the last step's states from beyond the sequence; zero when None).
+    ``truncate``: BPTT(k) (module docstring). Returns the gradients by their
+    names in the notation.
 
     The cache serves one backward pass (as torch's graph does): its gate buffer
-    receives the gate gradients, step by step, and is then released.
+    receives the slot adjoints, step by step, and is then released.
     """
+    _check_truncate(truncate)
     if cache.get("gates") is None:
         raise ValueError("cache: already used by a backward pass, which keeps the gate gradients in the "
                          "gates' buffer; run the forward pass again")
@@ -212,30 +261,11 @@ def _backward(dl_dh_seq, cache, dh_prev=None, ds_prev=None):
     dtype = gates.dtype
     dh_prev = np.zeros((H, B), dtype) if dh_prev is None else dh_prev
     ds_prev = np.zeros((H, B), dtype) if ds_prev is None else ds_prev
-    dz = np.empty_like(gates[:, 0])
-    for t in reversed(range(T)):
-        g = gates[0:H, t]
-        i = gates[H:2*H, t]
-        f = gates[2*H:3*H, t]
-        o = gates[3*H:4*H, t]
-        s = s_seq[:, t + 1]
-        s_prev = s_seq[:, t]
-        dl_dh = dl_dh_seq[:, t]
-        dh = dl_dh + dh_prev  # dh = dl_dh + later(dh_prev)
-        ds_next = ds_prev  # ds_next = later(ds_prev)
-        tanh_s = np.tanh(s)
-        dh_o = dh*o
-        ds = ds_next + dh_o*(1 - tanh_s**2)  # ds = ds_next + dh*o*(1 - tanh(s)**2)
-        dz_o = np.multiply(dh_o*tanh_s, 1 - o, out=dz[3*H:4*H])  # dz_o = dh*o*(1 - o)*tanh(s)
-        ds_f = ds*f
-        dz_f = np.multiply(ds_f*s_prev, 1 - f, out=dz[2*H:3*H])  # dz_f = ds*f*s_prev*(1 - f)
-        ds_i = ds*i
-        dz_i = np.multiply(ds_i*g, 1 - i, out=dz[H:2*H])  # dz_i = ds*g*i*(1 - i)
-        dz_g = np.multiply(ds_i, 1 - g**2, out=dz[0:H])  # dz_g = ds*i*(1 - g**2)
-        dh_prev = W_h_prev.T @ dz  # dh_prev = W_fh.T @ dz_f + W_gh.T @ dz_g + W_ih.T @ dz_i + W_oh.T @ dz_o
-        ds_prev = ds_f  # ds_prev = ds*f
-        gates[:, t] = dz  # step t's gates are spent: their slot keeps their gradients
-    dgates_all = gates.reshape(4*H, T * B)  # the gate gradients of all T steps, one matrix
+    if truncate is None or truncate >= T:
+        dh_prev, ds_prev = _bptt(dl_dh_seq, gates, s_seq, W_h_prev, H, T, dh_prev, ds_prev)
+    else:
+        dh_prev, ds_prev = _bptt_truncated(truncate, dl_dh_seq, gates, s_seq, W_h_prev, H, T, dh_prev, ds_prev)
+    dgates_all = gates.reshape(4*H, T * B)  # the slot adjoints of all T steps, one matrix
     dW_x = dgates_all @ x_seq.reshape(D, T * B).T  # the x blocks of d(W_gx, W_ix, W_fx, W_ox): one product
     dW_h_prev = dgates_all @ h_seq[:, :-1].reshape(H, T * B).T  # the h_prev blocks of d(W_gh, W_ih, W_fh, W_oh): one product
     db = dgates_all.sum(axis=1, keepdims=True)  # every bias gradient: one sum
@@ -269,6 +299,70 @@ def _backward(dl_dh_seq, cache, dh_prev=None, ds_prev=None):
         "dh_prev": dh_prev,
         "ds_prev": ds_prev,
     }
+
+
+def _bptt(dl_dh_seq, gates, s_seq, W_h_prev, H, T, dh_prev, ds_prev):
+    """Full BPTT, step T-1 down to 0: only the state gradients cross from step
+    to step; each step's slot adjoints go into its slot of the gates buffer.
+    Returns the gradients on the initial states."""
+    dz = np.empty_like(gates[:, 0])
+    for t in reversed(range(T)):
+        g = gates[0:H, t]
+        i = gates[H:2*H, t]
+        f = gates[2*H:3*H, t]
+        o = gates[3*H:4*H, t]
+        s = s_seq[:, t + 1]
+        s_prev = s_seq[:, t]
+        dl_dh = dl_dh_seq[:, t]
+        dh = dl_dh + dh_prev  # dh = dl_dh + later(dh_prev)
+        ds_next = ds_prev  # ds_next = later(ds_prev)
+        dh_o = dh*o
+        tanh_s = np.tanh(s)
+        ds = ds_next + dh_o*(1 - tanh_s**2)  # ds = ds_next + dh*o*(1 - tanh(s)**2)
+        dz_o = np.multiply(dh_o*tanh_s, 1 - o, out=dz[3*H:4*H])  # dz_o = dh*o*(1 - o)*tanh(s)
+        ds_f = ds*f
+        dz_f = np.multiply(ds_f*s_prev, 1 - f, out=dz[2*H:3*H])  # dz_f = ds*f*s_prev*(1 - f)
+        ds_i = ds*i
+        dz_i = np.multiply(ds_i*g, 1 - i, out=dz[H:2*H])  # dz_i = ds*g*i*(1 - i)
+        dz_g = np.multiply(ds_i, 1 - g**2, out=dz[0:H])  # dz_g = ds*i*(1 - g**2)
+        dh_prev = W_h_prev.T @ dz  # dh_prev = W_fh.T @ dz_f + W_gh.T @ dz_g + W_ih.T @ dz_i + W_oh.T @ dz_o
+        ds_prev = ds_f  # ds_prev = ds*f
+        gates[:, t] = dz  # step t's gates are spent: their slot keeps their adjoints
+    return dh_prev, ds_prev
+
+
+def _bptt_truncated(k, dl_dh_seq, gates, s_seq, W_h_prev, H, T, dh_prev, ds_prev):
+    """BPTT(k) (module docstring): the statements of _bptt on stacks of k
+    adjoints, one per loss still inside its window, by age. Returns the
+    gradients on the initial states (the losses of steps 0..k-1)."""
+    dh_T, dh_prev = dh_prev, np.zeros((k,) + dh_prev.shape, dh_prev.dtype)
+    ds_T, ds_prev = ds_prev, np.zeros((k,) + ds_prev.shape, ds_prev.dtype)
+    dz = np.empty((k,) + gates[:, 0].shape, gates.dtype)
+    for t in reversed(range(T)):
+        g = gates[0:H, t]
+        i = gates[H:2*H, t]
+        f = gates[2*H:3*H, t]
+        o = gates[3*H:4*H, t]
+        s = s_seq[:, t + 1]
+        s_prev = s_seq[:, t]
+        dl_dh = dl_dh_seq[:, t]
+        dh = _aged(dh_prev, dl_dh, dh_T)  # dh = dl_dh + later(dh_prev)
+        ds_next = _aged(ds_prev, ds_T)  # ds_next = later(ds_prev)
+        dh_T = ds_T = None  # the final states' gradients joined the last step's loss
+        dh_o = dh*o
+        tanh_s = np.tanh(s)
+        ds = ds_next + dh_o*(1 - tanh_s**2)  # ds = ds_next + dh*o*(1 - tanh(s)**2)
+        dz_o = np.multiply(dh_o*tanh_s, 1 - o, out=dz[..., 3*H:4*H, :])  # dz_o = dh*o*(1 - o)*tanh(s)
+        ds_f = ds*f
+        dz_f = np.multiply(ds_f*s_prev, 1 - f, out=dz[..., 2*H:3*H, :])  # dz_f = ds*f*s_prev*(1 - f)
+        ds_i = ds*i
+        dz_i = np.multiply(ds_i*g, 1 - i, out=dz[..., H:2*H, :])  # dz_i = ds*g*i*(1 - i)
+        dz_g = np.multiply(ds_i, 1 - g**2, out=dz[..., 0:H, :])  # dz_g = ds*i*(1 - g**2)
+        dh_prev = W_h_prev.T @ dz  # dh_prev = W_fh.T @ dz_f + W_gh.T @ dz_g + W_ih.T @ dz_i + W_oh.T @ dz_o
+        ds_prev = ds_f  # ds_prev = ds*f
+        np.sum(dz, axis=0, out=gates[:, t])  # every loss's adjoints of step t, summed
+    return dh_prev.sum(axis=0), ds_prev.sum(axis=0)
+
 
 
 def _get(params, key, name):
@@ -318,8 +412,10 @@ def lstm_forward(x, params, h0=None, s0=None):
     return np.ascontiguousarray(h_seq[:, 1:].transpose(1, 0, 2)), (h_seq[:, -1], s_seq[:, -1]), cache
 
 
-def lstm_backward(dl_dh, cache, dh_T=None, ds_T=None):
-    """Backpropagation through time for lstm_forward; returns the gradients by the notation's names."""
+def lstm_backward(dl_dh, cache, dh_T=None, ds_T=None, *, truncate=None):
+    """Backpropagation through time for lstm_forward; returns the gradients by the notation's names.
+    truncate=k: BPTT(k) (module docstring)."""
+    _check_truncate(truncate)
     dtype = cache["h_seq"].dtype
     B = cache["x_seq"].shape[2]
     T = cache["x_seq"].shape[1]
@@ -332,7 +428,7 @@ def lstm_backward(dl_dh, cache, dh_T=None, ds_T=None):
     if ds_T is not None:
         ds_T = _check('ds_T', ds_T, (H, B), ("H", "B"))
         ds_T = ds_T.astype(dtype, copy=False)
-    grads = _backward(np.ascontiguousarray(dl_dh.transpose(1, 0, 2)), cache, dh_T, ds_T)
+    grads = _backward(np.ascontiguousarray(dl_dh.transpose(1, 0, 2)), cache, dh_T, ds_T, truncate=truncate)
     return {
         "dW_gx": grads["dW_gx"],
         "dW_gh": grads["dW_gh"],

@@ -42,22 +42,38 @@ over the steps):
     bottom_diff_s = ds*f
     bottom_diff_x = dxc[0:x_dim]
 
-How it runs. The gates (g, i, f, o) are fused: their weights are stacked into
-one matrix per operand (W_x, W_h_prev), so the input terms of all steps are
-one matrix product before the time loop, each step adds the state terms with
-one product, and the backward loop carries only the state gradients
-(bottom_diff_h, bottom_diff_s); the weight gradients are one product over all
-steps after it.
+How it runs. The gates (g, i, f, o) are fused: the weights that each operand
+meets are stacked into one matrix (W_x for x, W_h_prev for h_prev), so the
+input terms of all steps are one matrix product before the time loop and each
+step adds the terms of h_prev with one product; the backward loop mirrors it.
+Backpropagation through time carries only the state gradients (bottom_diff_h,
+bottom_diff_s); the weight, bias and input gradients are one product each over
+all steps after it.
 
 The loss head (squared error on h) stays outside the backward pass here, as in
 the source's own code: the backward functions take diff_h, the gradient the
 head hands to h at every step.
 
+Truncated BPTT. Every backward function takes ``truncate=k`` (keyword only):
+Williams and Peng's BPTT(k). The gradient of the loss at step t (the gradient
+given at step t, and the final states' gradients at the last step) flows back
+through steps t, t-1, ..., t-k+1 only; k = 1 carries nothing between steps,
+and None or k >= T is full BPTT (the fast loop, _bptt). The initial states'
+gradients therefore receive the losses of steps 0..k-1 only, and every
+parameter gradient sums all the contributions that survive. It runs the same
+derived statements as full BPTT on a stack of k adjoints per state, one per
+loss still inside its window, indexed by age (the loss of step t + a has age
+a at step t): each step ages the stack by one (the oldest leaves), the step's
+own loss enters at age 0, and the slot adjoints of all ages are summed into
+the gates buffer, so that everything after the loop is shared with full
+BPTT. The cost is O(T*k) elementwise work and one product per step and
+source on k times as many rows; memory is k step-sized buffers per state.
+
 The API runs whole sequences; step t of a sequence is its [t], in the
 notation's shapes (below):
 
     h, (h_T, s_T), cache = lstm_forward(x, params, h0=None, s0=None)
-    grads = lstm_backward(diff_h, cache, dh_T=None, ds_T=None)
+    grads = lstm_backward(diff_h, cache, dh_T=None, ds_T=None, *, truncate=None)
 
 x is (T, x_dim), diff_h and h are (T, mem_cell_ct); params maps the names of
 the parameters below to arrays. h0 is h_prev at the first step (zero when
@@ -105,6 +121,8 @@ Pure NumPy; float32 in, float32 out (the dtype of the arguments is kept).
 Arguments of the wrong shape raise a ValueError that names the argument, the
 expected and the received shape.
 """
+
+import numbers
 
 import numpy as np
 
@@ -160,17 +178,45 @@ def _as_float(*arrays):
     return [a.astype(dtype, copy=False) for a in arrays]
 
 
+def _check_truncate(truncate):
+    """``truncate`` is None or an int >= 1, else a ValueError that says why."""
+    if truncate is None:
+        return
+    if isinstance(truncate, bool) or not isinstance(truncate, numbers.Integral):
+        raise ValueError(f"truncate must be None or an int >= 1 (the number of steps the gradient of each step's "
+                         f"loss flows back through), not {truncate!r}")
+    if truncate < 1:
+        raise ValueError(f"truncate must be >= 1 (1: no gradient carried between steps; None: full BPTT), "
+                         f"not {truncate}")
+
+
+def _aged(carried, *fresh):
+    """One step back in truncated BPTT. ``carried`` holds, along its first axis,
+    the adjoints of the k newest losses by age (age a: the loss of step t + a);
+    each grows one step older, the oldest has used up its k steps and leaves,
+    and the loss of this step enters at age 0 with the gradients ``fresh``
+    (None: nothing)."""
+    out = np.empty_like(carried)
+    out[1:] = carried[:-1]
+    out[0] = 0
+    for gradient in fresh:
+        if gradient is not None:
+            out[0] += gradient
+    return out
+
+
 def _forward(x_seq, h_prev, s_prev, W_x, W_h_prev, b):
     """The forward pass over all steps, in this cell's storage.
 
     Sequences are stored as (features, T): step t is column t.
     Returns h_seq, s_seq, gates: every state with T + 1 slots (slot 0 holds
-    the initial state), and every gate of every step.
+    the initial state), every sum of weight products (a gate: activated) of every
+    step.
     """
     x_dim, T = x_seq.shape
     mem_cell_ct = h_prev.shape[0]
     dtype = x_seq.dtype
-    gates = W_x @ x_seq  # the x terms of every gate at every step: one product
+    gates = W_x @ x_seq  # the x terms of every sum at every step: one product
     gates += b[:, None]
     h_seq = np.empty((mem_cell_ct, T + 1), dtype)  # h of every step; slot 0 holds h_prev of the first
     h_seq[:, 0] = h_prev
@@ -179,8 +225,8 @@ def _forward(x_seq, h_prev, s_prev, W_x, W_h_prev, b):
     for t in range(T):
         h_prev = h_seq[:, t]
         s_prev = s_seq[:, t]
-        z = gates[:, t]  # every gate's pre-activation at step t (its gate, in place, below)
-        z += W_h_prev @ h_prev  # the h_prev terms of every gate: one product
+        z = gates[:, t]  # every sum's terms of step t (its gate, in place, below)
+        z += W_h_prev @ h_prev  # the h_prev terms of their sums: one product
         g = np.tanh(z[0:mem_cell_ct], out=z[0:mem_cell_ct])  # g = tanh(wg @ xc + bg)
         sigmoid(z[mem_cell_ct:4*mem_cell_ct], out=z[mem_cell_ct:4*mem_cell_ct])  # the gates i, f, o at once
         i = z[mem_cell_ct:2*mem_cell_ct]  # i = sigmoid(wi @ xc + bi)
@@ -191,17 +237,19 @@ def _forward(x_seq, h_prev, s_prev, W_x, W_h_prev, b):
     return h_seq, s_seq, gates
 
 
-def _backward(diff_h_seq, cache, bottom_diff_h=None, bottom_diff_s=None):
+def _backward(diff_h_seq, cache, bottom_diff_h=None, bottom_diff_s=None, truncate=None):
     """Backpropagation through time over all steps, in this cell's storage.
 
     ``diff_h_seq`` holds, for every step, the gradient of the loss on h from
     outside the cell; bottom_diff_h, bottom_diff_s start the loop (the gradients
-    on the last step's states from beyond the sequence; zero when None). Returns
-    the gradients by their names in the notation.
+    on the last step's states from beyond the sequence; zero when None).
+    ``truncate``: BPTT(k) (module docstring). Returns the gradients by their
+    names in the notation.
 
     The cache serves one backward pass (as torch's graph does): its gate buffer
-    receives the gate gradients, step by step, and is then released.
+    receives the slot adjoints, step by step, and is then released.
     """
+    _check_truncate(truncate)
     if cache.get("gates") is None:
         raise ValueError("cache: already used by a backward pass, which keeps the gate gradients in the "
                          "gates' buffer; run the forward pass again")
@@ -212,30 +260,11 @@ def _backward(diff_h_seq, cache, bottom_diff_h=None, bottom_diff_s=None):
     dtype = gates.dtype
     bottom_diff_h = np.zeros((mem_cell_ct,), dtype) if bottom_diff_h is None else bottom_diff_h
     bottom_diff_s = np.zeros((mem_cell_ct,), dtype) if bottom_diff_s is None else bottom_diff_s
-    dz = np.empty_like(gates[:, 0])
-    for t in reversed(range(T)):
-        g = gates[0:mem_cell_ct, t]
-        i = gates[mem_cell_ct:2*mem_cell_ct, t]
-        f = gates[2*mem_cell_ct:3*mem_cell_ct, t]
-        o = gates[3*mem_cell_ct:4*mem_cell_ct, t]
-        s = s_seq[:, t + 1]
-        s_prev = s_seq[:, t]
-        diff_h = diff_h_seq[:, t]
-        top_diff_h = diff_h + bottom_diff_h  # top_diff_h = diff_h + later(bottom_diff_h)
-        top_diff_s = bottom_diff_s  # top_diff_s = later(bottom_diff_s)
-        ds = top_diff_s + o*top_diff_h  # ds = top_diff_s + o*top_diff_h
-        do = s*top_diff_h  # do = s*top_diff_h
-        do_input = np.multiply(do*o, 1 - o, out=dz[3*mem_cell_ct:4*mem_cell_ct])  # do_input = do*o*(1 - o)
-        df = ds*s_prev  # df = ds*s_prev
-        df_input = np.multiply(df*f, 1 - f, out=dz[2*mem_cell_ct:3*mem_cell_ct])  # df_input = df*f*(1 - f)
-        di = ds*g  # di = ds*g
-        di_input = np.multiply(di*i, 1 - i, out=dz[mem_cell_ct:2*mem_cell_ct])  # di_input = di*i*(1 - i)
-        dg = ds*i  # dg = ds*i
-        dg_input = np.multiply(dg, 1 - g**2, out=dz[0:mem_cell_ct])  # dg_input = dg*(1 - g**2)
-        bottom_diff_h = W_h_prev.T @ dz  # bottom_diff_h = dxc[x_dim:mem_cell_ct + x_dim]
-        bottom_diff_s = ds*f  # bottom_diff_s = ds*f
-        gates[:, t] = dz  # step t's gates are spent: their slot keeps their gradients
-    dgates_all = gates  # the gate gradients of all T steps, one matrix
+    if truncate is None or truncate >= T:
+        bottom_diff_h, bottom_diff_s = _bptt(diff_h_seq, gates, s_seq, W_h_prev, mem_cell_ct, T, bottom_diff_h, bottom_diff_s)
+    else:
+        bottom_diff_h, bottom_diff_s = _bptt_truncated(truncate, diff_h_seq, gates, s_seq, W_h_prev, mem_cell_ct, T, bottom_diff_h, bottom_diff_s)
+    dgates_all = gates  # the slot adjoints of all T steps, one matrix
     dW_x = dgates_all @ x_seq.T  # the x blocks of d(wg, wi, wf, wo): one product
     dW_h_prev = dgates_all @ h_seq[:, :-1].T  # the h_prev blocks of d(wg, wi, wf, wo): one product
     db = dgates_all.sum(axis=1)  # every bias gradient: one sum
@@ -261,6 +290,70 @@ def _backward(diff_h_seq, cache, bottom_diff_h=None, bottom_diff_s=None):
         "bottom_diff_h": bottom_diff_h,
         "bottom_diff_s": bottom_diff_s,
     }
+
+
+def _bptt(diff_h_seq, gates, s_seq, W_h_prev, mem_cell_ct, T, bottom_diff_h, bottom_diff_s):
+    """Full BPTT, step T-1 down to 0: only the state gradients cross from step
+    to step; each step's slot adjoints go into its slot of the gates buffer.
+    Returns the gradients on the initial states."""
+    dz = np.empty_like(gates[:, 0])
+    for t in reversed(range(T)):
+        g = gates[0:mem_cell_ct, t]
+        i = gates[mem_cell_ct:2*mem_cell_ct, t]
+        f = gates[2*mem_cell_ct:3*mem_cell_ct, t]
+        o = gates[3*mem_cell_ct:4*mem_cell_ct, t]
+        s = s_seq[:, t + 1]
+        s_prev = s_seq[:, t]
+        diff_h = diff_h_seq[:, t]
+        top_diff_h = diff_h + bottom_diff_h  # top_diff_h = diff_h + later(bottom_diff_h)
+        top_diff_s = bottom_diff_s  # top_diff_s = later(bottom_diff_s)
+        ds = top_diff_s + o*top_diff_h  # ds = top_diff_s + o*top_diff_h
+        do = s*top_diff_h  # do = s*top_diff_h
+        do_input = np.multiply(do*o, 1 - o, out=dz[3*mem_cell_ct:4*mem_cell_ct])  # do_input = do*o*(1 - o)
+        df = ds*s_prev  # df = ds*s_prev
+        df_input = np.multiply(df*f, 1 - f, out=dz[2*mem_cell_ct:3*mem_cell_ct])  # df_input = df*f*(1 - f)
+        di = ds*g  # di = ds*g
+        di_input = np.multiply(di*i, 1 - i, out=dz[mem_cell_ct:2*mem_cell_ct])  # di_input = di*i*(1 - i)
+        dg = ds*i  # dg = ds*i
+        dg_input = np.multiply(dg, 1 - g**2, out=dz[0:mem_cell_ct])  # dg_input = dg*(1 - g**2)
+        bottom_diff_h = W_h_prev.T @ dz  # bottom_diff_h = dxc[x_dim:mem_cell_ct + x_dim]
+        bottom_diff_s = ds*f  # bottom_diff_s = ds*f
+        gates[:, t] = dz  # step t's gates are spent: their slot keeps their adjoints
+    return bottom_diff_h, bottom_diff_s
+
+
+def _bptt_truncated(k, diff_h_seq, gates, s_seq, W_h_prev, mem_cell_ct, T, bottom_diff_h, bottom_diff_s):
+    """BPTT(k) (module docstring): the statements of _bptt on stacks of k
+    adjoints, one per loss still inside its window, by age. Returns the
+    gradients on the initial states (the losses of steps 0..k-1)."""
+    dh_T, bottom_diff_h = bottom_diff_h, np.zeros((k,) + bottom_diff_h.shape, bottom_diff_h.dtype)
+    ds_T, bottom_diff_s = bottom_diff_s, np.zeros((k,) + bottom_diff_s.shape, bottom_diff_s.dtype)
+    dz = np.empty((k,) + gates[:, 0].shape, gates.dtype)
+    for t in reversed(range(T)):
+        g = gates[0:mem_cell_ct, t]
+        i = gates[mem_cell_ct:2*mem_cell_ct, t]
+        f = gates[2*mem_cell_ct:3*mem_cell_ct, t]
+        o = gates[3*mem_cell_ct:4*mem_cell_ct, t]
+        s = s_seq[:, t + 1]
+        s_prev = s_seq[:, t]
+        diff_h = diff_h_seq[:, t]
+        top_diff_h = _aged(bottom_diff_h, diff_h, dh_T)  # top_diff_h = diff_h + later(bottom_diff_h)
+        top_diff_s = _aged(bottom_diff_s, ds_T)  # top_diff_s = later(bottom_diff_s)
+        dh_T = ds_T = None  # the final states' gradients joined the last step's loss
+        ds = top_diff_s + o*top_diff_h  # ds = top_diff_s + o*top_diff_h
+        do = s*top_diff_h  # do = s*top_diff_h
+        do_input = np.multiply(do*o, 1 - o, out=dz[..., 3*mem_cell_ct:4*mem_cell_ct])  # do_input = do*o*(1 - o)
+        df = ds*s_prev  # df = ds*s_prev
+        df_input = np.multiply(df*f, 1 - f, out=dz[..., 2*mem_cell_ct:3*mem_cell_ct])  # df_input = df*f*(1 - f)
+        di = ds*g  # di = ds*g
+        di_input = np.multiply(di*i, 1 - i, out=dz[..., mem_cell_ct:2*mem_cell_ct])  # di_input = di*i*(1 - i)
+        dg = ds*i  # dg = ds*i
+        dg_input = np.multiply(dg, 1 - g**2, out=dz[..., 0:mem_cell_ct])  # dg_input = dg*(1 - g**2)
+        bottom_diff_h = dz @ W_h_prev  # bottom_diff_h = dxc[x_dim:mem_cell_ct + x_dim]
+        bottom_diff_s = ds*f  # bottom_diff_s = ds*f
+        np.sum(dz, axis=0, out=gates[:, t])  # every loss's adjoints of step t, summed
+    return bottom_diff_h.sum(axis=0), bottom_diff_s.sum(axis=0)
+
 
 
 def _get(params, key, name):
@@ -306,8 +399,10 @@ def lstm_forward(x, params, h0=None, s0=None):
     return np.ascontiguousarray(h_seq[:, 1:].T), (h_seq[:, -1], s_seq[:, -1]), cache
 
 
-def lstm_backward(diff_h, cache, dh_T=None, ds_T=None):
-    """Backpropagation through time for lstm_forward; returns the gradients by the notation's names."""
+def lstm_backward(diff_h, cache, dh_T=None, ds_T=None, *, truncate=None):
+    """Backpropagation through time for lstm_forward; returns the gradients by the notation's names.
+    truncate=k: BPTT(k) (module docstring)."""
+    _check_truncate(truncate)
     dtype = cache["h_seq"].dtype
     T = cache["x_seq"].shape[1]
     mem_cell_ct = cache["h_seq"].shape[0]
@@ -319,7 +414,7 @@ def lstm_backward(diff_h, cache, dh_T=None, ds_T=None):
     if ds_T is not None:
         ds_T = _check('ds_T', ds_T, (mem_cell_ct,), ("mem_cell_ct",))
         ds_T = ds_T.astype(dtype, copy=False)
-    grads = _backward(np.ascontiguousarray(diff_h.T), cache, dh_T, ds_T)
+    grads = _backward(np.ascontiguousarray(diff_h.T), cache, dh_T, ds_T, truncate=truncate)
     return {
         "wg_diff": grads["wg_diff"],
         "wi_diff": grads["wi_diff"],

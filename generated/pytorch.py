@@ -44,23 +44,39 @@ over the steps):
     dc_prev = dc*f
     dx = dz_f @ W_if + dz_g @ W_ig + dz_i @ W_ii + dz_o @ W_io
 
-How it runs. The gates (i, f, g, o) are fused: their weights are stacked into
-one matrix per operand (weight_ih, weight_hh), so the input terms of all steps
-are one matrix product before the time loop, each step adds the state terms
-with one product, and the backward loop carries only the state gradients
-(dh_prev, dc_prev); the weight gradients are one product over all steps after
-it.
+How it runs. The gates (i, f, g, o) are fused: the weights that each operand
+meets are stacked into one matrix (weight_ih for x, weight_hh for h_prev), so
+the input terms of all steps are one matrix product before the time loop and
+each step adds the terms of h_prev with one product; the backward loop mirrors
+it. Backpropagation through time carries only the state gradients (dh_prev,
+dc_prev); the weight, bias and input gradients are one product each over all
+steps after it.
 
-The API is torch.nn.LSTM's (one layer, one direction, batch_first=False),
-with its weights as the module stores them (gate row blocks i, f, g, o):
+Truncated BPTT. Every backward function takes ``truncate=k`` (keyword only):
+Williams and Peng's BPTT(k). The gradient of the loss at step t (the gradient
+given at step t, and the final states' gradients at the last step) flows back
+through steps t, t-1, ..., t-k+1 only; k = 1 carries nothing between steps,
+and None or k >= T is full BPTT (the fast loop, _bptt). The initial states'
+gradients therefore receive the losses of steps 0..k-1 only, and every
+parameter gradient sums all the contributions that survive. It runs the same
+derived statements as full BPTT on a stack of k adjoints per state, one per
+loss still inside its window, indexed by age (the loss of step t + a has age
+a at step t): each step ages the stack by one (the oldest leaves), the step's
+own loss enters at age 0, and the slot adjoints of all ages are summed into
+the gates buffer, so that everything after the loop is shared with full
+BPTT. The cost is O(T*k) elementwise work and one product per step and
+source on k times as many rows; memory is k step-sized buffers per state.
+
+The API is torch.nn.LSTM's (one layer, one direction, batch_first=False), with
+its weights as the module stores them (row blocks i, f, g, o):
 
     output, (h_n, c_n), cache = lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh)
-    grads = lstm_backward(d_output, cache, dh_n=None, dc_n=None)
+    grads = lstm_backward(d_output, cache, dh_n=None, dc_n=None, *, truncate=None)
 
-x is (T, N, input_size), h0 and c0 are (1, N, hidden_size); output is (T, N, hidden_size),
-h_n and c_n are (1, N, hidden_size). grads has the keys x, h0, c0, weight_ih,
-weight_hh, bias_ih, bias_hh: the gradients torch autograd gives for the loss
-sum(output * d_output) + sum(h_n * dh_n) + sum(c_n * dc_n).
+x is (T, N, input_size), h0 and c0 are (1, N, hidden_size); output is (T, N,
+hidden_size), h_n and c_n are (1, N, hidden_size). grads has the keys x, h0,
+c0, weight_ih, weight_hh, bias_ih, bias_hh: the gradients torch autograd gives
+for the loss sum(output * d_output) + sum(h_n * dh_n) + sum(c_n * dc_n).
 
 Shapes of one step (one example per row, features across the columns):
 
@@ -94,6 +110,8 @@ Pure NumPy; float32 in, float32 out (the dtype of the arguments is kept).
 Arguments of the wrong shape raise a ValueError that names the argument, the
 expected and the received shape.
 """
+
+import numbers
 
 import numpy as np
 
@@ -149,17 +167,45 @@ def _as_float(*arrays):
     return [a.astype(dtype, copy=False) for a in arrays]
 
 
+def _check_truncate(truncate):
+    """``truncate`` is None or an int >= 1, else a ValueError that says why."""
+    if truncate is None:
+        return
+    if isinstance(truncate, bool) or not isinstance(truncate, numbers.Integral):
+        raise ValueError(f"truncate must be None or an int >= 1 (the number of steps the gradient of each step's "
+                         f"loss flows back through), not {truncate!r}")
+    if truncate < 1:
+        raise ValueError(f"truncate must be >= 1 (1: no gradient carried between steps; None: full BPTT), "
+                         f"not {truncate}")
+
+
+def _aged(carried, *fresh):
+    """One step back in truncated BPTT. ``carried`` holds, along its first axis,
+    the adjoints of the k newest losses by age (age a: the loss of step t + a);
+    each grows one step older, the oldest has used up its k steps and leaves,
+    and the loss of this step enters at age 0 with the gradients ``fresh``
+    (None: nothing)."""
+    out = np.empty_like(carried)
+    out[1:] = carried[:-1]
+    out[0] = 0
+    for gradient in fresh:
+        if gradient is not None:
+            out[0] += gradient
+    return out
+
+
 def _forward(x_seq, h_prev, c_prev, weight_ih, weight_hh, b):
     """The forward pass over all steps, in this cell's storage.
 
     Sequences are stored as (T, batch, features), so that all T*batch rows are one reshape away.
     Returns h_seq, c_seq, gates: every state with T + 1 slots (slot 0 holds
-    the initial state), and every gate of every step.
+    the initial state), every sum of weight products (a gate: activated) of every
+    step.
     """
     T, N, input_size = x_seq.shape
     hidden_size = h_prev.shape[1]
     dtype = x_seq.dtype
-    gates = x_seq.reshape(T * N, input_size) @ weight_ih.T  # the x terms of every gate at every step: one product
+    gates = x_seq.reshape(T * N, input_size) @ weight_ih.T  # the x terms of every sum at every step: one product
     gates += b
     gates = gates.reshape(T, N, 4*hidden_size)
     h_seq = np.empty((T + 1, N, hidden_size), dtype)  # h of every step; slot 0 holds h_prev of the first
@@ -169,8 +215,8 @@ def _forward(x_seq, h_prev, c_prev, weight_ih, weight_hh, b):
     for t in range(T):
         h_prev = h_seq[t]
         c_prev = c_seq[t]
-        z = gates[t]  # every gate's pre-activation at step t (its gate, in place, below)
-        z += h_prev @ weight_hh.T  # the h_prev terms of every gate: one product
+        z = gates[t]  # every sum's terms of step t (its gate, in place, below)
+        z += h_prev @ weight_hh.T  # the h_prev terms of their sums: one product
         sigmoid(z[:, 0:2*hidden_size], out=z[:, 0:2*hidden_size])  # the gates i, f at once
         i = z[:, 0:hidden_size]  # i = sigmoid(x @ W_ii.T + b_ii + h_prev @ W_hi.T + b_hi)
         f = z[:, hidden_size:2*hidden_size]  # f = sigmoid(x @ W_if.T + b_if + h_prev @ W_hf.T + b_hf)
@@ -181,17 +227,19 @@ def _forward(x_seq, h_prev, c_prev, weight_ih, weight_hh, b):
     return h_seq, c_seq, gates
 
 
-def _backward(doutput_seq, cache, dh_prev=None, dc_prev=None):
+def _backward(doutput_seq, cache, dh_prev=None, dc_prev=None, truncate=None):
     """Backpropagation through time over all steps, in this cell's storage.
 
     ``doutput_seq`` holds, for every step, the gradient of the loss on h from
     outside the cell; dh_prev, dc_prev start the loop (the gradients
-    on the last step's states from beyond the sequence; zero when None). Returns
-    the gradients by their names in the notation.
+    on the last step's states from beyond the sequence; zero when None).
+    ``truncate``: BPTT(k) (module docstring). Returns the gradients by their
+    names in the notation.
 
     The cache serves one backward pass (as torch's graph does): its gate buffer
-    receives the gate gradients, step by step, and is then released.
+    receives the slot adjoints, step by step, and is then released.
     """
+    _check_truncate(truncate)
     if cache.get("gates") is None:
         raise ValueError("cache: already used by a backward pass, which keeps the gate gradients in the "
                          "gates' buffer; run the forward pass again")
@@ -202,30 +250,11 @@ def _backward(doutput_seq, cache, dh_prev=None, dc_prev=None):
     dtype = gates.dtype
     dh_prev = np.zeros((N, hidden_size), dtype) if dh_prev is None else dh_prev
     dc_prev = np.zeros((N, hidden_size), dtype) if dc_prev is None else dc_prev
-    dz = np.empty_like(gates[0])
-    for t in reversed(range(T)):
-        i = gates[t, :, 0:hidden_size]
-        f = gates[t, :, hidden_size:2*hidden_size]
-        g = gates[t, :, 2*hidden_size:3*hidden_size]
-        o = gates[t, :, 3*hidden_size:4*hidden_size]
-        c = c_seq[t + 1]
-        c_prev = c_seq[t]
-        doutput = doutput_seq[t]
-        dh = doutput + dh_prev  # dh = doutput + later(dh_prev)
-        dc_next = dc_prev  # dc_next = later(dc_prev)
-        tanh_c = np.tanh(c)
-        dh_o = dh*o
-        dc = dc_next + dh_o*(1 - tanh_c**2)  # dc = dc_next + dh*o*(1 - tanh(c)**2)
-        dz_o = np.multiply(dh_o*tanh_c, 1 - o, out=dz[:, 3*hidden_size:4*hidden_size])  # dz_o = dh*o*(1 - o)*tanh(c)
-        dc_i = dc*i
-        dz_g = np.multiply(dc_i, 1 - g**2, out=dz[:, 2*hidden_size:3*hidden_size])  # dz_g = dc*i*(1 - g**2)
-        dc_f = dc*f
-        dz_f = np.multiply(c_prev*dc_f, 1 - f, out=dz[:, hidden_size:2*hidden_size])  # dz_f = c_prev*dc*f*(1 - f)
-        dz_i = np.multiply(dc_i*g, 1 - i, out=dz[:, 0:hidden_size])  # dz_i = dc*g*i*(1 - i)
-        dh_prev = dz @ weight_hh  # dh_prev = dz_f @ W_hf + dz_g @ W_hg + dz_i @ W_hi + dz_o @ W_ho
-        dc_prev = dc_f  # dc_prev = dc*f
-        gates[t] = dz  # step t's gates are spent: their slot keeps their gradients
-    dgates_all = gates.reshape(T * N, 4*hidden_size)  # the gate gradients of all T steps, one matrix
+    if truncate is None or truncate >= T:
+        dh_prev, dc_prev = _bptt(doutput_seq, gates, c_seq, weight_hh, hidden_size, T, dh_prev, dc_prev)
+    else:
+        dh_prev, dc_prev = _bptt_truncated(truncate, doutput_seq, gates, c_seq, weight_hh, hidden_size, T, dh_prev, dc_prev)
+    dgates_all = gates.reshape(T * N, 4*hidden_size)  # the slot adjoints of all T steps, one matrix
     dweight_ih = dgates_all.T @ x_seq.reshape(T * N, input_size)  # the x blocks of d(W_ii, W_if, W_ig, W_io): one product
     dweight_hh = dgates_all.T @ h_seq[:-1].reshape(T * N, hidden_size)  # the h_prev blocks of d(W_hi, W_hf, W_hg, W_ho): one product
     db = dgates_all.sum(axis=0)  # every bias gradient: one sum
@@ -275,6 +304,70 @@ def _backward(doutput_seq, cache, dh_prev=None, dc_prev=None):
     }
 
 
+def _bptt(doutput_seq, gates, c_seq, weight_hh, hidden_size, T, dh_prev, dc_prev):
+    """Full BPTT, step T-1 down to 0: only the state gradients cross from step
+    to step; each step's slot adjoints go into its slot of the gates buffer.
+    Returns the gradients on the initial states."""
+    dz = np.empty_like(gates[0])
+    for t in reversed(range(T)):
+        i = gates[t, :, 0:hidden_size]
+        f = gates[t, :, hidden_size:2*hidden_size]
+        g = gates[t, :, 2*hidden_size:3*hidden_size]
+        o = gates[t, :, 3*hidden_size:4*hidden_size]
+        c = c_seq[t + 1]
+        c_prev = c_seq[t]
+        doutput = doutput_seq[t]
+        dh = doutput + dh_prev  # dh = doutput + later(dh_prev)
+        dc_next = dc_prev  # dc_next = later(dc_prev)
+        dh_o = dh*o
+        tanh_c = np.tanh(c)
+        dc = dc_next + dh_o*(1 - tanh_c**2)  # dc = dc_next + dh*o*(1 - tanh(c)**2)
+        dz_o = np.multiply(dh_o*tanh_c, 1 - o, out=dz[:, 3*hidden_size:4*hidden_size])  # dz_o = dh*o*(1 - o)*tanh(c)
+        dc_i = dc*i
+        dz_g = np.multiply(dc_i, 1 - g**2, out=dz[:, 2*hidden_size:3*hidden_size])  # dz_g = dc*i*(1 - g**2)
+        dc_f = dc*f
+        dz_f = np.multiply(c_prev*dc_f, 1 - f, out=dz[:, hidden_size:2*hidden_size])  # dz_f = c_prev*dc*f*(1 - f)
+        dz_i = np.multiply(dc_i*g, 1 - i, out=dz[:, 0:hidden_size])  # dz_i = dc*g*i*(1 - i)
+        dh_prev = dz @ weight_hh  # dh_prev = dz_f @ W_hf + dz_g @ W_hg + dz_i @ W_hi + dz_o @ W_ho
+        dc_prev = dc_f  # dc_prev = dc*f
+        gates[t] = dz  # step t's gates are spent: their slot keeps their adjoints
+    return dh_prev, dc_prev
+
+
+def _bptt_truncated(k, doutput_seq, gates, c_seq, weight_hh, hidden_size, T, dh_prev, dc_prev):
+    """BPTT(k) (module docstring): the statements of _bptt on stacks of k
+    adjoints, one per loss still inside its window, by age. Returns the
+    gradients on the initial states (the losses of steps 0..k-1)."""
+    dh_T, dh_prev = dh_prev, np.zeros((k,) + dh_prev.shape, dh_prev.dtype)
+    dc_T, dc_prev = dc_prev, np.zeros((k,) + dc_prev.shape, dc_prev.dtype)
+    dz = np.empty((k,) + gates[0].shape, gates.dtype)
+    for t in reversed(range(T)):
+        i = gates[t, :, 0:hidden_size]
+        f = gates[t, :, hidden_size:2*hidden_size]
+        g = gates[t, :, 2*hidden_size:3*hidden_size]
+        o = gates[t, :, 3*hidden_size:4*hidden_size]
+        c = c_seq[t + 1]
+        c_prev = c_seq[t]
+        doutput = doutput_seq[t]
+        dh = _aged(dh_prev, doutput, dh_T)  # dh = doutput + later(dh_prev)
+        dc_next = _aged(dc_prev, dc_T)  # dc_next = later(dc_prev)
+        dh_T = dc_T = None  # the final states' gradients joined the last step's loss
+        dh_o = dh*o
+        tanh_c = np.tanh(c)
+        dc = dc_next + dh_o*(1 - tanh_c**2)  # dc = dc_next + dh*o*(1 - tanh(c)**2)
+        dz_o = np.multiply(dh_o*tanh_c, 1 - o, out=dz[..., 3*hidden_size:4*hidden_size])  # dz_o = dh*o*(1 - o)*tanh(c)
+        dc_i = dc*i
+        dz_g = np.multiply(dc_i, 1 - g**2, out=dz[..., 2*hidden_size:3*hidden_size])  # dz_g = dc*i*(1 - g**2)
+        dc_f = dc*f
+        dz_f = np.multiply(c_prev*dc_f, 1 - f, out=dz[..., hidden_size:2*hidden_size])  # dz_f = c_prev*dc*f*(1 - f)
+        dz_i = np.multiply(dc_i*g, 1 - i, out=dz[..., 0:hidden_size])  # dz_i = dc*g*i*(1 - i)
+        dh_prev = dz @ weight_hh  # dh_prev = dz_f @ W_hf + dz_g @ W_hg + dz_i @ W_hi + dz_o @ W_ho
+        dc_prev = dc_f  # dc_prev = dc*f
+        np.sum(dz, axis=0, out=gates[t])  # every loss's adjoints of step t, summed
+    return dh_prev.sum(axis=0), dc_prev.sum(axis=0)
+
+
+
 def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh):
     """torch.nn.LSTM's forward pass; returns output, (h_n, c_n), cache."""
     x = _check('x', x, (None, None, None), ("T", "N", "input_size"))
@@ -301,9 +394,10 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh):
     return h_seq[1:], (h_seq[-1:], c_seq[-1:]), cache
 
 
-def lstm_backward(d_output, cache, dh_n=None, dc_n=None):
+def lstm_backward(d_output, cache, dh_n=None, dc_n=None, *, truncate=None):
     """Backpropagation through time for lstm_forward: the gradients of
-    sum(output * d_output) + sum(h_n * dh_n) + sum(c_n * dc_n), keyed as torch.nn.LSTM's arguments."""
+    sum(output * d_output) + sum(h_n * dh_n) + sum(c_n * dc_n), keyed as torch.nn.LSTM's arguments.
+    truncate=k: BPTT(k) (module docstring)."""
     T, N, hidden_size = cache["h_seq"][1:].shape
     dtype = cache["h_seq"].dtype
     d_output = _check("d_output", d_output, (T, N, hidden_size), ("T", "N", "hidden_size")).astype(dtype, copy=False)
@@ -311,7 +405,7 @@ def lstm_backward(d_output, cache, dh_n=None, dc_n=None):
         dh_n = _check("dh_n", dh_n, (1, N, hidden_size), ("1", "N", "hidden_size"))[0].astype(dtype, copy=True)
     if dc_n is not None:
         dc_n = _check("dc_n", dc_n, (1, N, hidden_size), ("1", "N", "hidden_size"))[0].astype(dtype, copy=True)
-    grads = _backward(d_output, cache, dh_n, dc_n)
+    grads = _backward(d_output, cache, dh_n, dc_n, truncate=truncate)
     return {
         "x": grads["dx"],
         "h0": grads["dh_prev"][None],

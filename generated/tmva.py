@@ -40,18 +40,34 @@ over the steps):
     cell_gradients_backward = cell_gradient*f
     input_gradient = candidate_gradient @ W_c + forget_gradient @ W_f + input_gate_gradient @ W_i + output_gradient @ W_o
 
-How it runs. The gates (i, f, c_tilde, o) are fused: their weights are stacked
-into one matrix per operand (W_x, W_h_prev), so the input terms of all steps
-are one matrix product before the time loop, each step adds the state terms
-with one product, and the backward loop carries only the state gradients
-(state_gradients_backward, cell_gradients_backward); the weight gradients are
-one product over all steps after it.
+How it runs. The gates (i, f, c_tilde, o) are fused: the weights that each
+operand meets are stacked into one matrix (W_x for x, W_h_prev for h_prev), so
+the input terms of all steps are one matrix product before the time loop and
+each step adds the terms of h_prev with one product; the backward loop mirrors
+it. Backpropagation through time carries only the state gradients
+(state_gradients_backward, cell_gradients_backward); the weight, bias and
+input gradients are one product each over all steps after it.
+
+Truncated BPTT. Every backward function takes ``truncate=k`` (keyword only):
+Williams and Peng's BPTT(k). The gradient of the loss at step t (the gradient
+given at step t, and the final states' gradients at the last step) flows back
+through steps t, t-1, ..., t-k+1 only; k = 1 carries nothing between steps,
+and None or k >= T is full BPTT (the fast loop, _bptt). The initial states'
+gradients therefore receive the losses of steps 0..k-1 only, and every
+parameter gradient sums all the contributions that survive. It runs the same
+derived statements as full BPTT on a stack of k adjoints per state, one per
+loss still inside its window, indexed by age (the loss of step t + a has age
+a at step t): each step ages the stack by one (the oldest leaves), the step's
+own loss enters at age 0, and the slot adjoints of all ages are summed into
+the gates buffer, so that everything after the loop is shared with full
+BPTT. The cost is O(T*k) elementwise work and one product per step and
+source on k times as many rows; memory is k step-sized buffers per state.
 
 The API runs whole sequences; step t of a sequence is its [t], in the
 notation's shapes (below):
 
     h, (h_T, c_T), cache = lstm_forward(x, params, h0=None, c0=None)
-    grads = lstm_backward(activation_gradients, cache, dh_T=None, dc_T=None)
+    grads = lstm_backward(activation_gradients, cache, dh_T=None, dc_T=None, *, truncate=None)
 
 x is (T, B, D), activation_gradients and h are (T, B, H); params maps the
 names of the parameters below to arrays. h0 is h_prev at the first step (zero
@@ -105,6 +121,8 @@ Pure NumPy; float32 in, float32 out (the dtype of the arguments is kept).
 Arguments of the wrong shape raise a ValueError that names the argument, the
 expected and the received shape.
 """
+
+import numbers
 
 import numpy as np
 
@@ -160,17 +178,45 @@ def _as_float(*arrays):
     return [a.astype(dtype, copy=False) for a in arrays]
 
 
+def _check_truncate(truncate):
+    """``truncate`` is None or an int >= 1, else a ValueError that says why."""
+    if truncate is None:
+        return
+    if isinstance(truncate, bool) or not isinstance(truncate, numbers.Integral):
+        raise ValueError(f"truncate must be None or an int >= 1 (the number of steps the gradient of each step's "
+                         f"loss flows back through), not {truncate!r}")
+    if truncate < 1:
+        raise ValueError(f"truncate must be >= 1 (1: no gradient carried between steps; None: full BPTT), "
+                         f"not {truncate}")
+
+
+def _aged(carried, *fresh):
+    """One step back in truncated BPTT. ``carried`` holds, along its first axis,
+    the adjoints of the k newest losses by age (age a: the loss of step t + a);
+    each grows one step older, the oldest has used up its k steps and leaves,
+    and the loss of this step enters at age 0 with the gradients ``fresh``
+    (None: nothing)."""
+    out = np.empty_like(carried)
+    out[1:] = carried[:-1]
+    out[0] = 0
+    for gradient in fresh:
+        if gradient is not None:
+            out[0] += gradient
+    return out
+
+
 def _forward(x_seq, h_prev, c_prev, W_x, W_h_prev, b):
     """The forward pass over all steps, in this cell's storage.
 
     Sequences are stored as (T, batch, features), so that all T*batch rows are one reshape away.
     Returns h_seq, c_seq, gates: every state with T + 1 slots (slot 0 holds
-    the initial state), and every gate of every step.
+    the initial state), every sum of weight products (a gate: activated) of every
+    step.
     """
     T, B, D = x_seq.shape
     H = h_prev.shape[1]
     dtype = x_seq.dtype
-    gates = x_seq.reshape(T * B, D) @ W_x.T  # the x terms of every gate at every step: one product
+    gates = x_seq.reshape(T * B, D) @ W_x.T  # the x terms of every sum at every step: one product
     gates += b
     gates = gates.reshape(T, B, 4*H)
     h_seq = np.empty((T + 1, B, H), dtype)  # h of every step; slot 0 holds h_prev of the first
@@ -180,8 +226,8 @@ def _forward(x_seq, h_prev, c_prev, W_x, W_h_prev, b):
     for t in range(T):
         h_prev = h_seq[t]
         c_prev = c_seq[t]
-        z = gates[t]  # every gate's pre-activation at step t (its gate, in place, below)
-        z += h_prev @ W_h_prev.T  # the h_prev terms of every gate: one product
+        z = gates[t]  # every sum's terms of step t (its gate, in place, below)
+        z += h_prev @ W_h_prev.T  # the h_prev terms of their sums: one product
         sigmoid(z[:, 0:2*H], out=z[:, 0:2*H])  # the gates i, f at once
         i = z[:, 0:H]  # i = sigmoid(x @ W_i.T + h_prev @ U_i.T + b_i)
         f = z[:, H:2*H]  # f = sigmoid(x @ W_f.T + h_prev @ U_f.T + b_f)
@@ -192,17 +238,19 @@ def _forward(x_seq, h_prev, c_prev, W_x, W_h_prev, b):
     return h_seq, c_seq, gates
 
 
-def _backward(activation_gradients_seq, cache, state_gradients_backward=None, cell_gradients_backward=None):
+def _backward(activation_gradients_seq, cache, state_gradients_backward=None, cell_gradients_backward=None, truncate=None):
     """Backpropagation through time over all steps, in this cell's storage.
 
     ``activation_gradients_seq`` holds, for every step, the gradient of the loss on h from
     outside the cell; state_gradients_backward, cell_gradients_backward start the loop (the gradients
-    on the last step's states from beyond the sequence; zero when None). Returns
-    the gradients by their names in the notation.
+    on the last step's states from beyond the sequence; zero when None).
+    ``truncate``: BPTT(k) (module docstring). Returns the gradients by their
+    names in the notation.
 
     The cache serves one backward pass (as torch's graph does): its gate buffer
-    receives the gate gradients, step by step, and is then released.
+    receives the slot adjoints, step by step, and is then released.
     """
+    _check_truncate(truncate)
     if cache.get("gates") is None:
         raise ValueError("cache: already used by a backward pass, which keeps the gate gradients in the "
                          "gates' buffer; run the forward pass again")
@@ -213,30 +261,11 @@ def _backward(activation_gradients_seq, cache, state_gradients_backward=None, ce
     dtype = gates.dtype
     state_gradients_backward = np.zeros((B, H), dtype) if state_gradients_backward is None else state_gradients_backward
     cell_gradients_backward = np.zeros((B, H), dtype) if cell_gradients_backward is None else cell_gradients_backward
-    dz = np.empty_like(gates[0])
-    for t in reversed(range(T)):
-        i = gates[t, :, 0:H]
-        f = gates[t, :, H:2*H]
-        c_tilde = gates[t, :, 2*H:3*H]
-        o = gates[t, :, 3*H:4*H]
-        c = c_seq[t + 1]
-        c_prev = c_seq[t]
-        activation_gradients = activation_gradients_seq[t]
-        dh = activation_gradients + state_gradients_backward  # dh = activation_gradients + later(state_gradients_backward)
-        dc_next = cell_gradients_backward  # dc_next = later(cell_gradients_backward)
-        tanh_c = np.tanh(c)
-        dh_o = dh*o
-        cell_gradient = dc_next + dh_o*(1 - tanh_c**2)  # cell_gradient = dc_next + dh*o*(1 - tanh(c)**2)
-        output_gradient = np.multiply(dh_o*tanh_c, 1 - o, out=dz[:, 3*H:4*H])  # output_gradient = dh*o*(1 - o)*tanh(c)
-        cell_gradient_i = cell_gradient*i
-        candidate_gradient = np.multiply(cell_gradient_i, 1 - c_tilde**2, out=dz[:, 2*H:3*H])  # candidate_gradient = cell_gradient*i*(1 - c_tilde**2)
-        cell_gradient_f = cell_gradient*f
-        forget_gradient = np.multiply(c_prev*cell_gradient_f, 1 - f, out=dz[:, H:2*H])  # forget_gradient = c_prev*cell_gradient*f*(1 - f)
-        input_gate_gradient = np.multiply(c_tilde*cell_gradient_i, 1 - i, out=dz[:, 0:H])  # input_gate_gradient = c_tilde*cell_gradient*i*(1 - i)
-        state_gradients_backward = dz @ W_h_prev  # state_gradients_backward = candidate_gradient @ U_c + forget_gradient @ U_f + input_gate_gradient @ U_i + output_gradient @ U_o
-        cell_gradients_backward = cell_gradient_f  # cell_gradients_backward = cell_gradient*f
-        gates[t] = dz  # step t's gates are spent: their slot keeps their gradients
-    dgates_all = gates.reshape(T * B, 4*H)  # the gate gradients of all T steps, one matrix
+    if truncate is None or truncate >= T:
+        state_gradients_backward, cell_gradients_backward = _bptt(activation_gradients_seq, gates, c_seq, W_h_prev, H, T, state_gradients_backward, cell_gradients_backward)
+    else:
+        state_gradients_backward, cell_gradients_backward = _bptt_truncated(truncate, activation_gradients_seq, gates, c_seq, W_h_prev, H, T, state_gradients_backward, cell_gradients_backward)
+    dgates_all = gates.reshape(T * B, 4*H)  # the slot adjoints of all T steps, one matrix
     dW_x = dgates_all.T @ x_seq.reshape(T * B, D)  # the x blocks of d(W_i, W_f, W_c, W_o): one product
     dW_h_prev = dgates_all.T @ h_seq[:-1].reshape(T * B, H)  # the h_prev blocks of d(U_i, U_f, U_c, U_o): one product
     db = dgates_all.sum(axis=0)  # every bias gradient: one sum
@@ -270,6 +299,70 @@ def _backward(activation_gradients_seq, cache, state_gradients_backward=None, ce
         "state_gradients_backward": state_gradients_backward,
         "cell_gradients_backward": cell_gradients_backward,
     }
+
+
+def _bptt(activation_gradients_seq, gates, c_seq, W_h_prev, H, T, state_gradients_backward, cell_gradients_backward):
+    """Full BPTT, step T-1 down to 0: only the state gradients cross from step
+    to step; each step's slot adjoints go into its slot of the gates buffer.
+    Returns the gradients on the initial states."""
+    dz = np.empty_like(gates[0])
+    for t in reversed(range(T)):
+        i = gates[t, :, 0:H]
+        f = gates[t, :, H:2*H]
+        c_tilde = gates[t, :, 2*H:3*H]
+        o = gates[t, :, 3*H:4*H]
+        c = c_seq[t + 1]
+        c_prev = c_seq[t]
+        activation_gradients = activation_gradients_seq[t]
+        dh = activation_gradients + state_gradients_backward  # dh = activation_gradients + later(state_gradients_backward)
+        dc_next = cell_gradients_backward  # dc_next = later(cell_gradients_backward)
+        dh_o = dh*o
+        tanh_c = np.tanh(c)
+        cell_gradient = dc_next + dh_o*(1 - tanh_c**2)  # cell_gradient = dc_next + dh*o*(1 - tanh(c)**2)
+        output_gradient = np.multiply(dh_o*tanh_c, 1 - o, out=dz[:, 3*H:4*H])  # output_gradient = dh*o*(1 - o)*tanh(c)
+        cell_gradient_i = cell_gradient*i
+        candidate_gradient = np.multiply(cell_gradient_i, 1 - c_tilde**2, out=dz[:, 2*H:3*H])  # candidate_gradient = cell_gradient*i*(1 - c_tilde**2)
+        cell_gradient_f = cell_gradient*f
+        forget_gradient = np.multiply(c_prev*cell_gradient_f, 1 - f, out=dz[:, H:2*H])  # forget_gradient = c_prev*cell_gradient*f*(1 - f)
+        input_gate_gradient = np.multiply(c_tilde*cell_gradient_i, 1 - i, out=dz[:, 0:H])  # input_gate_gradient = c_tilde*cell_gradient*i*(1 - i)
+        state_gradients_backward = dz @ W_h_prev  # state_gradients_backward = candidate_gradient @ U_c + forget_gradient @ U_f + input_gate_gradient @ U_i + output_gradient @ U_o
+        cell_gradients_backward = cell_gradient_f  # cell_gradients_backward = cell_gradient*f
+        gates[t] = dz  # step t's gates are spent: their slot keeps their adjoints
+    return state_gradients_backward, cell_gradients_backward
+
+
+def _bptt_truncated(k, activation_gradients_seq, gates, c_seq, W_h_prev, H, T, state_gradients_backward, cell_gradients_backward):
+    """BPTT(k) (module docstring): the statements of _bptt on stacks of k
+    adjoints, one per loss still inside its window, by age. Returns the
+    gradients on the initial states (the losses of steps 0..k-1)."""
+    dh_T, state_gradients_backward = state_gradients_backward, np.zeros((k,) + state_gradients_backward.shape, state_gradients_backward.dtype)
+    dc_T, cell_gradients_backward = cell_gradients_backward, np.zeros((k,) + cell_gradients_backward.shape, cell_gradients_backward.dtype)
+    dz = np.empty((k,) + gates[0].shape, gates.dtype)
+    for t in reversed(range(T)):
+        i = gates[t, :, 0:H]
+        f = gates[t, :, H:2*H]
+        c_tilde = gates[t, :, 2*H:3*H]
+        o = gates[t, :, 3*H:4*H]
+        c = c_seq[t + 1]
+        c_prev = c_seq[t]
+        activation_gradients = activation_gradients_seq[t]
+        dh = _aged(state_gradients_backward, activation_gradients, dh_T)  # dh = activation_gradients + later(state_gradients_backward)
+        dc_next = _aged(cell_gradients_backward, dc_T)  # dc_next = later(cell_gradients_backward)
+        dh_T = dc_T = None  # the final states' gradients joined the last step's loss
+        dh_o = dh*o
+        tanh_c = np.tanh(c)
+        cell_gradient = dc_next + dh_o*(1 - tanh_c**2)  # cell_gradient = dc_next + dh*o*(1 - tanh(c)**2)
+        output_gradient = np.multiply(dh_o*tanh_c, 1 - o, out=dz[..., 3*H:4*H])  # output_gradient = dh*o*(1 - o)*tanh(c)
+        cell_gradient_i = cell_gradient*i
+        candidate_gradient = np.multiply(cell_gradient_i, 1 - c_tilde**2, out=dz[..., 2*H:3*H])  # candidate_gradient = cell_gradient*i*(1 - c_tilde**2)
+        cell_gradient_f = cell_gradient*f
+        forget_gradient = np.multiply(c_prev*cell_gradient_f, 1 - f, out=dz[..., H:2*H])  # forget_gradient = c_prev*cell_gradient*f*(1 - f)
+        input_gate_gradient = np.multiply(c_tilde*cell_gradient_i, 1 - i, out=dz[..., 0:H])  # input_gate_gradient = c_tilde*cell_gradient*i*(1 - i)
+        state_gradients_backward = dz @ W_h_prev  # state_gradients_backward = candidate_gradient @ U_c + forget_gradient @ U_f + input_gate_gradient @ U_i + output_gradient @ U_o
+        cell_gradients_backward = cell_gradient_f  # cell_gradients_backward = cell_gradient*f
+        np.sum(dz, axis=0, out=gates[t])  # every loss's adjoints of step t, summed
+    return state_gradients_backward.sum(axis=0), cell_gradients_backward.sum(axis=0)
+
 
 
 def _get(params, key, name):
@@ -319,8 +412,10 @@ def lstm_forward(x, params, h0=None, c0=None):
     return h_seq[1:], (h_seq[-1], c_seq[-1]), cache
 
 
-def lstm_backward(activation_gradients, cache, dh_T=None, dc_T=None):
-    """Backpropagation through time for lstm_forward; returns the gradients by the notation's names."""
+def lstm_backward(activation_gradients, cache, dh_T=None, dc_T=None, *, truncate=None):
+    """Backpropagation through time for lstm_forward; returns the gradients by the notation's names.
+    truncate=k: BPTT(k) (module docstring)."""
+    _check_truncate(truncate)
     dtype = cache["h_seq"].dtype
     B = cache["x_seq"].shape[1]
     T = cache["x_seq"].shape[0]
@@ -333,7 +428,7 @@ def lstm_backward(activation_gradients, cache, dh_T=None, dc_T=None):
     if dc_T is not None:
         dc_T = _check('dc_T', dc_T, (B, H), ("B", "H"))
         dc_T = dc_T.astype(dtype, copy=False)
-    grads = _backward(activation_gradients, cache, dh_T, dc_T)
+    grads = _backward(activation_gradients, cache, dh_T, dc_T, truncate=truncate)
     return {
         "dW_i": grads["dW_i"],
         "dU_i": grads["dU_i"],

@@ -1,6 +1,20 @@
-"""Shared by the kernel and generated-module tests: the six cells' forward
-passes written by hand in torch (for autograd), each generated module's API
-driven from one ``evaluate.Sequence``, and the error measures.
+"""Shared by the kernel and generated-module tests: independent torch
+references, each generated module's API driven from one ``evaluate.Sequence``,
+and the error measures.
+
+The references never read a derived backward equation:
+
+- ``pytorch``, ``gru`` and ``elman`` run torch.nn.LSTM, torch.nn.GRU and
+  torch.nn.RNN(nonlinearity='tanh') themselves, the sequence's weights copied in;
+- the other five LSTM presets have their forward written by hand in torch;
+- every other cell (``coursera_rnn``, ``cifg``, the examples, a user's spec)
+  runs a small torch interpreter of its forward equations (``d.forward``);
+
+and torch autograd differentiates the loss. ``truncate=k`` gives the
+BPTT(k) reference: the loss of step t is differentiated through a forward
+restarted at step t-k+1 from the (detached) state the full forward reached
+there, and the losses of all steps are summed; that is exactly Williams and
+Peng's BPTT(k).
 
 torch is optional for a user, but the `test` extra installs it: where it is
 missing these comparisons skip with a visible reason, except under CI=true,
@@ -12,16 +26,22 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sympy as sp
 
 import derive
-from derive import evaluate
+from derive import evaluate, ops
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "generated"
+EXAMPLES = [str(ROOT / "examples" / "mgu.toml"), str(ROOT / "examples" / "janet.toml")]
+CELLS = derive.presets() + EXAMPLES
+TORCH_MODULES = {"pytorch": "LSTM", "gru": "GRU", "elman": "RNN"}  # presets that are a torch.nn module
+HAND_WRITTEN = {"coursera", "graves", "lipton", "nicodjimenez", "tmva"}
 
 try:
     import torch
@@ -33,17 +53,31 @@ except ImportError:  # pragma: no cover - exercised only without the test extra
 needs_torch = pytest.mark.skipif(
     torch is None, reason="torch is not installed: pip install '.[test]' (it pins the CPU build torch==2.13.0)")
 
-# sizes the notation's dimensions take in the tests, by role
-INPUT_DIMS = {"n_x", "D", "input_size", "x_dim"}
-HIDDEN_DIMS = {"n_a", "H", "hidden_size", "mem_cell_ct"}
-BATCH_DIMS = {"m", "B", "N"}
+
+def short(name: str) -> str:
+    """A preset's name, or a spec file's stem (for messages and ids)."""
+    return Path(name).stem
 
 
 def dims_for(name: str, d_in: int, hidden: int, batch: int, classes: int = 3) -> dict[str, int]:
+    """Sizes by role: the inputs' feature dimensions get d_in, the states' get
+    hidden, the batch dimension batch, anything else (classes) classes."""
     cell = derive.derive(name).cell
+    axis = -1 if cell.layout == "rows" else 0
+
+    def features(role):
+        out = set()
+        for n in cell.names(role):
+            shape = cell.symbols[n].shape
+            if shape and isinstance(shape[axis], sp.Symbol):
+                out.add(shape[axis].name)
+        return out
+
+    inputs, states = features("input"), features("state")
     out = {}
     for dim in cell.dims:
-        out[dim] = d_in if dim in INPUT_DIMS else hidden if dim in HIDDEN_DIMS else batch if dim in BATCH_DIMS else classes
+        out[dim] = (batch if dim == cell.batch_dim else hidden if dim in states else d_in if dim in inputs
+                    else classes)
     return out
 
 
@@ -74,22 +108,49 @@ def worst(grads: dict, ref: dict) -> tuple[float, object]:
 # the generated modules, driven through their public API
 
 
+_RENDERED = Path(tempfile.mkdtemp(prefix="derive-generated-"))
+
+
 @functools.lru_cache(maxsize=None)
 def module(name: str):
+    """generated/<preset>.py, or the module ``lstm-derive build --spec`` renders for a spec file."""
     path = GENERATED / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"generated_{name}", path)
+    if name not in derive.presets():
+        from derive.codegen import render_module
+
+        path = _RENDERED / f"{short(name)}.py"
+        path.write_text(render_module(derive.derive(name)), "utf-8")
+    spec = importlib.util.spec_from_file_location(f"generated_{short(name)}", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def api(mod) -> str:
+    """coursera | coursera_rnn | torch | generic, read off the module's functions."""
+    names = set(mod.__all__)
+    if "lstm_cell_forward" in names:
+        return "coursera"
+    if "rnn_cell_forward" in names:
+        return "coursera_rnn"
+    forward = next(n for n in mod.__all__ if n.endswith("_forward") and "_cell_" not in n)
+    args = getattr(mod, forward).__code__.co_varnames[:2]
+    return "torch" if args == ("x", "h0") else "generic"
+
+
+def _call(mod, suffix):
+    """The module's sequence function ending in ``suffix`` (not a one-step ``*_cell_*``)."""
+    return getattr(mod, next(n for n in mod.__all__ if n.endswith(suffix) and "_cell_" not in n))
 
 
 def _stack(seq, key, axis=0):
     return np.stack([step[key] for step in seq.steps], axis=axis)
 
 
-def generated_grads(name: str, seq, dtype=np.float64, module_=None) -> dict:
-    """Forward and backward through generated/<name>.py's API; the gradients in
-    evaluate.run's keys (parameters, initial states, (input, t))."""
+def generated_grads(name: str, seq, dtype=np.float64, module_=None, truncate=None, finals=None) -> dict:
+    """Forward and backward through the module's public API; the gradients in
+    evaluate.run's keys (parameters, initial states, (input, t)). ``finals``
+    maps a state (h_prev, c_prev) to the gradient on its last value."""
     mod = module_ or module(name)
     d = derive.derive(name, loss="upstream")
     cell = d.cell
@@ -97,48 +158,58 @@ def generated_grads(name: str, seq, dtype=np.float64, module_=None) -> dict:
     T = len(seq.steps)
     (x,) = cell.names("input")
     ext = cell.loss.external
+    finals = finals or {}
     out: dict = {}
-    if name == "pytorch":
+    kind = api(mod)
+    if kind == "torch":
         stacks = {k: np.concatenate([cast[p] for p in v]) for k, v in cell.stacks.items()}
-        xs = _stack(seq, x).astype(dtype)
-        h0, c0 = (seq.initial[l.prev][None].astype(dtype) for l in cell.links)
-        output, (h_n, c_n), cache = mod.lstm_forward(xs, h0, c0, stacks["weight_ih"], stacks["weight_hh"],
-                                                     stacks["bias_ih"], stacks["bias_hh"])
-        g = mod.lstm_backward(_stack(seq, ext).astype(dtype), cache)
+        initial = [seq.initial[l.prev][None].astype(dtype) for l in cell.links]
+        output, _, cache = mod.__dict__[mod.__all__[0]](_stack(seq, x).astype(dtype), *initial, stacks["weight_ih"],
+                                                         stacks["weight_hh"], stacks["bias_ih"], stacks["bias_hh"])
+        last = [None if l.prev not in finals else finals[l.prev][None].astype(dtype) for l in cell.links]
+        g = mod.__dict__[mod.__all__[1]](_stack(seq, ext).astype(dtype), cache, *last, truncate=truncate)
         for stack, members in cell.stacks.items():
-            parts = np.split(g[stack], len(members))
-            for p, part in zip(members, parts):
+            for p, part in zip(members, np.split(g[stack], len(members))):
                 out[d.gradient_name(p)] = part
-        out[d.gradient_name("h_prev")] = g["h0"][0]
-        out[d.gradient_name("c_prev")] = g["c0"][0]
+        for k, l in enumerate(cell.links):
+            out[d.gradient_name(l.prev)] = g[l.out + "0"][0]
         for t in range(T):
             out[(d.gradient_name(x), t)] = g["x"][t]
-    elif name == "coursera":
+    elif kind in ("coursera", "coursera_rnn"):
         xs = _stack(seq, x, axis=-1).astype(dtype)
         params = dict(cast)
-        n_a = seq.initial["a_prev"].shape[0]
-        params["Wy"] = np.ones((2, n_a), dtype)
-        params["by"] = np.zeros((2, 1), dtype)
-        a, y, c, caches = mod.lstm_forward(xs, seq.initial["a_prev"].astype(dtype), params)
-        g = mod.lstm_backward(_stack(seq, ext, axis=-1).astype(dtype), caches)
+        (a_link, *_) = cell.links
+        n_a = seq.initial[a_link.prev].shape[0]
+        head = [n for n in derive.derive(name).cell.names("param") if n not in params]
+        params.update({h: np.ones((2, n_a), dtype) if h.startswith("W") else np.zeros((2, 1), dtype) for h in head})
+        result = _call(mod, "_forward")(xs, seq.initial[a_link.prev].astype(dtype), params)
+        g = _call(mod, "_backward")(_stack(seq, ext, axis=-1).astype(dtype), result[-1], truncate=truncate)
         for p in cell.names("param"):
             out[d.gradient_name(p)] = g[d.gradient_name(p)]
-        out[d.gradient_name("a_prev")] = g["da0"]
-        out[d.gradient_name("c_prev")] = None  # the course's lstm_backward does not return dc0
+        out[d.gradient_name(a_link.prev)] = g["da0"]
         for t in range(T):
             out[(d.gradient_name(x), t)] = g["dx"][:, :, t]
     else:
         xs = _stack(seq, x).astype(dtype)
         initial = [seq.initial[l.prev].astype(dtype) for l in cell.links]
-        h, finals, cache = mod.lstm_forward(xs, cast, *initial)
-        g = mod.lstm_backward(_stack(seq, ext).astype(dtype), cache)
+        h, _, cache = _call(mod, "_forward")(xs, cast, *initial)
+        last = [None if l.prev not in finals else finals[l.prev].astype(dtype) for l in cell.links]
+        g = _call(mod, "_backward")(_stack(seq, ext).astype(dtype), cache, *last, truncate=truncate)
         for p in cell.names("param"):
             out[d.gradient_name(p)] = g[d.gradient_name(p)]
         for l in cell.links:
             out[d.gradient_name(l.prev)] = g[d.gradient_name(l.prev)]
         for t in range(T):
             out[(d.gradient_name(x), t)] = g[d.gradient_name(x)][t]
-    return {k: v for k, v in out.items() if v is not None}
+    return out
+
+
+def expected(name: str, ref: dict) -> dict:
+    """The reference without what the module's API does not return (the
+    course's lstm_backward returns dx, da0 and the weights, not dc0)."""
+    if name == "coursera":
+        ref = {k: v for k, v in ref.items() if k != "dc_prev"}
+    return ref
 
 
 def generated_loss(name: str, seq, module_=None):
@@ -148,31 +219,34 @@ def generated_loss(name: str, seq, module_=None):
     (x,) = cell.names("input")
     ext = cell.loss.external
     p = dict(seq.params)
-    if name == "pytorch":
+    kind = api(mod)
+    if kind == "torch":
         stacks = {k: np.concatenate([p[q] for q in v]) for k, v in cell.stacks.items()}
-        h0, c0 = (seq.initial[l.prev][None] for l in cell.links)
-        output, _, _ = mod.lstm_forward(_stack(seq, x), h0, c0, stacks["weight_ih"], stacks["weight_hh"],
-                                        stacks["bias_ih"], stacks["bias_hh"])
+        initial = [seq.initial[l.prev][None] for l in cell.links]
+        output, _, _ = mod.__dict__[mod.__all__[0]](_stack(seq, x), *initial, stacks["weight_ih"], stacks["weight_hh"],
+                                                     stacks["bias_ih"], stacks["bias_hh"])
         return np.sum(output * _stack(seq, ext))
-    if name == "coursera":
-        n_a = seq.initial["a_prev"].shape[0]
-        p.update(Wy=np.ones((2, n_a)), by=np.zeros((2, 1)))
-        a, _, _, _ = mod.lstm_forward(_stack(seq, x, axis=-1), seq.initial["a_prev"], p)
+    if kind in ("coursera", "coursera_rnn"):
+        a_prev = cell.links[0].prev
+        n_a = seq.initial[a_prev].shape[0]
+        head = [n for n in derive.derive(name).cell.names("param") if n not in p]
+        p.update({h: np.ones((2, n_a)) if h.startswith("W") else np.zeros((2, 1)) for h in head})
+        a = _call(mod, "_forward")(_stack(seq, x, axis=-1), seq.initial[a_prev], p)[0]
         return np.sum(a * _stack(seq, ext, axis=-1))
-    h, _, _ = mod.lstm_forward(_stack(seq, x), p, *[seq.initial[l.prev] for l in cell.links])
+    h, _, _ = _call(mod, "_forward")(_stack(seq, x), p, *[seq.initial[l.prev] for l in cell.links])
     return np.sum(h * _stack(seq, ext))
 
 
 # ---------------------------------------------------------------------------
-# the forward passes, written by hand in torch
+# the forward passes in torch: by hand, torch.nn itself, or interpreted
 
 
 def _sig(z):
     return torch.sigmoid(z)
 
 
-def torch_step(name: str, P: dict, x, state: dict) -> tuple[dict, dict]:
-    """One step of each cell as its source writes it; returns (new state, values)."""
+def hand_written_step(name: str, P: dict, x, state: dict) -> tuple[dict, dict]:
+    """One step of each LSTM preset as its source writes it; returns (new state, values)."""
     if name == "coursera":
         a_prev, c_prev = state["a_prev"], state["c_prev"]
         concat = torch.cat([a_prev, x], 0)
@@ -225,48 +299,145 @@ def torch_step(name: str, P: dict, x, state: dict) -> tuple[dict, dict]:
     raise KeyError(name)
 
 
-def torch_grads(name: str, seq, loss: str | None = "upstream") -> tuple[float, dict]:
+_TORCH_FUNCTIONS = {ops.sigmoid: lambda a: torch.sigmoid(a), sp.tanh: lambda a: torch.tanh(a),
+                    sp.exp: lambda a: torch.exp(a), sp.log: lambda a: torch.log(a)}
+
+
+def torch_eval(expr: sp.Expr, env: dict):
+    """A forward equation's right side on torch tensors (the ops of a spec, nothing derived)."""
+    if isinstance(expr, sp.Symbol):
+        return env[expr.name]
+    if expr.is_Number:
+        return float(expr)
+    args = expr.args
+    if isinstance(expr, sp.Add):
+        return functools.reduce(lambda a, b: a + b, (torch_eval(a, env) for a in args))
+    if isinstance(expr, sp.Mul):
+        return functools.reduce(lambda a, b: a * b, (torch_eval(a, env) for a in args))
+    if isinstance(expr, sp.Pow):
+        return torch_eval(args[0], env) ** float(args[1])
+    if expr.func in _TORCH_FUNCTIONS:
+        return _TORCH_FUNCTIONS[expr.func](torch_eval(args[0], env))
+    if isinstance(expr, ops.matmul):
+        return torch.matmul(torch_eval(args[0], env), torch_eval(args[1], env))
+    if isinstance(expr, ops.transpose):
+        a = torch_eval(args[0], env)
+        return a.T if a.dim() == 2 else a
+    if isinstance(expr, ops.concat):
+        parts = [torch_eval(a, env) for a in args[1:]]
+        return torch.cat(parts, dim=min(int(args[0]), parts[0].dim() - 1))
+    if isinstance(expr, ops.softmax):
+        z = torch_eval(args[0], env)
+        return torch.softmax(z, dim=min(int(args[1]), z.dim() - 1))
+    if isinstance(expr, ops.pick):
+        z = torch_eval(args[0], env)
+        axis = min(int(args[1]), z.dim() - 1)
+        return z.narrow(axis, int(args[2]), 1)
+    raise TypeError(f"the torch interpreter has no rule for {expr.func}")
+
+
+def interpreted_step(cell, P: dict, x: dict, state: dict) -> tuple[dict, dict]:
+    """One step of a cell from its spec's forward equations, in torch."""
+    env = {**P, **x, **state}
+    for eq in cell.equations:
+        env[eq.target] = torch_eval(eq.rhs, env)
+    return {l.prev: env[l.out] for l in cell.links}, env
+
+
+def _leaf(a):
+    return torch.tensor(np.asarray(a, np.float64), dtype=torch.float64, requires_grad=True)
+
+
+def _step_loss(cell, values: dict, step: dict):
+    loss = cell.loss
+    if loss.kind == "upstream":
+        return (values[loss.on] * torch.from_numpy(np.asarray(step[loss.external], np.float64))).sum()
+    if loss.kind == "cross_entropy":
+        return -(torch.from_numpy(step[loss.target]) * torch.log(values[loss.prediction])).sum()
+    if loss.kind == "squared_error":
+        return (values[loss.prediction][loss.unit] - float(step[loss.target])) ** 2
+    raise KeyError(loss.kind)
+
+
+def torch_grads(name: str, seq, loss: str | None = "upstream", truncate: int | None = None,
+                finals: dict | None = None) -> tuple[float, dict]:
     """(loss, gradients) by torch autograd, float64, in evaluate.run's keys.
-    ``pytorch`` runs torch.nn.LSTM itself with the sequence's weights copied in."""
+    ``truncate=k``: BPTT(k) (module docstring); ``finals``: gradients on the
+    last states, as a loss of the last step."""
     d = derive.derive(name, loss=loss)
     cell = d.cell
-    leaf = lambda a: torch.tensor(np.asarray(a, np.float64), dtype=torch.float64, requires_grad=True)  # noqa: E731
     (x,) = cell.names("input")
-    xs = [leaf(step[x]) for step in seq.steps]
-    initial = {k: leaf(v) for k, v in seq.initial.items()}
-    if name == "pytorch":
-        P = {k: v for k, v in seq.params.items()}
-        D, H = P["W_ii"].shape[1], P["W_ii"].shape[0]
-        lstm = torch.nn.LSTM(D, H).to(torch.float64)
-        with torch.no_grad():
-            for stack, members in cell.stacks.items():
-                getattr(lstm, stack + "_l0").copy_(torch.from_numpy(np.concatenate([P[p] for p in members])))
-        output, (h_n, c_n) = lstm(torch.stack(xs), (initial["h_prev"][None], initial["c_prev"][None]))
-        total = sum((output[t] * torch.from_numpy(step[cell.loss.external])).sum() for t, step in enumerate(seq.steps))
-        total.backward()
-        grads = {}
+    T = len(seq.steps)
+    k = T if truncate is None else min(truncate, T)
+    xs = [_leaf(step[x]) for step in seq.steps]
+    initial = {n: _leaf(v) for n, v in seq.initial.items()}
+    finals = finals or {}
+    if short(name) in TORCH_MODULES:
+        net, run = _torch_module(name, d, seq, xs)
+        params = {p: None for p in cell.names("param")}
+    else:
+        P = {n: _leaf(v) for n, v in seq.params.items()}
+        params = P
+        stepper = functools.partial(hand_written_step, name) if name in HAND_WRITTEN else \
+            functools.partial(interpreted_step, cell)
+
+        def run(start: int, stop: int, state: dict):
+            values = None
+            for u in range(start, stop):
+                state, values = stepper(P, xs[u] if name in HAND_WRITTEN else {x: xs[u]}, state)
+            return state, values
+
+    # the states the full forward reaches: a window of BPTT(k) starts from them, detached
+    with torch.no_grad():
+        reached = [initial]
+        for t in range(T):
+            reached.append(run(t, t + 1, reached[-1])[0])
+    total = 0
+    for t in range(T):
+        start = t - k + 1
+        state = initial if start <= 0 else {n: v.detach() for n, v in reached[start].items()}
+        state, values = run(max(start, 0), t + 1, state)
+        total = total + _step_loss(cell, values, seq.steps[t])
+        if t == T - 1:
+            for prev, g in finals.items():
+                total = total + (state[prev] * torch.from_numpy(np.asarray(g, np.float64))).sum()
+    total.backward()
+    grads = {}
+    if short(name) in TORCH_MODULES:
         for stack, members in cell.stacks.items():
-            for p, part in zip(members, np.split(getattr(lstm, stack + "_l0").grad.numpy(), len(members))):
+            for p, part in zip(members, np.split(getattr(net, stack + "_l0").grad.numpy(), len(members))):
                 grads[d.gradient_name(p)] = part
     else:
-        P = {k: leaf(v) for k, v in seq.params.items()}
-        state = dict(initial)
-        total = 0
-        for t, step in enumerate(seq.steps):
-            state, values = torch_step(name, P, xs[t], state)
-            if cell.loss.kind == "upstream":
-                total = total + (values[cell.loss.on] * torch.from_numpy(step[cell.loss.external])).sum()
-            elif cell.loss.kind == "cross_entropy":
-                total = total - (torch.from_numpy(step[cell.loss.target]) * torch.log(values[cell.loss.prediction])).sum()
-            elif cell.loss.kind == "squared_error":
-                total = total + ((values[cell.loss.prediction][cell.loss.unit] - float(step[cell.loss.target])) ** 2)
-        total.backward()
-        grads = {d.gradient_name(k): v.grad.numpy() for k, v in P.items()}
-    for k, v in initial.items():
-        grads[d.gradient_name(k)] = v.grad.numpy()
+        grads = {d.gradient_name(n): v.grad.numpy() for n, v in params.items()}
+    for n, v in initial.items():
+        grads[d.gradient_name(n)] = v.grad.numpy()
     for t, v in enumerate(xs):
         grads[(d.gradient_name(x), t)] = v.grad.numpy()
     return float(total.detach()), grads
+
+
+def _torch_module(name: str, d, seq, xs):
+    """torch.nn.LSTM / GRU / RNN with the sequence's weights copied in, and a
+    runner of steps start..stop-1 of the inputs ``xs`` from a state (one call
+    of the module)."""
+    cell = d.cell
+    P = seq.params
+    W_ih = np.concatenate([P[p] for p in cell.stacks["weight_ih"]])
+    D, H = W_ih.shape[1], P[cell.stacks["weight_hh"][0]].shape[0]
+    kind = TORCH_MODULES[short(name)]
+    net = (torch.nn.RNN(D, H, nonlinearity="tanh") if kind == "RNN" else getattr(torch.nn, kind)(D, H)).to(torch.float64)
+    with torch.no_grad():
+        for stack, members in cell.stacks.items():
+            getattr(net, stack + "_l0").copy_(torch.from_numpy(np.concatenate([P[p] for p in members])))
+    prevs = [l.prev for l in cell.links]
+
+    def run(start: int, stop: int, state: dict):
+        hidden = tuple(state[p][None] for p in prevs)
+        output, last = net(torch.stack(xs[start:stop]), hidden if kind == "LSTM" else hidden[0])
+        last = last if kind == "LSTM" else (last,)
+        return {p: v[0] for p, v in zip(prevs, last)}, {cell.loss.on: output[-1]}
+
+    return net, run
 
 
 # ---------------------------------------------------------------------------
@@ -319,14 +490,14 @@ def finite_differences(loss, seq, derivation, h: float = 5e-3) -> dict:
     return out
 
 
-def test_the_torch_references_agree_with_the_reference_interpreter():
-    """The hand-written torch forwards are the cells the specs describe: their
-    losses equal the engine's own evaluation of the forward equations."""
-    if torch is None:
-        pytest.skip("torch is not installed: pip install '.[test]'")
-    for name in derive.presets():
-        for loss in ("upstream", None):
-            seq = sequence(name, dims_for(name, 2, 3, 2), 3, seed=5, loss=loss)
-            value, _ = torch_grads(name, seq, loss=loss)
-            ref = evaluate.loss(derive.derive(name, loss=loss), seq)
-            assert abs(value - ref) <= 1e-12 * max(1.0, abs(ref)), (name, loss, value, ref)
+@pytest.mark.skipif(torch is None, reason="torch is not installed: pip install '.[test]'")
+@pytest.mark.parametrize("name", CELLS, ids=short)
+def test_the_torch_references_agree_with_the_reference_interpreter(name):
+    """The torch forwards (by hand, torch.nn, interpreted) are the cells the
+    specs describe: their losses equal the engine's own evaluation of the
+    forward equations."""
+    for loss in ("upstream", None):
+        seq = sequence(name, dims_for(name, 2, 3, 2), 3, seed=5, loss=loss)
+        value, _ = torch_grads(name, seq, loss=loss)
+        ref = evaluate.loss(derive.derive(name, loss=loss), seq)
+        assert abs(value - ref) <= 1e-12 * max(1.0, abs(ref)), (name, loss, value, ref)
