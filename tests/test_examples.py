@@ -14,7 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import sympy as sp
 
 import derive
 
@@ -105,3 +107,57 @@ def test_the_verifier_judges_the_users_cell(spec):
     bad = lstm_derive("verify", str(spec), quantity, wrong)
     assert bad.returncode == 1 and bad.stdout.startswith("wrong"), bad.stdout + bad.stderr
     assert "  - " in bad.stdout  # a diagnosis line names the term
+
+
+def _import(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem + "_built", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
+def test_the_built_module_gives_the_gradient_of_its_own_forward(spec, tmp_path):
+    """The user's module, imported from where `build --spec` wrote it: its
+    rnn_backward is the gradient of sum(outputs * upstream) computed by its own
+    rnn_forward, entry by entry by central differences, and truncate=T is full BPTT."""
+    assert lstm_derive("build", "--spec", str(spec), "--out", str(tmp_path)).returncode == 0
+    d = derive.derive(spec)
+    module = _import(tmp_path / f"{d.name}.py")
+    rng = np.random.default_rng(11)
+    sizes = {dim: 3 + k for k, dim in enumerate(d.cell.dims)}
+    sizes[d.cell.batch_dim] = 2
+    T = 4
+
+    def shaped(name):
+        return tuple(int(sp.sympify(str(n)).subs(sizes)) for n in d.cell.symbols[name].shape)
+
+    params = {p: rng.normal(scale=0.5, size=shaped(p)) for p in d.cell.names("param")}
+    (x_name,) = d.cell.names("input")
+    (state,) = d.cell.names("state")
+    x = rng.normal(size=(T, *shaped(x_name)))
+    h0 = rng.normal(scale=0.5, size=shaped(state))
+    upstream = rng.normal(size=(T, *shaped(state)))
+
+    def loss():
+        out, _, _ = module.rnn_forward(x, params, h0)
+        return float(np.sum(out * upstream))
+
+    _, _, cache = module.rnn_forward(x, params, h0)
+    grads = module.rnn_backward(upstream, cache)
+    _, _, cache = module.rnn_forward(x, params, h0)
+    assert all(np.array_equal(grads[k], v) for k, v in module.rnn_backward(upstream, cache, truncate=T).items())
+    checked = 0
+    for name, array in [*params.items(), (x_name, x), (state, h0)]:
+        key = d.gradient_name(name)
+        for i in list(np.ndindex(*array.shape))[::5]:
+            old = array[i]
+            array[i] = old + 1e-6
+            plus = loss()
+            array[i] = old - 1e-6
+            minus = loss()
+            array[i] = old
+            numeric = (plus - minus) / 2e-6
+            assert abs(grads[key][i] - numeric) <= 1e-6 * max(1.0, abs(numeric)), (name, i, grads[key][i], numeric)
+            checked += 1
+    assert checked > 20
