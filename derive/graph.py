@@ -284,7 +284,6 @@ def _adjoint(u: Unrolled, a: Vertex, b: Vertex, e: Edge) -> str:
     color = _COLORS[e.link % len(_COLORS)]
     side = u.sides[e.link]
     lane = u.lanes[e.link] + side * 0.3
-    anchor = "north" if side > 0 else "south"
     x_from = a.x - a.w / 2 - 0.22
     pos = "above" if side > 0 else "below"
     return (rf"\draw[adj, {color}, rounded corners=3pt] ({_f(x_from)},{_f(lane)}) -- "

@@ -25,8 +25,7 @@ import sympy as sp
 
 from . import evaluate as ev
 from . import ops
-from .cell import ShapeError
-from .shapes import FormulaShapeError, Shape, all_shapes, broadcast, same_dim, shape_of  # noqa: F401 (re-exported)
+from .shapes import Shape, all_shapes, shape_of
 
 # Sizes given to the dimensions, in spec order: small, pairwise different, and
 # no sum of two equal to a third that a formula could confuse with it.

@@ -22,14 +22,6 @@ MGU = str(ROOT / "examples" / "mgu.toml")
 JANET = str(ROOT / "examples" / "janet.toml")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LSTM_DERIVE_CACHE", str(tmp_path_factory.mktemp("derivations")))
-    yield
-    mp.undo()
-
-
 def labels(v):
     return [f.label for f in v.diagnosis]
 

@@ -19,14 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RIGHT_DFT = "(dc_next*c_prev + ot*(1-tanh(c_next)**2)*c_prev*da_next)*ft*(1-ft)"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LSTM_DERIVE_CACHE", str(tmp_path_factory.mktemp("derivations")))
-    yield
-    mp.undo()
-
-
 def run(capsys, *argv):
     code = cli.main(list(argv))
     out, err = capsys.readouterr()

@@ -16,14 +16,6 @@ from derive.errors import DeriveError, ExprError
 from derive.verify import verify
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LSTM_DERIVE_CACHE", str(tmp_path_factory.mktemp("derivations")))
-    yield
-    mp.undo()
-
-
 def labels(v):
     return [f.label for f in v.diagnosis]
 

@@ -15,14 +15,6 @@ from derive.funcheck import check, load_function
 from derive.verify import check_function
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LSTM_DERIVE_CACHE", str(tmp_path_factory.mktemp("derivations")))
-    yield
-    mp.undo()
-
-
 # --- coursera: the assignment's signatures ------------------------------------
 
 

@@ -19,14 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent
 MGU = str(ROOT / "examples" / "mgu.toml")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LSTM_DERIVE_CACHE", str(tmp_path_factory.mktemp("derivations")))
-    yield
-    mp.undo()
-
-
 def bad_outputs(report):
     return {o.key: o for o in report.outputs if not o.ok}
 

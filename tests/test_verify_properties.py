@@ -14,14 +14,6 @@ from derive.latex_reader import LatexReader
 from derive.verify import Verdict, load_context, verify
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LSTM_DERIVE_CACHE", str(tmp_path_factory.mktemp("derivations")))
-    yield
-    mp.undo()
-
-
 PY_TOKENS = ["ft", "it", "cct", "ot", "c_prev", "c_next", "dc", "dc_next", "da_next", "dft", "Wf", "concat", "n_a",
              "n_x", "*", "+", "-", "/", "@", "**", "2", "1.", "(", ")", "[", "]", ":", ",", ".T", "np.", "sum",
              "tanh", "sigmoid", "exp", "axis=1", "keepdims=True", "later", "sum_t", "self.state.", "=", " ", "__",

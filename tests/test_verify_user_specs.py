@@ -17,14 +17,6 @@ MGU = ROOT / "examples" / "mgu.toml"
 CANDIDATE = "h_tilde = tanh(W_h @ concat(f * h_prev, x) + b_h)"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LSTM_DERIVE_CACHE", str(tmp_path_factory.mktemp("derivations")))
-    yield
-    mp.undo()
-
-
 def run(capsys, *argv):
     code = cli.main([str(a) for a in argv])
     out, err = capsys.readouterr()
