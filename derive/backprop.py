@@ -31,6 +31,7 @@ import dataclasses
 import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Callable
 
 import sympy as sp
 
@@ -123,16 +124,10 @@ def derive_cell(cell: Cell) -> Sweep:
     return sweep
 
 
-def _inline_hidden_values(sweep: Sweep, nodes: list[Node]) -> None:
-    """Write the forward value of an unnamed intermediate as its expression.
-
-    A gradient may need the value of a sub-expression the spec never named:
-    in torch's GRU, n = tanh(W_in x + b_in + r * (W_hn h + b_hn)) gives
-    dz_r = dz_n * (h_prev @ W_hn.T + b_hn) * r * (1 - r). The sweep calls
-    that factor ``_k``; the textbook writes it out, and so do we."""
+def spell_hidden(nodes: list[Node]) -> Callable[[sp.Expr], sp.Expr]:
+    """A function that writes every hidden temporary of ``nodes`` as its
+    expression, as the derivation writes unnamed intermediates."""
     value = {sp.Symbol(n.name): n.expr for n in nodes if n.hidden}
-    if not value:
-        return
 
     def spelled(expr: sp.Expr) -> sp.Expr:
         while True:
@@ -141,8 +136,22 @@ def _inline_hidden_values(sweep: Sweep, nodes: list[Node]) -> None:
                 return expr
             expr = expr.xreplace({s: value[s] for s in found})
 
+    return spelled
+
+
+def _inline_hidden_values(sweep: Sweep, nodes: list[Node]) -> None:
+    """Write the forward value of an unnamed intermediate as its expression.
+
+    A gradient may need the value of a sub-expression the spec never named:
+    in torch's GRU, n = tanh(W_in x + b_in + r * (W_hn h + b_hn)) gives
+    dz_r = dz_n * (h_prev @ W_hn.T + b_hn) * r * (1 - r). The sweep calls
+    that factor ``_k``; the textbook writes it out, and so do we."""
+    hidden = {sp.Symbol(n.name) for n in nodes if n.hidden}
+    if not hidden:
+        return
+    spelled = spell_hidden(nodes)
     for k, eq in enumerate(sweep.backward):
-        if eq.rhs.free_symbols & value.keys():
+        if eq.rhs.free_symbols & hidden:
             sweep.backward[k] = sp.Eq(eq.lhs, spelled(eq.rhs), evaluate=False)
     for k, step in enumerate(sweep.steps):
         terms = tuple(

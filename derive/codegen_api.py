@@ -26,8 +26,9 @@ import re
 
 import sympy as sp
 
+from .backprop import spell_hidden
 from .codegen_emit import Emitter, tagged
-from .codegen_plan import Plan, spell_hidden
+from .codegen_plan import Plan
 from .numpy_printer import Lines, dim_text, shape_text
 from .pyprint import equation_text
 
@@ -383,12 +384,15 @@ def torch_api(p: Plan, e: Emitter, ctx: dict) -> dict:
     }
 
 
-def coursera_api(p: Plan, e: Emitter, ctx: dict) -> dict:
+def _notebook_checks(p: Plan) -> tuple[Checks, Checks, Checks, list[str], list[str], list[str]]:
+    """What the notebook's RNN and LSTM APIs share: the checks of the cell's
+    forward (x, each state's previous value, the parameters dict), of the
+    sequence's forward (x over T_x, a0) and of the cell's backward (da_next,
+    and dc_next for the LSTM), then the lines that fuse the weights with the
+    parameters and dims they read."""
     cell, d, full = p.cell, p.derivation, p.full
-    if len(cell.links) != 2:
-        return coursera_rnn_api(p, e, ctx)
     (x,) = cell.names("input")
-    a_link, c_link = cell.links
+    links = cell.links
     T = sp.Symbol(p.names["T"])
     params = full.cell.names("param")
     shapes = full.shapes
@@ -400,24 +404,35 @@ def coursera_api(p: Plan, e: Emitter, ctx: dict) -> dict:
 
     cell_fwd = Checks(labels)
     cell_fwd.arg(x, x, d.shapes[x])
-    cell_fwd.arg(a_link.prev, a_link.prev, d.shapes[a_link.prev])
-    cell_fwd.arg(c_link.prev, c_link.prev, d.shapes[c_link.prev])
+    for link in links:
+        cell_fwd.arg(link.prev, link.prev, d.shapes[link.prev])
     param_checks(cell_fwd, "parameters")
 
     seq_fwd = Checks(labels)
     xs = shapes[x]
     seq_fwd.arg("x", "x", (xs[0], xs[1], T))
-    seq_fwd.arg("a0", "a0", d.shapes[a_link.prev])
+    seq_fwd.arg("a0", "a0", d.shapes[links[0].prev])
     param_checks(seq_fwd, "parameters")
 
-    n_a = dim_text(e.feat(a_link.out))
     back = Checks(labels)
-    back.bound = {s.name for dim in d.shapes[a_link.out] for s in sp.sympify(dim).free_symbols}
-    back.arg("da_next", "da_next", d.shapes[a_link.out])
-    back.arg("dc_next", "dc_next", d.shapes[c_link.out])
+    back.bound = {s.name for dim in d.shapes[links[0].out] for s in sp.sympify(dim).free_symbols}
+    for arg, link in zip(("da_next", "dc_next"), links):
+        back.arg(arg, arg, d.shapes[link.out])
     fused_lines = assemble_weights(p) + [f"{p.names['b']} = {bias_text(p)}"]
     fused_params = [n for n in params if any(re.search(rf"\b{n}\b", line) for line in fused_lines)]
     fused_dims = sorted({name for name in cell.dims if any(re.search(rf"\b{name}\b", line) for line in fused_lines)})
+    return cell_fwd, seq_fwd, back, fused_lines, fused_params, fused_dims
+
+
+def coursera_api(p: Plan, e: Emitter, ctx: dict) -> dict:
+    cell, full = p.cell, p.full
+    if len(cell.links) != 2:
+        return coursera_rnn_api(p, e, ctx)
+    (x,) = cell.names("input")
+    a_link, c_link = cell.links
+    params = full.cell.names("param")
+    cell_fwd, seq_fwd, back, fused_lines, fused_params, fused_dims = _notebook_checks(p)
+    n_a = dim_text(e.feat(a_link.out))
     r = ctx["bwd"]["results"]
     param_grads = [(full.gradient_name(n) if n in r else None, r.get(n)) for n in params]
     param_grads = [(name, value) for name, value in param_grads if value is not None]
@@ -454,35 +469,13 @@ def coursera_api(p: Plan, e: Emitter, ctx: dict) -> dict:
 
 def coursera_rnn_api(p: Plan, e: Emitter, ctx: dict) -> dict:
     """The notebook's basic RNN: rnn_cell_forward / rnn_forward / rnn_cell_backward / rnn_backward."""
-    cell, d, full = p.cell, p.derivation, p.full
+    cell, full = p.cell, p.full
     (x,) = cell.names("input")
     (a_link,) = cell.links
     if not ctx["pred"] or any(g.home is None for g in p.gates) or len(p.slots) != len(p.gates):
         return generic_api(p, e, ctx)
-    T = sp.Symbol(p.names["T"])
     params = full.cell.names("param")
-    shapes = full.shapes
-    labels = {p.names["T"]: "T_x"}
-
-    def param_checks(checks: Checks, dict_name: str) -> None:
-        for name in params:
-            checks.arg(name, f'{dict_name}["{name}"]', shapes[name], _param_source(dict_name, name))
-
-    cell_fwd = Checks(labels)
-    cell_fwd.arg(x, x, d.shapes[x])
-    cell_fwd.arg(a_link.prev, a_link.prev, d.shapes[a_link.prev])
-    param_checks(cell_fwd, "parameters")
-    seq_fwd = Checks(labels)
-    xs = shapes[x]
-    seq_fwd.arg("x", "x", (xs[0], xs[1], T))
-    seq_fwd.arg("a0", "a0", d.shapes[a_link.prev])
-    param_checks(seq_fwd, "parameters")
-    back = Checks(labels)
-    back.bound = {s.name for dim in d.shapes[a_link.out] for s in sp.sympify(dim).free_symbols}
-    back.arg("da_next", "da_next", d.shapes[a_link.out])
-    fused_lines = assemble_weights(p) + [f"{p.names['b']} = {bias_text(p)}"]
-    fused_params = [n for n in params if any(re.search(rf"\b{n}\b", line) for line in fused_lines)]
-    fused_dims = sorted({name for name in cell.dims if any(re.search(rf"\b{name}\b", line) for line in fused_lines)})
+    cell_fwd, seq_fwd, back, fused_lines, fused_params, fused_dims = _notebook_checks(p)
     r = ctx["bwd"]["results"]
     param_grads = [(full.gradient_name(n), r[n]) for n in params if n in r]
     return {

@@ -27,6 +27,7 @@ import re
 import sympy as sp
 
 from . import ops
+from .backprop import spell_hidden
 from .codegen_plan import (
     CodegenError,
     Layout,
@@ -36,7 +37,6 @@ from .codegen_plan import (
     Source,
     _linear,
     shared_subexpressions,
-    spell_hidden,
 )
 from .numpy_printer import FUNCTION_NAMES, Lines, assign_into, dim_text, numpy_text, shape_text
 from .pyprint import equation_text, to_python

@@ -37,7 +37,7 @@ from typing import Iterable
 import sympy as sp
 
 from . import ops
-from .backprop import derive_cell
+from .backprop import derive_cell, spell_hidden
 from .derivation import Derivation
 from .errors import DeriveError
 from .numpy_printer import FUNCTION_NAMES
@@ -253,6 +253,7 @@ class Plan:
 
 
 def upstream(d: Derivation) -> Derivation:
+    """``d`` with its loss taken as a given gradient on the output, as the fused loops take it."""
     if d.cell.loss.kind == "upstream":
         return d
     return Derivation(derive_cell(d.cell.with_upstream_loss()))
@@ -265,6 +266,9 @@ RESERVED = {"np", "range", "reversed", "sigmoid", "softmax", "t", "dtype", "cach
 
 
 class Names:
+    """Fresh names for the emitted code: ``base``, or ``base_``, ``base__``...
+    when a name is taken, reserved or a Python keyword."""
+
     def __init__(self, taken: Iterable[str]):
         self.taken = set(taken) | RESERVED
 
@@ -274,21 +278,6 @@ class Names:
             name += "_"
         self.taken.add(name)
         return name
-
-
-def spell_hidden(nodes) -> callable:
-    """A function that writes every hidden temporary of ``nodes`` as its
-    expression, as the derivation writes unnamed intermediates."""
-    value = {sp.Symbol(n.name): n.expr for n in nodes if n.hidden}
-
-    def spelled(expr: sp.Expr) -> sp.Expr:
-        while True:
-            found = expr.free_symbols & value.keys()
-            if not found:
-                return expr
-            expr = expr.xreplace({s: value[s] for s in found})
-
-    return spelled
 
 
 def forward_values(d: Derivation) -> dict:

@@ -28,10 +28,12 @@ from .templating import render
 
 
 def unfused_module(derivation: Derivation, reason: str) -> str:
+    """The unfused module of ``derivation``; ``reason`` says why it is not fused."""
     return render("numpy_unfused.py.j2", **unfused_context(derivation, reason))
 
 
 def unfused_context(full: Derivation, reason: str) -> dict:
+    """The template's context: the derivation as it stands, with the loss taken from upstream."""
     d = upstream(full)
     cell = d.cell
     layout = cell.layout
@@ -166,6 +168,7 @@ def unfused_context(full: Derivation, reason: str) -> dict:
 
 
 def _has(d: Derivation, name: str) -> bool:
+    """Whether the derivation has a gradient for ``name``."""
     try:
         return d.gradient_name(name) in d.names()
     except KeyError:

@@ -66,6 +66,31 @@ from .errors import DeriveError
 
 TOL = 1e-7  # a user's float64 code may sum in another order
 
+
+def _notebook_sequence(zero_initial: tuple = (), outputs: dict | None = None) -> dict:
+    """The convention of the Coursera notebook's rnn_backward / lstm_backward:
+    the upstream gradients da over time and the caches the forward returned in,
+    dx and da0 out, and the LSTM's dc0 among ``outputs``; ``zero_initial``
+    names the states its forward starts at zero."""
+    return {
+        "trigger": ("caches",),
+        "loss": "upstream",
+        **({"zero_initial": zero_initial} if zero_initial else {}),
+        "time_axis": -1,
+        "inputs": {
+            "da": ("stack", "da"),
+            "caches": ("pair", ("list", "cache"), ("stack", "xt")),
+            "x": ("stack", "xt"),
+            "a0": ("initial", "a_prev"),
+        },
+        "outputs": {
+            "dx": ("stack", "dxt"),
+            "da0": ("initial", "da_prev"),
+            **(outputs or {}),
+        },
+    }
+
+
 # Containers and whole-sequence signatures of each notation's own code. Any
 # other cell (a preset without an entry, a user's spec) is checked by the
 # generic conventions of `_sequence_conventions`: names filled by name,
@@ -77,45 +102,16 @@ CONVENTIONS: dict[str, dict] = {
             "parameters": ("dict", ("Waa", "Wax", "Wya", "ba", "by")),
         },
         # rnn_backward(da, caches) -> {dx, da0, dWax, dWaa, dba}
-        "sequence": {
-            "trigger": ("caches",),
-            "loss": "upstream",
-            "time_axis": -1,
-            "inputs": {
-                "da": ("stack", "da"),
-                "caches": ("pair", ("list", "cache"), ("stack", "xt")),
-                "x": ("stack", "xt"),
-                "a0": ("initial", "a_prev"),
-            },
-            "outputs": {
-                "dx": ("stack", "dxt"),
-                "da0": ("initial", "da_prev"),
-            },
-        },
+        "sequence": _notebook_sequence(),
     },
     "coursera": {
         "containers": {
             "cache": ("tuple", ("a_next", "c_next", "a_prev", "c_prev", "ft", "it", "cct", "ot", "xt", "parameters")),
             "parameters": ("dict", ("Wf", "bf", "Wi", "bi", "Wc", "bc", "Wo", "bo", "Wy", "by")),
         },
-        # lstm_backward(da, caches) -> {dx, da0, dWf, dbf, ...}
-        "sequence": {
-            "trigger": ("caches",),
-            "loss": "upstream",
-            "zero_initial": ("c_prev",),  # lstm_forward starts from c0 = 0
-            "time_axis": -1,
-            "inputs": {
-                "da": ("stack", "da"),
-                "caches": ("pair", ("list", "cache"), ("stack", "xt")),
-                "x": ("stack", "xt"),
-                "a0": ("initial", "a_prev"),
-            },
-            "outputs": {
-                "dx": ("stack", "dxt"),
-                "da0": ("initial", "da_prev"),
-                "dc0": ("initial", "dc_prev"),
-            },
-        },
+        # lstm_backward(da, caches) -> {dx, da0, dc0, dWf, dbf, ...}; lstm_forward
+        # starts from c0 = 0
+        "sequence": _notebook_sequence(zero_initial=("c_prev",), outputs={"dc0": ("initial", "dc_prev")}),
     },
 }
 

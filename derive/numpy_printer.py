@@ -37,7 +37,9 @@ class NumpyPrinter(PythonPrinter):
     the 1-D parameters that need a trailing axis (the ``none`` layout's
     all-steps matrices have time on their last axis). ``feature_from_end``
     (stacked printing) gives, for a slice of the feature axis, how many axes
-    follow it: 0 when features are the last axis, 1 when the batch follows."""
+    follow it: 0 when features are the last axis, 1 when the batch follows.
+    ``vector_right`` names the per-step vectors v that ``W.T @ v`` prints as
+    ``v @ W`` (see :meth:`_print_matmul`)."""
 
     def __init__(self, names: dict[str, str] | None = None, expand: Iterable[str] = (),
                  feature_from_end: int | None = None, vector_right: Iterable[str] = ()):
@@ -131,6 +133,7 @@ def assign_into(target: str, expr: sp.Expr, dest: str, names: dict[str, str] | N
 
 
 def dim_text(e) -> str:
+    """A dimension (a number, a name, ``m + n``) as Python text."""
     return to_python(sp.sympify(e))
 
 

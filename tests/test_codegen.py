@@ -30,7 +30,21 @@ from test_generated_reference import (
     worst,
 )
 
-CIFG_ROWS = textwrap.dedent('''\
+
+def _spec(head: str, states: str = "", more: str = "") -> str:
+    """The spec text of a cell below: ``head`` (its name, forward equations,
+    dims and symbols), then the state h as a recurrent link (adjoint dh) and
+    any other ``states``, the upstream loss dl_dh on h, then ``more``."""
+    return (
+        textwrap.dedent(head)
+        + '[[recurrent]]\nout = "h"\nprev = "h_prev"\ngrad = "dh"\n'
+        + textwrap.dedent(states)
+        + '[loss]\nkind = "upstream"\non = "h"\nexternal = "dl_dh"\n'
+        + textwrap.dedent(more)
+    )
+
+
+CIFG_ROWS = _spec('''\
     # A coupled input-forget gate LSTM: the input gate is 1 - f, batch in rows. Not a preset.
     name = "cifg_rows"
     title = "Coupled input-forget gate LSTM"
@@ -60,18 +74,12 @@ CIFG_ROWS = textwrap.dedent('''\
     W_o    = { role = "param", shape = ["H", "D"] }
     U_o    = { role = "param", shape = ["H", "H"] }
     b_o    = { role = "param", shape = ["H"] }
-    [[recurrent]]
-    out = "h"
-    prev = "h_prev"
-    grad = "dh"
+    ''', states='''\
     [[recurrent]]
     out = "c"
     prev = "c_prev"
     grad = "dc_next"
-    [loss]
-    kind = "upstream"
-    on = "h"
-    external = "dl_dh"
+    ''', more='''\
     [adjoints]
     c = "dc"
     ''')
@@ -79,7 +87,7 @@ CIFG_ROWS = textwrap.dedent('''\
 # torch.nn.GRU's equations with the batch in columns and the recurrent part of
 # the new gate written as a value of its own: a sum of one product, which the
 # reset gate multiplies.
-GRU_COLUMNS = textwrap.dedent('''\
+GRU_COLUMNS = _spec('''\
     name = "gru_columns"
     title = "GRU, torch.nn.GRU's equations, batch in columns"
     layout = "columns"
@@ -110,20 +118,12 @@ GRU_COLUMNS = textwrap.dedent('''\
     b_hr = { role = "param", shape = ["H", 1] }
     b_hz = { role = "param", shape = ["H", 1] }
     b_hn = { role = "param", shape = ["H", 1] }
-    [[recurrent]]
-    out = "h"
-    prev = "h_prev"
-    grad = "dh"
-    [loss]
-    kind = "upstream"
-    on = "h"
-    external = "dl_dh"
     ''')
 
 # An Elman network with a residual connection: the input is also added
 # elementwise, so its gradient is not one product after the loop. The fused
 # frame cannot express it; the cell gets the unfused module.
-RESIDUAL = textwrap.dedent('''\
+RESIDUAL = _spec('''\
     name = "residual"
     title = "Residual Elman network"
     layout = "columns"
@@ -140,21 +140,13 @@ RESIDUAL = textwrap.dedent('''\
     W      = { role = "param", shape = ["H", "H"] }
     U      = { role = "param", shape = ["H", "H"] }
     b      = { role = "param", shape = ["H", 1] }
-    [[recurrent]]
-    out = "h"
-    prev = "h_prev"
-    grad = "dh"
-    [loss]
-    kind = "upstream"
-    on = "h"
-    external = "dl_dh"
     ''')
 
 
 # The output gate sees the forget gate (a peephole on a gate): its weight's
 # gradient reads the gates after the loop, so their slots cannot take the
 # adjoints (a buffer of its own, dgates).
-GATE_PEEPHOLE = textwrap.dedent('''\
+GATE_PEEPHOLE = _spec('''\
     name = "gatepeep"
     title = "A two-gate cell whose output gate sees the forget gate"
     layout = "rows"
@@ -178,19 +170,11 @@ GATE_PEEPHOLE = textwrap.dedent('''\
     U_o    = { role = "param", shape = ["H", "H"] }
     b_o    = { role = "param", shape = ["H"] }
     p      = { role = "param", shape = ["H"] }
-    [[recurrent]]
-    out = "h"
-    prev = "h_prev"
-    grad = "dh"
-    [loss]
-    kind = "upstream"
-    on = "h"
-    external = "dl_dh"
     ''')
 
 # An Elman network with a learned output scale s: ds = Σ dh ⊙ tanh(...) reads
 # the step's dh, which the fused loop does not keep: the unfused module.
-SCALED = textwrap.dedent('''\
+SCALED = _spec('''\
     name = "scaled"
     title = "Elman network with a learned output scale"
     layout = "columns"
@@ -209,21 +193,13 @@ SCALED = textwrap.dedent('''\
     U      = { role = "param", shape = ["H", "H"] }
     b      = { role = "param", shape = ["H", 1] }
     s      = { role = "param", shape = ["H", 1] }
-    [[recurrent]]
-    out = "h"
-    prev = "h_prev"
-    grad = "dh"
-    [loss]
-    kind = "upstream"
-    on = "h"
-    external = "dl_dh"
     ''')
 
 
 # A minimal gated unit with an output gate: h_prev feeds f and o, f * h_prev
 # feeds h_tilde between them. h_prev's slots are not one block, so its
 # products are added into them, and its adjoints gathered, block by block.
-MGU_OUTPUT_GATE = textwrap.dedent('''\
+MGU_OUTPUT_GATE = _spec('''\
     name = "mgu_output_gate"
     title = "A minimal gated unit with an output gate"
     layout = "columns"
@@ -247,14 +223,6 @@ MGU_OUTPUT_GATE = textwrap.dedent('''\
     b_h     = { role = "param", shape = ["m", 1] }
     W_o     = { role = "param", shape = ["m", "m + n"] }
     b_o     = { role = "param", shape = ["m", 1] }
-    [[recurrent]]
-    out = "h"
-    prev = "h_prev"
-    grad = "dh"
-    [loss]
-    kind = "upstream"
-    on = "h"
-    external = "dl_dh"
     ''')
 
 
