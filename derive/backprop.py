@@ -10,10 +10,13 @@ contributions their rules give (autograd's ``backward_pass``):
     adj[v] = Σ_{consumers u of v}  rule_u(adj[u])          (+ dL/dv from outside, for cell outputs)
 
 A node's adjoint is written as its own named equation when the notation names
-it, when it is a gate's pre-activation, a parameter, an input or a state, or
-when several consumers meet in it; otherwise it is inlined into its one
+it, when it is a gate's pre-activation, a parameter, an input or a state,
+when several consumers meet in it, or when a value the spec names fans it out
+to several operands (JANET's ``ds``); otherwise it is inlined into its one
 consumer. That is what makes the result read like the textbook
-(``dft = c_prev*dc*ft*(1 - ft)``) rather than like an expanded sum.
+(``dft = c_prev*dc*ft*(1 - ft)``) rather than like an expanded sum. Where a
+gradient needs the value of a sub-expression the spec never named (torch's
+GRU: ``W_hn h + b_hn``), that value is written out.
 
 Backpropagation through time is explicit. The loss head (if any) is swept
 first and gives ``external`` = dl(t)/d(output). Each recurrent link
@@ -328,8 +331,7 @@ class _Namer:
             return self.claim("d" + node.name, node.name)
         if len(incoming) > 1:
             return self.claim("d" + node.name, node.name)
-        if node.kind == "elementwise" and len([a for a in node.args if a in self.sweep.cell.symbols or a.startswith("_")]) > 1 \
-                and not isinstance(incoming[0].contribution, sp.Symbol):
+        if node.kind == "elementwise" and len(node.args) > 1 and not isinstance(incoming[0].contribution, sp.Symbol):
             # a named value the user wrote (JANET's s = U_f c + W_f x + b_f) fans its adjoint out to
             # several operands: name it once (ds) rather than repeat it in each
             return self.claim("d" + node.name, node.name)
