@@ -275,12 +275,6 @@ def state_gradients(derivation) -> dict[str, str]:
     return {derivation.gradient_name(link.prev): link.prev for link in derivation.cell.links}
 
 
-def zeros_like(value):
-    """Zeros of an array's shape and dtype (an object array of mpmath or SymPy
-    numbers gets the integer 0, which adds to either)."""
-    return np.zeros_like(value)
-
-
 def bptt(derivation, envs: list[Mapping[str, Any]], step: Callable, chain: Callable | None = None, *,
          carry: Iterable[str] | None = None, truncate: int | None = None) -> Iterator[tuple[int, dict, dict]]:
     """Backpropagation through time over the forward environments ``envs``.
@@ -327,7 +321,7 @@ def _sweep(derivation, envs, step, chain, carried, truncate) -> Iterator[tuple[i
 
 def _summed(parts: list, like):
     if not parts:
-        return zeros_like(like)
+        return np.zeros_like(like)
     total = parts[0]
     for p in parts[1:]:
         total = total + p
@@ -345,10 +339,10 @@ def _advance(derivation, env, values, chains, chain, t: int, k: int, prev_of) ->
         if link.out == cell.loss.on:
             own[link.grad] = values[external] if external in values else env[external]
         else:
-            own[link.grad] = zeros_like(env[link.prev])
+            own[link.grad] = np.zeros_like(env[link.prev])
     feeds = {t: own}
     for origin, grads in chains.items():
-        feeds[origin] = {link.grad: grads.get(g, zeros_like(env[link.prev])) for g, link in links.items()}
+        feeds[origin] = {link.grad: grads.get(g, np.zeros_like(env[link.prev])) for g, link in links.items()}
     alive = {}
     for origin, feed in feeds.items():
         # the loss of step `origin` has flowed through origin - t + 1 steps; it goes on to t-1 while fewer than k
@@ -393,14 +387,21 @@ class Laws:
     chain: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]
 
 
+def chain_equations(derivation) -> list:
+    """The backward equations of the ``chain`` law: the cell's, from the
+    gradients that reach it from outside down to the state gradients."""
+    outside = set(derivation.cell_inputs)
+    return [eq for eq in derivation.backward
+            if derivation.kind(str(eq.lhs)) in ("cell", "state") and str(eq.lhs) not in outside]
+
+
 def interpreter(derivation, backend: Backend = FLOAT, dims: Mapping[str, int] | None = None) -> Laws:
     """The laws of one step, by evaluating the backward equations with
     :func:`evaluate` (``later(x)`` read from a name of its own)."""
     equations = [(str(eq.lhs), _later_free(eq.rhs.function if isinstance(eq.rhs, sp.Sum) else eq.rhs))
                  for eq in derivation.backward]
-    outside = set(derivation.cell_inputs)
-    cell_kinds = ("cell", "state")
-    in_cell = [(n, rhs) for n, rhs in equations if derivation.kind(n) in cell_kinds and n not in outside]
+    chained = {str(eq.lhs) for eq in chain_equations(derivation)}
+    in_cell = [(n, rhs) for n, rhs in equations if n in chained]
 
     def run_equations(eqs, env):
         env = dict(env)

@@ -28,7 +28,6 @@ fails, so a write-up never states a check that did not hold.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,18 +74,12 @@ def restarted_loss(derivation, seq: ev.Sequence, k: int, frozen: list[dict]) -> 
     ``frozen[s]`` are the states entering step s in the unperturbed forward:
     the restart reads them as constants, except at 0, where it reads the
     sequence's own initial states (which are differentiated)."""
-    links = derivation.cell.links
     total = 0.0
     for t in range(len(seq.steps)):
         start = max(0, t - k + 1)
-        state = dict(seq.initial) if start == 0 else frozen[start]
-        env: dict = {}
-        for s in range(start, t + 1):
-            env = {**seq.params, **seq.steps[s], **state}
-            for eq in derivation.forward:
-                env[str(eq.lhs)] = ev.evaluate(eq.rhs, env, ev.FLOAT, seq.dims)
-            state = {link.prev: env[link.out] for link in links}
-        total += float(ev.step_loss(derivation, env, dims=seq.dims))
+        state = seq.initial if start == 0 else frozen[start]
+        restart = ev.Sequence(seq.params, seq.steps[start:t + 1], state, seq.dims)
+        total += float(ev.step_loss(derivation, ev.forward(derivation, restart)[-1], dims=seq.dims))
     return total
 
 
@@ -170,8 +163,3 @@ def measure(derivation) -> GradCheck:
     shrinking = all(a <= b + PASS for a, b in zip(errors, errors[1:]))
     clear = all(e >= 100 * PASS for e in errors[1:])
     return GradCheck(STEPS, SIZE, SEED, SCALE, tuple(rows), shrinking, clear)
-
-
-def order_of_magnitude(x: float) -> int:
-    """floor(log10 x), for prose ("about 10^-2")."""
-    return math.floor(math.log10(x))

@@ -43,7 +43,7 @@ import numpy as np
 import sympy as sp
 
 from . import ops
-from .evaluate import bptt, check_truncate, gradients
+from .evaluate import bptt, chain_equations, check_truncate, gradients
 
 LATER = "later:"
 
@@ -203,10 +203,7 @@ class Kernels:
     def _chain(self, env: Mapping[str, Any], grads: Mapping[str, Any]) -> dict[str, Any]:
         # built on first use: only truncated BPTT follows one loss's gradient through the cell
         if self._carry is None:
-            d = self.derivation
-            outside = set(d.cell_inputs)
-            self._carry = _Block([(str(eq.lhs), _later_free(eq.rhs)) for eq in d.backward
-                                  if d.kind(str(eq.lhs)) in ("cell", "state") and str(eq.lhs) not in outside])
+            self._carry = _Block([(str(eq.lhs), _later_free(eq.rhs)) for eq in chain_equations(self.derivation)])
         return self._carry(_with_dims(self.derivation.cell, {**env, **grads}))
 
     def loss(self, envs: list[dict[str, Any]]):

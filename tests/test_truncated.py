@@ -37,6 +37,7 @@ import pytest
 import derive
 from derive import evaluate as ev
 from derive import judge
+from derive.gradcheck import restarted_loss, states_entering
 
 ROOT = Path(__file__).resolve().parent.parent
 CELLS = derive.presets() + [str(ROOT / "examples" / "mgu.toml"), str(ROOT / "examples" / "janet.toml")]
@@ -61,34 +62,8 @@ def _case(name: str):
 
 
 # ---------------------------------------------------------------------------
-# the reference: the restarted forward, differentiated by finite differences
-
-
-def _forward_step(d, seq, env):
-    for eq in d.forward:
-        env[str(eq.lhs)] = ev.evaluate(eq.rhs, env, ev.FLOAT, seq.dims)
-    return env
-
-
-def _states_before_each_step(d, seq) -> list[dict]:
-    """The states entering step s in the full forward: the restarts' constants."""
-    states = [dict(seq.initial)]
-    for env in ev.forward(d, seq):
-        states.append({link.prev: env[link.out] for link in d.cell.links})
-    return states
-
-
-def restarted_loss(d, seq, k: int, frozen: list[dict]) -> float:
-    """L_k: each step's loss from a forward restarted k-1 steps before it."""
-    total = 0.0
-    for t in range(len(seq.steps)):
-        start = max(0, t - k + 1)
-        state = dict(seq.initial) if start == 0 else frozen[start]
-        for s in range(start, t + 1):
-            env = _forward_step(d, seq, {**seq.params, **seq.steps[s], **state})
-            state = {link.prev: env[link.out] for link in d.cell.links}
-        total += float(ev.step_loss(d, env, dims=seq.dims))
-    return total
+# the reference: the restarted forward (derive.gradcheck.restarted_loss, the
+# forward equations alone), differentiated by finite differences
 
 
 def _entries(d, seq):
@@ -106,7 +81,7 @@ def _entries(d, seq):
 def finite_differences(name: str, k: int) -> dict:
     """Central differences of L_k for every entry (keys as evaluate.run's)."""
     d, seq = _case(name)
-    frozen = _states_before_each_step(d, seq)
+    frozen = states_entering(d, seq)
     out = {}
     for key, arr in _entries(d, seq):
         grad = np.zeros_like(arr)
