@@ -17,13 +17,16 @@ from .errors import DeriveError
 
 def _cmd_build(args) -> int:
     from . import build as build_mod
-    from .derivation import presets
+    from .derivation import derive, presets
 
-    # with --spec, only the user's cells: their four files, not the presets' forty
+    if args.spec:  # only the user's cells: their four files each, not the presets' forty
+        names = [derive(spec).name for spec in args.spec]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            print(f"lstm-derive: two --spec files have the name `{twice[0]}`; their files would overwrite "
+                  "each other", file=sys.stderr)
+            return 2
     files = build_mod.render_all(args.spec or presets())
-    if args.spec and len(files) < len(build_mod.ARTIFACTS) * len(args.spec):
-        print("lstm-derive: two --spec files have the same `name`; their files would overwrite each other", file=sys.stderr)
-        return 2
     out = Path(args.out)
     if args.check:
         diffs = build_mod.stale(files, out)

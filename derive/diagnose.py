@@ -721,16 +721,17 @@ def _sub_sum(part, whole):
 
 def _part_for_whole_finding(ctx, S, u, v, coef, prefix) -> Finding:
     whole, part = S.show(u), S.show(v)
-    carried_rhs = _carried_sum(ctx, reference(ctx, whole.name))
+    ref = reference(ctx, whole.name)
+    carried_rhs = _carried_sum(ctx, ref)
     if isinstance(part, ops.later) and carried_rhs is not None:
-        n = reference(ctx, whole.name).args[0]
+        n = ref.args[0]
         rest = _sub_sum(part.args[0], carried_rhs)
         return Finding("factor", f"{prefix}the gradient carried from step t+1 is `{_py(part)}`, where "
                        f"`{whole.name} = later({n})` belongs: `{n} = {_py(carried_rhs)}`, so it lacks "
                        f"`{_py(ops.later(rest))}`", label="summand", term=whole, got=part, expected=whole,
                        explained=True)
-    eq = f"`{whole.name} = {_py(reference(ctx, whole.name))}`"
-    carried = reference(ctx, whole.name).atoms(ops.later)
+    eq = f"`{whole.name} = {_py(ref)}`"
+    carried = ref.atoms(ops.later)
     why = (" also carries the gradient back from step t+1: the formula is backpropagation through this step only, "
            "not through time") if carried else ""
     return Finding("factor", f"{prefix}it uses `{part.name}` where `{whole.name}` belongs; {eq}{why}",
@@ -850,29 +851,30 @@ def _whole_factor_finding(ctx, S, u, missing, extra, subject, got_term, want_ter
         return None
     mprod, xprod = _product(missing), _product(extra)
     shown_m, shown_x = _py(S.show(mprod)), _py(S.show(xprod))
+
+    def found(text, label, predicate=""):
+        return Finding("factor", text, label=label, term=S.show(u), expected=want_term, got=got_term,
+                       missing=S.show(mprod), extra=S.show(xprod), explained=True, predicate=predicate)
+
     if S.probe.same(xprod, -mprod):
         pred = f"has the wrong sign: `{shown_x}` is the negative of `{shown_m}`, which belongs there"
-        return Finding("factor", f"{subject} {pred}: it is `{_py(want_term)}`", label="sign", term=S.show(u),
-                       expected=want_term, got=got_term, missing=S.show(mprod), extra=S.show(xprod), explained=True,
-                       predicate=pred)
+        return found(f"{subject} {pred}: it is `{_py(want_term)}`", "sign", pred)
     part = _summand_left_out(S, missing, extra)
     if part is not None:
         whole, left_out, sign = part
         what = "lacks its part" if sign > 0 else "has an extra part"
-        return Finding("factor", f"{subject}: the factor `{_py(S.show(whole))}` {what} `{_py(S.show(left_out))}` "
-                       f"(written `{shown_x}`): it is `{_py(want_term)}`", label="summand", term=S.show(u),
-                       expected=want_term, got=got_term, missing=S.show(mprod), extra=S.show(xprod), explained=True)
+        return found(f"{subject}: the factor `{_py(S.show(whole))}` {what} `{_py(S.show(left_out))}` "
+                     f"(written `{shown_x}`): it is `{_py(want_term)}`", "summand")
+    shown = S.show(xprod)
+    reactivated = any(isinstance(a, tuple(_ACTS)) for a in sp.preorder_traversal(shown))
     for g, act in ctx.gate_acts.items():
         deriv = derivative_of(g, act)
         if not all(S.show(b) in factors(deriv)[1] for b in missing):
             continue
-        shown = S.show(xprod)
-        reactivated = any(isinstance(a, tuple(_ACTS)) for a in sp.preorder_traversal(shown))
         if {s.name for s in shown.free_symbols} == {g} and not reactivated:  # sigmoid(ft): activated_twice
             pred = (f"has `{shown_x}` where `{shown_m}` belongs: the derivative of the {act} in `{g}` = {act}(…) is "
                     f"`{_py(deriv)}`, written in the stored value `{g}`")
-            return Finding("factor", f"{subject} {pred}", label="wrong_derivative", term=S.show(u), expected=want_term,
-                           got=got_term, missing=S.show(mprod), extra=S.show(xprod), explained=True, predicate=pred)
+            return found(f"{subject} {pred}", "wrong_derivative", pred)
     return None
 
 

@@ -376,7 +376,7 @@ def check(preset, fn: Callable, *, loss: str | None = None, returns=None, sequen
             seq_loss = "upstream"  # a whole-sequence backward takes the gradient arriving at each output
         up = context(load(preset, seq_loss))
         up.full_cell = ctx.cell
-        return _check_sequence(up, fn, fname, _sequence_conventions(up, own), conv, returns)
+        return _check_sequence(up, fn, fname, _sequence_conventions(up, own), conv, returns, params)
     return _check_cell(ctx, fn, fname, conv, returns)
 
 
@@ -583,7 +583,8 @@ def _sequence_conventions(ctx, own: dict | None) -> dict:
     return conv
 
 
-def _check_sequence(ctx, fn, fname, seq_conv, conv, returns) -> FunctionReport:
+def _check_sequence(ctx, fn, fname, seq_conv, conv, returns, wanted: set[str]) -> FunctionReport:
+    """``wanted``: the names of ``fn``'s parameters."""
     from .judge import backward_steps, sizes_for, totals
 
     d = ctx.derivation
@@ -616,7 +617,6 @@ def _check_sequence(ctx, fn, fname, seq_conv, conv, returns) -> FunctionReport:
             return (build(spec[1]), build(spec[2]))
         raise ValueError(kind)
 
-    wanted = _parameter_names(fn)
     extra = {k: build(v) for k, v in seq_conv["inputs"].items() if k in wanted}
     per_step = frozenset(envs[0]) - set(ctx.cell.names("param")) - set(ctx.cell.dims)
     args, kwargs, _ = _fill(ctx, fn, envs[0], dims, conv, extra, per_step=per_step)
@@ -661,13 +661,6 @@ def _check_sequence(ctx, fn, fname, seq_conv, conv, returns) -> FunctionReport:
                           f"(known: {', '.join(sorted(outputs))} and the parameter gradients)")
         return report
     return _finish(report, ctx)
-
-
-def _parameter_names(fn) -> set[str]:
-    try:
-        return set(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return set()
 
 
 class _SequenceExplainer:

@@ -319,10 +319,11 @@ class Context:
         if not isinstance(u, sp.Symbol):
             return ""
         of = {step.name: step.of for step in self.derivation.steps}
-        if u.name not in of or self.resolve_book(name) not in of:
+        book = self.resolve_book(name)
+        if u.name not in of or book not in of:
             return ""
         forward = {eq.lhs.name: eq.rhs for eq in self.derivation.forward}
-        user, used = of[u.name], of[self.resolve_book(name)]
+        user, used = of[u.name], of[book]
         if user not in forward and user.startswith("z_"):
             user = user[2:]  # the gradient at the pre-activation of `user`
         rhs = forward.get(user)
