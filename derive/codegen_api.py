@@ -29,6 +29,7 @@ import sympy as sp
 from .backprop import spell_hidden
 from .codegen_emit import Emitter, tagged
 from .codegen_plan import Plan
+from .derivation import command_argument, is_preset, regenerate_command
 from .numpy_printer import Lines, dim_text, shape_text
 from .pyprint import equation_text
 
@@ -257,18 +258,14 @@ def module_context(p: Plan) -> dict:
     return context
 
 
-def is_preset(cell) -> bool:
-    from .derivation import presets
-
-    return cell.path == f"{cell.name}.toml" and cell.name in presets()
-
 
 def common_context(full, d) -> dict:
     """What every module's docstring shows: the spec, the equations, the layout."""
     cell = full.cell
-    spec = f"derive/cells/{cell.name}.toml" if is_preset(cell) else cell.path
+    spec = f"derive/cells/{cell.name}.toml" if is_preset(cell) else command_argument(cell)
     return {
         "header": HEADER,
+        "regenerate": regenerate_command(cell),
         "spec": spec,
         "title": cell.title,
         "source": cell.source or "a user spec",

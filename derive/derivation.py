@@ -170,3 +170,18 @@ class Derivation:
         from .latex import derivation_latex
 
         return "$$" + derivation_latex(self) + "$$"
+
+
+def is_preset(cell) -> bool:
+    """Whether ``cell`` is a bundled preset (and not a user's spec of the same name)."""
+    return cell.path == f"{cell.name}.toml" and cell.name in presets()
+
+
+def command_argument(cell) -> str:
+    """How the command line names this cell: the preset's name, or the spec's file name."""
+    return cell.name if is_preset(cell) else Path(cell.path).name
+
+
+def regenerate_command(cell) -> str:
+    """The command that rewrites a cell's generated files, for their headers."""
+    return "lstm-derive build" if is_preset(cell) else f"lstm-derive build --spec {command_argument(cell)}"

@@ -9,6 +9,7 @@ deterministic: no dates, no versions.
 from __future__ import annotations
 
 from .cell import fmt_shape
+from .derivation import regenerate_command
 from .pyprint import equation_text, to_python
 from .templating import render
 
@@ -41,6 +42,7 @@ def render_listing(derivation) -> str:
             closed.append(f"{name} = {to_python(derivation.closed_form(name))}")
     return render(
         "listing.txt.j2",
+        regenerate=regenerate_command(cell),
         title=cell.title,
         source=cell.source or "user spec",
         layout=cell.layout,

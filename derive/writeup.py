@@ -57,6 +57,7 @@ import sympy as sp
 
 from . import ops
 from .cell import fmt_shape
+from .derivation import command_argument, regenerate_command
 from .explain import Display, Row, break_rows, equation_label, explain
 from .latex import at_step, escape_code, escape_markdown, escape_text, label_key, shift_time, to_latex
 from .rules import LOSS_RULES
@@ -763,7 +764,8 @@ def _render(derivation, fmt: Format, template: str) -> str:
     c = dict(_content(derivation))
     c["graph_code"] = tikz(c["graph"]) if fmt.name == "tex" else mermaid(c["graph"])
     text = render(template, f=fmt, c=c, generated_by=GENERATED_BY, shift=shift_time, at_step=at_step,
-                  label_key=label_key)
+                  label_key=label_key, regenerate=regenerate_command(derivation.cell),
+                  cell_arg=command_argument(derivation.cell))
     return re.sub(r"\n{3,}", "\n\n", text).rstrip("\n") + "\n"
 
 

@@ -39,6 +39,10 @@ def test_build_spec_writes_the_four_files_of_the_users_cell_only(spec, tmp_path)
     assert run.returncode == 0, run.stderr
     name = derive.derive(spec).name
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}{s}" for s in (".txt", ".py", ".tex", ".md"))
+    for path in out.iterdir():  # the files say how to rebuild them, and carry no path of this machine
+        text = path.read_text("utf-8")
+        assert f"lstm-derive build --spec {spec.name}" in text, path.name
+        assert str(ROOT) not in text, path.name
     assert lstm_derive("build", "--spec", str(spec), "--out", str(out), "--check").returncode == 0
 
 
