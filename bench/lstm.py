@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from derive.benchmark import main  # noqa: E402
+from derive.cli.benchmark import main  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from derive.benchmark import CELLS, inputs  # noqa: E402
+from derive.cli.benchmark import CELLS, inputs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

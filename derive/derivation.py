@@ -17,23 +17,23 @@ from pathlib import Path
 
 import sympy as sp
 
-from . import ops
-from .backprop import Step, Sweep, derive_cell
-from .cell import Cell, load
-from .errors import DeriveError
-from .expr import suggest
+from derive.spec import ops
+from derive.engine.backprop import Step, Sweep, derive_cell
+from derive.spec.cell import Cell, load
+from derive.errors import DeriveError
+from derive.spec.expr import suggest
 
 
 def presets() -> list[str]:
     """The bundled cell names, sorted."""
-    return sorted(p.name[:-5] for p in resources.files("derive.cells").iterdir() if p.name.endswith(".toml"))
+    return sorted(p.name[:-5] for p in resources.files("derive.spec.cells").iterdir() if p.name.endswith(".toml"))
 
 
 def spec_text(name_or_path: str | Path) -> tuple[str, str]:
     """(label, text) of a preset name or a spec path."""
     name = str(name_or_path)
     if name in presets():
-        return f"{name}.toml", resources.files("derive.cells").joinpath(f"{name}.toml").read_text("utf-8")
+        return f"{name}.toml", resources.files("derive.spec.cells").joinpath(f"{name}.toml").read_text("utf-8")
     path = Path(name)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
@@ -155,9 +155,9 @@ class Derivation:
     # -- kernels ------------------------------------------------------------------
     def kernels(self):
         """NumPy callables built from these equations with ``sympy.lambdify``
-        (one step forward and backward, whole sequences): see :mod:`derive.kernels`."""
+        (one step forward and backward, whole sequences): see :mod:`derive.numeric.kernels`."""
         if getattr(self, "_kernels", None) is None:
-            from .kernels import kernels
+            from derive.numeric.kernels import kernels
 
             self._kernels = kernels(self)
         return self._kernels
@@ -167,7 +167,7 @@ class Derivation:
         return f"<Derivation {self.name}: {len(self.forward)} forward, {len(self.backward)} backward equations>"
 
     def _repr_latex_(self) -> str:
-        from .latex import derivation_latex
+        from derive.spec.latex import derivation_latex
 
         return "$$" + derivation_latex(self) + "$$"
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from derive import build, cli
+from derive.cli import build
+from derive.cli import main as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +47,7 @@ def test_written_files_are_readable_by_everyone_and_no_temporaries_remain(tmp_pa
 
 
 def test_render_is_byte_identical_in_a_fresh_process():
-    code = "import derive.build as b, hashlib, json; print(json.dumps({k: hashlib.sha256(v.encode()).hexdigest() for k, v in b.render_all(['coursera']).items()}, sort_keys=True))"
+    code = "import derive.cli.build as b, hashlib, json; print(json.dumps({k: hashlib.sha256(v.encode()).hexdigest() for k, v in b.render_all(['coursera']).items()}, sort_keys=True))"
     env = {**os.environ, "PYTHONHASHSEED": "123"}
     a = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, check=True).stdout
     env["PYTHONHASHSEED"] = "456"
@@ -69,7 +70,7 @@ def test_the_wheel_works_from_any_directory(tmp_path):
     (wheel,) = wheel_dir.glob("derive-*.whl")
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)
-    code = ("import derive, derive.build as b; assert derive.__file__.startswith(%r), derive.__file__; "
+    code = ("import derive, derive.cli.build as b; assert derive.__file__.startswith(%r), derive.__file__; "
             "print(derive.presets()); print(len(b.render_all(['coursera'])))") % str(target)
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env)

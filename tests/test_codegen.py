@@ -1,4 +1,4 @@
-"""derive.codegen: the fused plan read off a derivation, the NumPy printer, the
+"""derive.codegen.render: the fused plan read off a derivation, the NumPy printer, the
 structure of every emitted module, and cells outside the bundled presets (a
 fused module when the cell fits the frame, the unfused one when it does not)."""
 
@@ -13,9 +13,10 @@ import pytest
 import sympy as sp
 
 import derive
-from derive import evaluate, ops
-from derive.cli import main as cli_main
-from derive.codegen import CodegenError, assign_into, fused_module, numpy_text, plan, render_module
+from derive.numeric import evaluate
+from derive.spec import ops
+from derive.cli.main import main as cli_main
+from derive.codegen.render import CodegenError, assign_into, fused_module, numpy_text, plan, render_module
 from test_generated_reference import (
     CELLS,
     GENERATED,
@@ -433,7 +434,7 @@ def test_a_cell_outside_the_frame_gets_the_unfused_module_with_the_reason(tmp_pa
 def test_the_unfused_module_is_right_for_fused_cells_too(name):
     """The fallback is not only for strange cells: on cells the fused frame
     handles, it gives the same gradients (full and truncated)."""
-    from derive.codegen_unfused import unfused_module
+    from derive.codegen.unfused import unfused_module
 
     spec = name if name in derive.presets() else str(GENERATED.parent / name)
     mod = _load(unfused_module(derive.derive(spec), "x: no fused NumPy module: a test"), f"unfused_{short(name)}")

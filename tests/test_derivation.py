@@ -9,8 +9,8 @@ import numpy as np
 import sympy as sp
 
 import derive
-from derive import ops
-from derive import evaluate as ev
+from derive.spec import ops
+from derive.numeric import evaluate as ev
 
 
 def test_presets_are_the_seven_lstms_and_three_other_cells():

@@ -1,4 +1,4 @@
-"""derive.expr additions for the verifier: the per-node hook, open-ended and
+"""derive.spec.expr additions for the verifier: the per-node hook, open-ended and
 negative slices, list arguments of concatenate/vstack/hstack, and a few more
 NumPy elementwise functions. The existing contract is unchanged."""
 
@@ -9,9 +9,9 @@ import ast
 import pytest
 import sympy as sp
 
-from derive import ops
+from derive.spec import ops
 from derive.errors import ExprError
-from derive.expr import Scope, default_functions, parse
+from derive.spec.expr import Scope, default_functions, parse
 
 a, b, W, dxc = sp.symbols("a b W dxc")
 n, k = sp.symbols("n k", positive=True, integer=True)
@@ -20,7 +20,7 @@ SHAPES = {"a": (n, 3), "b": (n, 3), "W": (n, n + k), "dxc": (n + k,)}
 
 def scope(with_shapes=True, feature_axis=0):
     def shape_of(e):
-        from derive.shapes import shape_of as infer
+        from derive.spec.shapes import shape_of as infer
 
         return infer(e, {**SHAPES, "n": (), "k": ()})
 

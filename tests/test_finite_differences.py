@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import derive
-from derive import evaluate as ev
+from derive.numeric import evaluate as ev
 
 STEPS = 5
 H = 1e-6

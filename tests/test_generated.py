@@ -24,9 +24,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import derive
-from derive import build, evaluate
-from derive.cli import main as cli_main
-from derive.codegen import HEADER, render_module
+from derive.cli import build
+from derive.numeric import evaluate
+from derive.cli.main import main as cli_main
+from derive.codegen.render import HEADER, render_module
 from test_generated_reference import (
     CELLS,
     EXAMPLES,
@@ -85,7 +86,7 @@ def test_module_text_is_generated_pure_numpy_and_deterministic(name):
 def test_rendering_is_byte_identical_across_processes(name):
     """Same bytes from a fresh interpreter with another hash seed."""
     name = str(ROOT / name) if name.endswith(".toml") else name
-    code = ("import sys, derive; from derive.codegen import render_module; "
+    code = ("import sys, derive; from derive.codegen.render import render_module; "
             f"sys.stdout.write(render_module(derive.derive({name!r})))")
     outs = set()
     for seed in ("1", "12345"):
@@ -97,7 +98,7 @@ def test_rendering_is_byte_identical_across_processes(name):
 
 def test_modules_import_without_sympy(tmp_path):
     """The presets' modules, the examples' and an unfused one."""
-    from derive.codegen_unfused import unfused_module
+    from derive.codegen.unfused import unfused_module
 
     paths = [str(GENERATED / f"{name}.py") for name in PRESETS]
     for spec in EXAMPLES:
@@ -276,7 +277,7 @@ def test_truncated_float32_is_close_to_torch_float64(name):
 
 @pytest.mark.parametrize("name", ["pytorch", "graves", "coursera_rnn", "gru"])
 def test_truncated_modules_agree_with_the_engines_truncated_run(name):
-    """The modules and derive.evaluate.run(..., truncate=k) share one meaning of k."""
+    """The modules and derive.numeric.evaluate.run(..., truncate=k) share one meaning of k."""
     seq = sequence(name, dims_for(name, 2, 3, 2), 5, seed=19)
     for k in (1, 2, 4):
         _, ref = evaluate.run(derive.derive(name, loss="upstream"), seq, truncate=k)

@@ -34,7 +34,8 @@ import pytest
 import sympy as sp
 
 import derive
-from derive import evaluate, ops
+from derive.numeric import evaluate
+from derive.spec import ops
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "generated"
@@ -116,7 +117,7 @@ def module(name: str):
     """generated/<preset>.py, or the module ``lstm-derive build --spec`` renders for a spec file."""
     path = GENERATED / f"{name}.py"
     if name not in derive.presets():
-        from derive.codegen import render_module
+        from derive.codegen.render import render_module
 
         path = _RENDERED / f"{short(name)}.py"
         path.write_text(render_module(derive.derive(name)), "utf-8")

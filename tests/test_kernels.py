@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import derive
-from derive import evaluate
-from derive.kernels import Kernels, stable_sigmoid
+from derive.numeric import evaluate
+from derive.numeric.kernels import Kernels, stable_sigmoid
 from test_generated_reference import (
     dims_for,
     finite_differences,

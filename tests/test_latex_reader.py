@@ -1,5 +1,5 @@
-"""derive.latex_reader: LaTeX in a notation's own symbols -> the same SymPy
-expressions derive.expr builds; what derive.latex prints reads back; what
+"""derive.verifier.latex_reader: LaTeX in a notation's own symbols -> the same SymPy
+expressions derive.spec.expr builds; what derive.spec.latex prints reads back; what
 learners paste reads as they mean it; errors point at the place."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import pytest
 import sympy as sp
 
 import derive
-from derive import ops
+from derive.spec import ops
 from derive.errors import ExprError
-from derive.expr import Scope, default_functions, parse
-from derive.latex import to_latex
-from derive.latex_reader import LatexError, LatexReader
+from derive.spec.expr import Scope, default_functions, parse
+from derive.spec.latex import to_latex
+from derive.verifier.latex_reader import LatexError, LatexReader
 
 
 @pytest.fixture(scope="module")

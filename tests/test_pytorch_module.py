@@ -1,6 +1,6 @@
 """The torch presets' derivations against torch's own modules.
 
-The engine's reference run (derive.evaluate, the backward equations through
+The engine's reference run (derive.numeric.evaluate, the backward equations through
 time) gives the same gradients as autograd through torch.nn.LSTM, torch.nn.GRU
 and torch.nn.RNN(nonlinearity="tanh") with the same weights: each preset's
 forward equations, layout and gate order are torch's, and its backward pass
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import derive
-from derive import evaluate as ev
+from derive.numeric import evaluate as ev
 
 if os.environ.get("CI") == "true":
     import torch

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 import derive
-from derive.cell import load
+from derive.spec.cell import load
 from derive.errors import DeriveError, SpecError
 
-GOOD = Path(derive.__file__).parent / "cells" / "coursera.toml"
+GOOD = Path(derive.__file__).parent / "spec" / "cells" / "coursera.toml"
 
 
 def spec(tmp_path: Path, old: str = "", new: str = "", text: str | None = None) -> Path:

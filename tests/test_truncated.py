@@ -35,9 +35,9 @@ import numpy as np
 import pytest
 
 import derive
-from derive import evaluate as ev
-from derive import judge
-from derive.gradcheck import restarted_loss, states_entering
+from derive.numeric import evaluate as ev
+from derive.numeric import judge
+from derive.numeric.gradcheck import restarted_loss, states_entering
 
 ROOT = Path(__file__).resolve().parent.parent
 CELLS = derive.presets() + [str(ROOT / "examples" / "mgu.toml"), str(ROOT / "examples" / "janet.toml")]
@@ -62,7 +62,7 @@ def _case(name: str):
 
 
 # ---------------------------------------------------------------------------
-# the reference: the restarted forward (derive.gradcheck.restarted_loss, the
+# the reference: the restarted forward (derive.numeric.gradcheck.restarted_loss, the
 # forward equations alone), differentiated by finite differences
 
 

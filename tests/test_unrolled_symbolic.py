@@ -34,8 +34,8 @@ import pytest
 import sympy as sp
 
 import derive
-from derive import evaluate as ev
-from derive import ops
+from derive.numeric import evaluate as ev
+from derive.spec import ops
 
 DPS = 50
 STEPS = 3

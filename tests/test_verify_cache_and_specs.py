@@ -1,4 +1,4 @@
-"""The derivation cache the verifier reads (derive.dcache), and the alias
+"""The derivation cache the verifier reads (derive.verifier.cache), and the alias
 tables each notation declares for pasted formulas."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 import sympy as sp
 
 import derive
-from derive import dcache
-from derive.expr import Scope, default_functions, parse
-from derive.latex_reader import LatexReader
+from derive.verifier import cache as dcache
+from derive.spec.expr import Scope, default_functions, parse
+from derive.verifier.latex_reader import LatexReader
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_the_key_follows_the_spec_text(cache, tmp_path):
     dcache._MEMORY.clear()
     assert dcache.load(str(spec)).cell.title.startswith("changed")
     assert len(entries(cache)) == 2
-    from derive.verify import verify
+    from derive.verifier.formula import verify
 
     assert verify(str(spec), "dz_f", "ds*s_prev*f*(1-f)").ok  # a user's own spec file
 

@@ -1,4 +1,4 @@
-"""derive.verify on cells that are not LSTMs, and on a user's own spec file
+"""derive.verifier.formula on cells that are not LSTMs, and on a user's own spec file
 (issue 7): the GRU and Elman presets in PyTorch's names, Coursera's basic RNN,
 Greff et al.'s CIFG, and the example specs examples/mgu.toml and
 examples/janet.toml. Right formulas pass; each mistake class a learner makes
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from derive.errors import DeriveError
-from derive.verify import verify
+from derive.verifier.formula import verify
 
 ROOT = Path(__file__).resolve().parent.parent
 MGU = str(ROOT / "examples" / "mgu.toml")
@@ -85,8 +85,8 @@ def test_right_formulas_pass(preset, quantity, formula, syntax):
 @pytest.mark.parametrize("preset", ["gru", "elman", "coursera_rnn", "cifg", MGU, JANET])
 def test_the_engines_own_equations_are_right_in_both_syntaxes(preset):
     import derive
-    from derive.latex import to_latex
-    from derive.pyprint import to_python
+    from derive.spec.latex import to_latex
+    from derive.spec.pyprint import to_python
 
     d = derive.derive(preset)
     for eq in d.backward:
@@ -255,16 +255,16 @@ _EXPECTED = {
 
 @pytest.mark.parametrize("preset", ["elman", "coursera_rnn", "gru", MGU])
 def test_every_classic_mistake_is_caught_and_named(preset):
-    from derive import diagnose as dg
-    from derive.pyprint import to_python
-    from derive.verify import load_context
+    from derive.verifier import mutations
+    from derive.spec.pyprint import to_python
+    from derive.verifier.context import load_context
 
     ctx = load_context(preset)
     named = total = 0
     for name in sorted(ctx.backward_names):
         if ctx.kind(name) not in ("cell", "state", "input", "param"):
             continue
-        for label, _desc, expr in dg.mutations(ctx, name):
+        for label, _desc, expr in mutations.mutations(ctx, name):
             if label in ("sign", "missing_term"):
                 continue
             v = verify(preset, name, to_python(expr))

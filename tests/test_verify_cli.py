@@ -1,6 +1,6 @@
 """`lstm-derive verify` and `lstm-derive check`: exit status 0 right, 1 wrong,
 2 unreadable; JSON for tools; hostile input rejected with status 2 and nothing
-run. Most cases call ``derive.cli.main`` in process; a few spawn the real
+run. Most cases call ``derive.cli.main.main`` in process; a few spawn the real
 command (non-UTF-8 arguments, and one end-to-end run)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from derive import cli
+from derive.cli import main as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 RIGHT_DFT = "(dc_next*c_prev + ot*(1-tanh(c_next)**2)*c_prev*da_next)*ft*(1-ft)"
@@ -26,7 +26,7 @@ def run(capsys, *argv):
 
 
 def test_registered_as_a_plugin():
-    assert "derive.verify" in cli.PLUGINS
+    assert "derive.cli.verify" in cli.PLUGINS
     help_text = cli.parser().format_help()
     assert "verify" in help_text and "check" in help_text
 
@@ -161,7 +161,7 @@ def test_end_to_end_and_non_utf8_arguments(tmp_path):
 
 
 def test_hostile_input_is_turned_away_before_any_derivation_is_loaded(capsys, monkeypatch):
-    from derive import dcache
+    from derive.verifier import cache as dcache
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a derivation was loaded for input that cannot be a formula")

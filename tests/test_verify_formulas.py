@@ -1,4 +1,4 @@
-"""derive.verify on formulas: right ones pass, and every mistake class of issue 6
+"""derive.verifier.formula on formulas: right ones pass, and every mistake class of issue 6
 is caught with a diagnosis a learner can act on, in more than one notation.
 
 The wrong formulas are this project's own examples of each mistake, written in
@@ -13,7 +13,7 @@ import math
 import pytest
 
 from derive.errors import DeriveError, ExprError
-from derive.verify import verify
+from derive.verifier.formula import verify
 
 
 def labels(v):
@@ -331,10 +331,10 @@ def test_verdict_as_json_and_for_jupyter():
 
 @pytest.mark.parametrize("preset", ["coursera", "graves", "lipton", "nicodjimenez", "pytorch", "tmva"])
 def test_the_engines_own_equations_are_right_in_both_syntaxes(preset):
-    """Every backward equation, as pyprint and derive.latex print it, is judged right."""
+    """Every backward equation, as pyprint and derive.spec.latex print it, is judged right."""
     import derive
-    from derive.latex import to_latex
-    from derive.pyprint import to_python
+    from derive.spec.latex import to_latex
+    from derive.spec.pyprint import to_python
 
     d = derive.derive(preset)
     for eq in d.backward:
@@ -354,18 +354,18 @@ _EXPECTED_LABELS = {
 @pytest.mark.parametrize("preset", ["coursera", "lipton", "tmva"])
 def test_every_classic_mistake_made_on_every_quantity_is_caught_and_named(preset):
     """The engine's formula of each cell quantity with each classic mistake made
-    (diagnose.mutations), printed as a learner would write it: never judged
+    (mutations.mutations), printed as a learner would write it: never judged
     right, always diagnosed, and (almost always) labelled with its class."""
-    from derive import diagnose as dg
-    from derive.pyprint import to_python
-    from derive.verify import load_context
+    from derive.verifier import mutations
+    from derive.spec.pyprint import to_python
+    from derive.verifier.context import load_context
 
     ctx = load_context(preset)
     named = total = 0
     for name in sorted(ctx.backward_names):
         if ctx.kind(name) not in ("cell", "state", "input", "param") or ctx.derivation.kind(name) == "book":
             continue
-        for label, _desc, expr in dg.mutations(ctx, name):
+        for label, _desc, expr in mutations.mutations(ctx, name):
             if label == "sign":
                 continue
             v = verify(preset, name, to_python(expr))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from derive.errors import DeriveError
-from derive.funcheck import check, load_function
-from derive.verify import check_function
+from derive.verifier.function import check, load_function
+from derive.verifier.formula import check_function
 
 
 # --- coursera: the assignment's signatures ------------------------------------

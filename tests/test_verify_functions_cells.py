@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from derive.errors import DeriveError
-from derive.verify import check_function
+from derive.verifier.formula import check_function
 
 ROOT = Path(__file__).resolve().parent.parent
 MGU = str(ROOT / "examples" / "mgu.toml")
@@ -124,7 +124,7 @@ def test_rnn_backward_that_forgets_to_carry_da_prev():
 
 
 def test_rnn_backward_from_a_file_on_the_command_line(tmp_path, capsys):
-    from derive import cli
+    from derive.cli import main as cli
 
     path = tmp_path / "my_rnn.py"
     path.write_text(

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 import derive
 from derive.errors import DeriveError, ExprError
-from derive.latex_reader import LatexReader
-from derive.verify import Verdict, load_context, verify
+from derive.verifier.latex_reader import LatexReader
+from derive.verifier.context import load_context
+from derive.verifier.formula import Verdict, verify
 
 
 PY_TOKENS = ["ft", "it", "cct", "ot", "c_prev", "c_next", "dc", "dc_next", "da_next", "dft", "Wf", "concat", "n_a",
@@ -40,7 +41,7 @@ def test_python_reader_raises_only_its_error(ctx, text):
     except ExprError:
         pass
     except Exception as exc:  # a shape error is a verdict, not a crash
-        from derive.shapes import FormulaShapeError
+        from derive.spec.shapes import FormulaShapeError
 
         assert isinstance(exc, (FormulaShapeError, DeriveError)), repr(exc)
 
@@ -48,7 +49,7 @@ def test_python_reader_raises_only_its_error(ctx, text):
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(PY_TOKENS), max_size=25).map("".join))
 def test_python_reader_on_token_soup(ctx, text):
-    from derive.shapes import FormulaShapeError
+    from derive.spec.shapes import FormulaShapeError
 
     try:
         ctx.read(text, "python")
@@ -59,7 +60,7 @@ def test_python_reader_on_token_soup(ctx, text):
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(st.text(max_size=200), st.lists(st.sampled_from(TEX_TOKENS), max_size=30).map("".join)))
 def test_latex_reader_raises_only_its_error(text):
-    from derive.shapes import FormulaShapeError
+    from derive.spec.shapes import FormulaShapeError
 
     reader = _reader()
     for check in (True, False):

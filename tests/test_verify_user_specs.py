@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from derive import cli
+from derive.cli import main as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 MGU = ROOT / "examples" / "mgu.toml"

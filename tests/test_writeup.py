@@ -25,10 +25,11 @@ import pytest
 import sympy as sp
 
 import derive
-from derive import evaluate as ev
-from derive.cli import main as cli_main
-from derive.explain import equation_tags, explain
-from derive.writeup import GENERATED_BY, _content, cell_family, render_markdown, render_tex
+from derive.numeric import evaluate as ev
+from derive.cli.main import main as cli_main
+from derive.writeup.explain import equation_tags, explain
+from derive.writeup.crosswalk import cell_family
+from derive.writeup.document import GENERATED_BY, _content, render_markdown, render_tex
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "generated"
@@ -185,7 +186,7 @@ def _same(a: sp.Expr, b: sp.Expr) -> bool:
 
 @pytest.mark.parametrize("name", PRESETS + ["upstream:coursera"])
 def test_every_printed_equation_reads_back_to_the_engine_expression(name):
-    reader_mod = pytest.importorskip("derive.latex_reader", reason="the verifier's LaTeX reader is not there yet")
+    reader_mod = pytest.importorskip("derive.verifier.latex_reader", reason="the verifier's LaTeX reader is not there yet")
     if name.startswith("upstream:"):
         d = derive.derive(name.split(":")[1], loss="upstream")
     else:
@@ -305,7 +306,7 @@ def test_committed_writeups_are_fresh_and_deterministic(name):
 
 
 def test_renders_are_identical_in_a_fresh_process():
-    code = ("import derive; from derive.writeup import render_tex, render_markdown; "
+    code = ("import derive; from derive.writeup.document import render_tex, render_markdown; "
             "d = derive.derive('graves'); print(render_tex(d) + render_markdown(d), end='')")
     env = {**os.environ, "PYTHONHASHSEED": "123"}
     out = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
@@ -356,7 +357,7 @@ def test_the_truncated_bptt_table_fails_every_truncation_and_passes_full_bptt(na
 
 
 def test_printed_errors_have_two_stable_digits():
-    from derive.gradcheck import two_digits
+    from derive.numeric.gradcheck import two_digits
 
     assert [two_digits(x) for x in (0.26, 0.0032, 2.9e-4, 1.5, 0.051)] == \
         ["0.26", "0.0032", r"2.9 \times 10^{-4}", "1.5", "0.051"]

@@ -16,7 +16,7 @@ backward.
 
 Honest measurement on a small shared machine:
 - every measurement runs in a fresh worker process (``python -m
-  derive.benchmark --worker …``), one implementation at a time, so NumPy's idle
+  derive.cli.benchmark --worker …``), one implementation at a time, so NumPy's idle
   BLAS threads and torch's OpenMP threads never compete for the cores;
 - the same thread count for NumPy's BLAS and torch (``--threads``, set through
   threadpoolctl, ``torch.set_num_threads`` and the OMP/BLAS variables);
@@ -391,9 +391,9 @@ def _measure(impl, dtype, size, args, module_path, repeats, mode="time") -> dict
         env[var] = str(args.threads)
     if mode == "memory":
         env["MALLOC_MMAP_THRESHOLD_"] = "4096"  # every block of 4 KiB or more goes back to the system when freed
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [sys.executable, "-m", "derive.benchmark", "--worker", impl, dtype, ",".join(map(str, size)),
+    cmd = [sys.executable, "-m", "derive.cli.benchmark", "--worker", impl, dtype, ",".join(map(str, size)),
            str(args.threads), str(repeats), str(args.pause), module_path, mode, args.cell]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -463,12 +463,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"lstm-derive bench needs torch and threadpoolctl (pip install '.[test]'): {exc}", file=sys.stderr)
         return 2
 
-    from .codegen import render_module
-    from .derivation import derive
+    from derive.codegen.render import render_module
+    from derive.derivation import derive
 
     cell = CELLS[args.cell]
     text = render_module(derive(cell.preset))
-    committed = Path(__file__).resolve().parent.parent / "generated" / f"{cell.preset}.py"
+    committed = Path(__file__).resolve().parents[2] / "generated" / f"{cell.preset}.py"
     same = committed.exists() and committed.read_text("utf-8") == text
     tmp = tempfile.mkdtemp(prefix="lstm-bench-")
     module_path = os.path.join(tmp, f"{cell.preset}_bench.py")

@@ -16,10 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .codegen import render_module
-from .derivation import Derivation, derive, presets
-from .listing import render_listing
-from .writeup import render_markdown, render_tex
+from derive.codegen.render import render_module
+from derive.derivation import Derivation, derive, presets
+from derive.writeup.listing import render_listing
+from derive.writeup.document import render_markdown, render_tex
 
 ARTIFACTS: dict[str, Callable[[Derivation], str]] = {
     ".txt": render_listing,

@@ -12,12 +12,12 @@ import importlib
 import sys
 from pathlib import Path
 
-from .errors import DeriveError
+from derive.errors import DeriveError
 
 
 def _cmd_build(args) -> int:
-    from . import build as build_mod
-    from .derivation import derive, presets
+    from derive.cli import build as build_mod
+    from derive.derivation import derive, presets
 
     if args.spec:  # only the user's cells: their four files each, not the presets' forty
         names = [derive(spec).name for spec in args.spec]
@@ -42,7 +42,7 @@ def _cmd_build(args) -> int:
 
 
 def _cmd_presets(args) -> int:
-    from .derivation import presets
+    from derive.derivation import presets
 
     for name in presets():
         print(name)
@@ -50,8 +50,8 @@ def _cmd_presets(args) -> int:
 
 
 def _cmd_show(args) -> int:
-    from .derivation import derive
-    from .pyprint import equation_text, to_python
+    from derive.derivation import derive
+    from derive.spec.pyprint import equation_text, to_python
 
     d = derive(args.cell, loss=args.loss)
     if args.quantity:
@@ -61,7 +61,7 @@ def _cmd_show(args) -> int:
             if args.closed:
                 print(f"  closed form: {to_python(d.closed_form(q))}")
         return 0
-    from .listing import render_listing
+    from derive.writeup.listing import render_listing
 
     sys.stdout.write(render_listing(d))
     return 0
@@ -72,9 +72,8 @@ def _cmd_show(args) -> int:
 # ``set_defaults(run=...)``. Only the module of the command asked for is
 # imported, so that `lstm-derive verify` does not pay for the code generators.
 PLUGINS = {
-    "derive.verify": ("verify", "check"),
-    "derive.codegen": ("numpy", "bench"),
-    "derive.writeup": ("latex", "markdown"),
+    "derive.cli.verify": ("verify", "check"),
+    "derive.cli.emit": ("numpy", "bench", "latex", "markdown"),
 }
 
 

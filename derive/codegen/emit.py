@@ -1,4 +1,4 @@
-"""The core functions of a fused module, emitted from a :class:`~derive.codegen_plan.Plan`.
+"""The core functions of a fused module, emitted from a :class:`~derive.codegen.plan.Plan`.
 
 Contract. :class:`Emitter` gives the templates the statements of
 
@@ -10,7 +10,7 @@ Contract. :class:`Emitter` gives the templates the statements of
   gates buffer (its values are spent by then);
 - ``_bptt_truncated``: BPTT(k), the same derived statements on a stack of k
   adjoints per state (one per loss still inside its window, by age: see
-  derive.codegen's docstring);
+  derive.codegen.render's docstring);
 - ``_backward``: what needs every step, after either loop: the weight, bias
   and input gradients, one product each;
 - ``_predict``: the loss head's forward on all steps at once.
@@ -26,21 +26,14 @@ import re
 
 import sympy as sp
 
-from . import ops
-from .backprop import spell_hidden
-from .codegen_plan import (
-    CodegenError,
-    Layout,
-    Plan,
-    Products,
-    Slot,
-    Source,
-    _linear,
-    shared_subexpressions,
-)
-from .numpy_printer import FUNCTION_NAMES, Lines, assign_into, dim_text, numpy_text, shape_text
-from .pyprint import equation_text, to_python
-from .rules import matmul_rule, unbroadcast
+from derive.spec import ops
+from derive.engine.backprop import spell_hidden
+from derive.codegen.cse import shared_subexpressions
+from derive.codegen.plan import CodegenError, Layout, Plan, Slot, Source
+from derive.codegen.products import Products, _linear
+from derive.codegen.numpy_printer import FUNCTION_NAMES, Lines, assign_into, dim_text, numpy_text, shape_text
+from derive.spec.pyprint import equation_text, to_python
+from derive.engine.rules import matmul_rule, unbroadcast
 
 _LATER_FREE = tuple(f for f in ops.ARRAY_FUNCTIONS if f is not ops.later)
 

@@ -1,6 +1,6 @@
 """The NumPy spelling of array expressions, for the emitted modules.
 
-Contract. :func:`numpy_text` prints a :mod:`derive.ops` expression as pure
+Contract. :func:`numpy_text` prints a :mod:`derive.spec.ops` expression as pure
 NumPy text (``sigmoid(x)*np.tanh(y)``, ``W.T @ dz``, ``np.concatenate([a, b],
 axis=0)``); :func:`assign_into` prints ``target = expr`` with the outermost
 operation writing into a given array (``out=``). ``names`` maps a symbol to the
@@ -21,8 +21,8 @@ from typing import Iterable
 import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
-from . import ops
-from .pyprint import PythonPrinter, to_python
+from derive.spec import ops
+from derive.spec.pyprint import PythonPrinter, to_python
 
 # How each elementwise function is spelled in an emitted module (each accepts
 # ``out=``), and the ufunc of each operator. Data, one row each.

@@ -8,10 +8,10 @@ so it is byte-identical on every run and machine (no dates, no versions).
 FILE``); ``lstm-derive build`` renders one per preset (and per ``--spec``)
 through ``build.ARTIFACTS[".py"]``. Every spec the engine derives gets a
 module: the fused one when the cell fits its frame, else the unfused one
-(:mod:`derive.codegen_unfused`), whose docstring says why.
+(:mod:`derive.codegen.unfused`), whose docstring says why.
 
 What is template and what is derived. The templates (``templates/numpy_*.py.j2``)
-hold the loop structure, the same for every cell; :mod:`derive.codegen_plan`
+hold the loop structure, the same for every cell; :mod:`derive.codegen.plan`
 reads the fused structure off the lowered graph (``Derivation.nodes``):
 
     before the loop   gates = X_all @ W_xᵀ + b          the input terms of all T steps: one product
@@ -53,11 +53,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .codegen_api import HEADER
-from .codegen_plan import CodegenError, Layout, plan
-from .derivation import Derivation
-from .numpy_printer import assign_into, numpy_text
-from .templating import render
+from derive.codegen.api import HEADER
+from derive.codegen.plan import CodegenError, Layout, plan
+from derive.derivation import Derivation
+from derive.codegen.numpy_printer import assign_into, numpy_text
+from derive.templating import render
 
 __all__ = ["HEADER", "CodegenError", "Layout", "plan", "assign_into", "numpy_text", "render_module", "write_module",
            "fused_module"]
@@ -65,7 +65,7 @@ __all__ = ["HEADER", "CodegenError", "Layout", "plan", "assign_into", "numpy_tex
 
 def fused_module(derivation: Derivation) -> str:
     """The fused module's text; CodegenError when the cell does not fit the frame."""
-    from .codegen_api import module_context
+    from derive.codegen.api import module_context
 
     context = module_context(plan(derivation))
     return render(context.pop("template"), **context)
@@ -77,7 +77,7 @@ def render_module(derivation: Derivation) -> str:
     try:
         return fused_module(derivation)
     except CodegenError as exc:
-        from .codegen_unfused import unfused_module
+        from derive.codegen.unfused import unfused_module
 
         return unfused_module(derivation, str(exc))
 
@@ -86,47 +86,3 @@ def write_module(derivation: Derivation, path: str | Path) -> Path:
     path = Path(path)
     path.write_text(render_module(derivation), encoding="utf-8", newline="\n")
     return path
-
-
-# ---------------------------------------------------------------------------
-# the command line: lstm-derive numpy, lstm-derive bench
-
-
-def register_cli(subparsers) -> None:
-    n = subparsers.add_parser("numpy", help="emit the NumPy module of one cell (fused when it fits the frame)")
-    n.add_argument("cell", help="preset name or spec file")
-    n.add_argument("-o", "--out", metavar="FILE", help="write it here (default: standard output)")
-    n.set_defaults(run=_cmd_numpy)
-
-    b = subparsers.add_parser("bench", help="time a generated module against torch.nn.LSTM / GRU (needs torch)")
-    from .benchmark import add_arguments
-
-    add_arguments(b)
-    b.set_defaults(run=_cmd_bench)
-
-
-def _cmd_numpy(args) -> int:
-    import sys
-
-    from .derivation import derive
-
-    d = derive(args.cell)
-    try:
-        text = fused_module(d)
-    except CodegenError as exc:
-        from .codegen_unfused import unfused_module
-
-        print(f"lstm-derive: {exc}; writing the unfused module", file=sys.stderr)
-        text = unfused_module(d, str(exc))
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8", newline="\n")
-        print(f"wrote {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-def _cmd_bench(args) -> int:
-    from .benchmark import run
-
-    return run(args)

@@ -1,7 +1,7 @@
 """The unfused module: every spec the engine derives gets a NumPy module.
 
 Contract. :func:`unfused_module` renders, for a cell outside the fused frame
-of :mod:`derive.codegen_plan` (the reason is passed in and printed in the
+of :mod:`derive.codegen.plan` (the reason is passed in and printed in the
 module's docstring), a pure-NumPy module with the generic API
 (``rnn_forward``/``rnn_backward``, or ``lstm_*`` for a cell with two states)
 that runs the derivation as it stands: per step the forward equations as the
@@ -9,7 +9,7 @@ spec writes them, and per step backwards every derived equation in order,
 the parameter gradients accumulated inside the loop. It is slower than a
 fused module (a product per weight and step) and exactly as correct; like
 the fused modules it keeps the dtype, checks shapes, and takes
-``truncate=k`` (BPTT(k), on stacks of adjoints by age: derive.codegen).
+``truncate=k`` (BPTT(k), on stacks of adjoints by age: derive.codegen.render).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import re
 
 import sympy as sp
 
-from . import ops
-from .codegen_api import Checks, _param_source, _wrap, api_prefix, common_context
-from .codegen_plan import CodegenError, Names, RESERVED, upstream
-from .derivation import Derivation
-from .numpy_printer import Lines, numpy_text, shape_text
-from .pyprint import equation_text
-from .templating import render
+from derive.spec import ops
+from derive.codegen.api import Checks, _param_source, _wrap, api_prefix, common_context
+from derive.codegen.plan import CodegenError, Names, RESERVED, upstream
+from derive.derivation import Derivation
+from derive.codegen.numpy_printer import Lines, numpy_text, shape_text
+from derive.spec.pyprint import equation_text
+from derive.templating import render
 
 
 def unfused_module(derivation: Derivation, reason: str) -> str:

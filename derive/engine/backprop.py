@@ -1,7 +1,7 @@
 """The reverse sweep: a cell's forward equations -> its named backward equations.
 
 Contract. :func:`derive_cell` lowers the forward equations to a graph of
-:class:`~derive.rules.Node` (one node per elementwise expression, matrix
+:class:`~derive.engine.rules.Node` (one node per elementwise expression, matrix
 product, transpose or concatenation; a gate ``v = σ(…)`` gets its own
 pre-activation node ``z_v``), then visits the nodes in reverse topological
 order. The adjoint of a node is the sum over its consumers of the
@@ -38,10 +38,10 @@ from typing import Callable
 
 import sympy as sp
 
-from . import ops
-from .cell import Cell, Equation, Shape, infer_shape
-from .errors import SpecError
-from .rules import KIND_OF_OP, LOSS_RULES, RULES, Node, Term
+from derive.spec import ops
+from derive.spec.cell import Cell, Equation, Shape, infer_shape
+from derive.errors import SpecError
+from derive.engine.rules import KIND_OF_OP, LOSS_RULES, RULES, Node, Term
 
 t = sp.Symbol("t", integer=True, positive=True)
 T = sp.Symbol("T", integer=True, positive=True)

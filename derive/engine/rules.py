@@ -25,8 +25,8 @@ from typing import Callable, Mapping
 
 import sympy as sp
 
-from . import ops
-from .cell import Shape, infer_shape
+from derive.spec import ops
+from derive.spec.cell import Shape, infer_shape
 
 Shapes = Mapping[str, Shape]
 

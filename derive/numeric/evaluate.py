@@ -1,7 +1,7 @@
 """Evaluate a derivation on numbers: one step, or a whole sequence with BPTT.
 
 Contract. :func:`evaluate` interprets an array expression of
-:mod:`derive.ops` on NumPy arrays of one of three number kinds (a
+:mod:`derive.spec.ops` on NumPy arrays of one of three number kinds (a
 :class:`Backend`): ``FLOAT`` (float64), ``MP`` (mpmath at the current
 ``mp.dps``, as object arrays) and ``SYMBOLIC`` (SymPy scalars, as object
 arrays). The same walker serves all three, so a formula means the same thing
@@ -19,8 +19,8 @@ gradient of the loss at step t flows back through steps t, ..., t-k+1 only.
 
 :func:`bptt` is the one backward loop of the project: it runs the two laws
 of one step (:class:`Laws`) through time, optionally truncated, for this
-interpreter, for the kernels of :mod:`derive.kernels` and for the verifier's
-:func:`derive.judge.backward_steps`; :func:`gradients` sums what it yields.
+interpreter, for the kernels of :mod:`derive.numeric.kernels` and for the verifier's
+:func:`derive.numeric.judge.backward_steps`; :func:`gradients` sums what it yields.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from . import ops
-from .rules import LOSS_RULES
+from derive.spec import ops
+from derive.engine.rules import LOSS_RULES
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 r"""The write-ups' answer to "does a gradient check pass with truncated BPTT?"
 
 Contract. ``measure(derivation)`` runs the reference interpreter
-(:func:`derive.evaluate.run`, float64) on one fixed sequence (T = 4 steps,
+(:func:`derive.numeric.evaluate.run`, float64) on one fixed sequence (T = 4 steps,
 every size 2, numbers of ``numpy.random.default_rng(SEED)``, parameters of
 scale 0.3) and returns a :class:`GradCheck`: one row per backward pass,
 full BPTT (k = T) first, then BPTT(k) for k = T-1, ..., 1. Each row holds the
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import evaluate as ev
+from derive.numeric import evaluate as ev
 
 STEPS = 4
 SIZE = 2

@@ -1,11 +1,11 @@
 """Numbers for the verifier: consistent random states to judge formulas on.
 
-Contract. (Shapes live in :mod:`derive.shapes`, re-exported here.)
+Contract. (Shapes live in :mod:`derive.spec.shapes`, re-exported here.)
 :class:`Bench` holds the states a formula is judged on. For each seed it draws
-a random sequence with :func:`derive.evaluate.random_sequence` at small,
+a random sequence with :func:`derive.numeric.evaluate.random_sequence` at small,
 pairwise different sizes (so a transposed or mis-sliced array cannot pass by
 coincidence), runs the forward equations, then the backward equations through
-time as :func:`derive.evaluate.run` does, and keeps every step's environment:
+time as :func:`derive.numeric.evaluate.run` does, and keeps every step's environment:
 forward values and every backward quantity of that step (a parameter
 gradient's entry is the step's contribution, the summand of its ``Sum``).
 :meth:`Bench.values` evaluates an expression at every (seed, step);
@@ -23,9 +23,9 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import sympy as sp
 
-from . import evaluate as ev
-from . import ops
-from .shapes import Shape, all_shapes, shape_of
+from derive.numeric import evaluate as ev
+from derive.spec import ops
+from derive.spec.shapes import Shape, all_shapes, shape_of
 
 # Sizes given to the dimensions, in spec order: small, pairwise different, and
 # no sum of two equal to a third that a formula could confuse with it.

@@ -18,20 +18,20 @@ into NumPy callables, without writing any file:
   ``lstm_cell_backward`` computes.
 - ``forward(seq)``, ``backward(envs, truncate=None)``, ``run(seq,
   truncate=None)``: whole sequences, with the same conventions as
-  :func:`derive.evaluate.run` (an ``evaluate.Sequence`` in, ``(loss,
+  :func:`derive.numeric.evaluate.run` (an ``evaluate.Sequence`` in, ``(loss,
   gradients)`` out, input gradients keyed by ``(name, t)``, ``truncate=k`` for
-  BPTT(k)), through the one backward loop :func:`derive.evaluate.bptt`.
+  BPTT(k)), through the one backward loop :func:`derive.numeric.evaluate.bptt`.
 
 Every callable is ``lambdify`` of the derivation's own equations, each
 equation's earlier names substituted so that one common-subexpression pass
-(``cse=True``) sees the whole step. The array operations of :mod:`derive.ops`
+(``cse=True``) sees the whole step. The array operations of :mod:`derive.spec.ops`
 map to NumPy through :data:`NUMPY_OPS`, one row each. Arrays keep their
 dtype: float32 in, float32 out. Dimensions (``n_a``, ``x_dim``, …) are read
 off the arrays' shapes.
 
 This is the quick path (no files, a few hundred milliseconds to build): the
 tests and the verifier use it. The fast path is the emitted modules of
-:mod:`derive.codegen`.
+:mod:`derive.codegen.render`.
 """
 
 from __future__ import annotations
@@ -42,14 +42,14 @@ from typing import Any, Callable, Mapping, Sequence as Seq
 import numpy as np
 import sympy as sp
 
-from . import ops
-from .evaluate import bptt, chain_equations, check_truncate, gradients
+from derive.spec import ops
+from derive.numeric.evaluate import bptt, chain_equations, check_truncate, gradients
 
 LATER = "later:"
 
 
 # ---------------------------------------------------------------------------
-# the array operations, as NumPy (one row per op of derive.ops)
+# the array operations, as NumPy (one row per op of derive.spec.ops)
 
 
 def stable_sigmoid(z):
@@ -190,7 +190,7 @@ class Kernels:
     def backward(self, envs: list[dict[str, Any]], truncate: int | None = None) -> dict[Any, Any]:
         """Gradients of the parameters (summed over t), of each step's inputs
         (keyed ``(name, t)``) and of the initial states. ``truncate=k``:
-        BPTT(k), as :func:`derive.evaluate.bptt` defines it."""
+        BPTT(k), as :func:`derive.numeric.evaluate.bptt` defines it."""
         sweep = bptt(self.derivation, envs, self._step, self._chain, truncate=truncate)
         return gradients(self.derivation, ((t, values) for t, values, _ in sweep))
 
@@ -207,7 +207,7 @@ class Kernels:
         return self._carry(_with_dims(self.derivation.cell, {**env, **grads}))
 
     def loss(self, envs: list[dict[str, Any]]):
-        from .evaluate import step_loss
+        from derive.numeric.evaluate import step_loss
 
         total = 0
         for env in envs:
@@ -215,7 +215,7 @@ class Kernels:
         return total
 
     def run(self, seq, truncate: int | None = None) -> tuple[Any, dict[Any, Any]]:
-        """(loss, gradients), as :func:`derive.evaluate.run` returns them."""
+        """(loss, gradients), as :func:`derive.numeric.evaluate.run` returns them."""
         check_truncate(truncate)  # before the forward pass: a bad argument fails at once
         envs = self.forward(seq)
         return self.loss(envs), self.backward(envs, truncate)

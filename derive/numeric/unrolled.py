@@ -9,7 +9,7 @@ a weight on the previous state: the question of seed 003):
 - ``per_step``: the contribution of each step t to dL/dw, the per-step
   formulas run from t = T down to 1 with the carried gradients
   (``evaluate`` in 40-digit mpmath);
-- ``engine``: their sum, as :func:`derive.evaluate.run` computes it;
+- ``engine``: their sum, as :func:`derive.numeric.evaluate.run` computes it;
 - ``unrolled``: SymPy's derivative d/dw of the loss written out over both
   steps as one expression in w (the other numbers fixed), no backward
   formula involved, evaluated in 40-digit mpmath;
@@ -32,9 +32,9 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from . import evaluate as ev
-from . import ops
-from .judge import backward_steps
+from derive.numeric import evaluate as ev
+from derive.spec import ops
+from derive.numeric.judge import backward_steps
 
 DPS = 40
 STEPS = 2

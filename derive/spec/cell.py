@@ -25,9 +25,9 @@ from typing import Any, Mapping
 
 import sympy as sp
 
-from . import ops
-from .errors import ExprError, SpecError
-from .expr import Scope, default_functions, parse, parse_equation, suggest
+from derive.spec import ops
+from derive.errors import ExprError, SpecError
+from derive.spec.expr import Scope, default_functions, parse, parse_equation, suggest
 
 ROLES = ("input", "state", "param", "target", "value")
 LAYOUTS = {"columns": 0, "rows": 1, "none": 0}

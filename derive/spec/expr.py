@@ -1,7 +1,7 @@
 """The expression language: formula text -> SymPy, through an AST whitelist.
 
 Contract. ``parse(text, scope)`` reads a formula written in a subset of Python
-and returns a SymPy expression built from the ops in :mod:`derive.ops`. The
+and returns a SymPy expression built from the ops in :mod:`derive.spec.ops`. The
 text is parsed with :func:`ast.parse` and walked node by node; nothing is ever
 evaluated, and every node kind, function and attribute not listed here is an
 :class:`~derive.errors.ExprError` that points at its column.
@@ -37,8 +37,8 @@ from typing import Callable
 
 import sympy as sp
 
-from . import ops
-from .errors import ExprError
+from derive.spec import ops
+from derive.errors import ExprError
 
 MAX_LENGTH = 10_000
 MAX_DEPTH = 100

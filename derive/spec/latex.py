@@ -3,7 +3,7 @@ r"""LaTeX for expressions and equations, in the notation's own symbol names.
 Contract. ``to_latex(expr, cell)`` prints an array expression with each symbol
 replaced by its LaTeX name from the spec (``ft`` -> ``\Gamma_f^{\langle t
 \rangle}``), adjoints by their declared LaTeX name or ``\mathrm{d}`` + the
-symbol's, and reads back through :mod:`derive.latex_reader` to the same SymPy
+symbol's, and reads back through :mod:`derive.verifier.latex_reader` to the same SymPy
 expression. The conventions, one each:
 
 - ``*`` (elementwise) is ``\odot``; a number multiplies by juxtaposition
@@ -11,7 +11,7 @@ expression. The conventions, one each:
   (``dc \odot c_{prev} \odot \Gamma_f \odot (1 - \Gamma_f)``);
 - a sum prints its positive terms first (``\hat{y} - y``);
 - the matrix product is juxtaposition, transpose ``^{\top}``, outer product
-  ``\otimes`` (:mod:`derive.ops` prints these);
+  ``\otimes`` (:mod:`derive.spec.ops` prints these);
 - ``\sigma(x)``, ``\tanh(x)``, ``\tanh^{2}(x)``, ``\exp``, ``\log`` likewise;
   a parenthesis is ``\left( \right)`` around tall content (a fraction, a
   matrix, a sum), else plain ``( )``;
@@ -38,8 +38,8 @@ import re
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from . import ops
-from .cell import Cell
+from derive.spec import ops
+from derive.spec.cell import Cell
 
 # ---------------------------------------------------------------------------
 # quoting text
@@ -240,7 +240,7 @@ class ArrayLatexPrinter(LatexPrinter):
         return self._function(expr, exp)
 
     def _print(self, expr, **kwargs):
-        # array ops whose own _latex (in derive.ops) this printer refines
+        # array ops whose own _latex (in derive.spec.ops) this printer refines
         if isinstance(expr, ops.sigmoid):
             return self._function(expr)
         if isinstance(expr, ops.concat) and int(expr.args[0]) == 1 and self.feature_axis == 1:

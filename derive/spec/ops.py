@@ -9,12 +9,12 @@ SymPy can differentiate it per unit with ``diff``.
 
 Everything that couples entries is one of the unevaluated functions below;
 SymPy never differentiates them (its matrix calculus is unreliable, see
-DESIGN.md). Their derivative rules live in :mod:`derive.rules`. Axis
+DESIGN.md). Their derivative rules live in :mod:`derive.engine.rules`. Axis
 arguments are SymPy integers so that the expressions stay hashable and
 printable; the layout of the cell decides which axis is the feature axis.
 
 Each function knows how to print itself in LaTeX; the NumPy spelling is in
-:mod:`derive.numpy_printer`.
+:mod:`derive.codegen.numpy_printer`.
 """
 
 from __future__ import annotations
@@ -191,5 +191,5 @@ ELEMENTWISE_FUNCTIONS: dict[str, sp.FunctionClass] = {
     "log": sp.log,
 }
 
-# Functions that couple entries; their rules are in derive.rules.
+# Functions that couple entries; their rules are in derive.engine.rules.
 ARRAY_FUNCTIONS = (matmul, transpose, outer, concat, take, batch_sum, softmax, pick, basis, later)

@@ -1,4 +1,4 @@
-"""Print array expressions in the formula language that :mod:`derive.expr` reads.
+"""Print array expressions in the formula language that :mod:`derive.spec.expr` reads.
 
 Contract. ``to_python(expr)`` writes ``expr`` as NumPy-flavoured Python text
 (``Wf.T @ dft``, ``c_prev*dc*ft*(1 - ft)``, ``np.sum(dft, axis=1,
@@ -13,7 +13,7 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from . import ops
+from derive.spec import ops
 
 _MATMUL_PREC = PRECEDENCE["Mul"]
 

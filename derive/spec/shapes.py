@@ -1,8 +1,8 @@
 """Shapes of array expressions, for the verifier (no NumPy here).
 
 Contract. :func:`shape_of` infers the symbolic shape of any array expression of
-:mod:`derive.ops` (``later``, ``Sum``, ``outer``, ``batch_sum`` and ``basis``
-included) and raises :class:`~derive.cell.ShapeError` naming the operands;
+:mod:`derive.spec.ops` (``later``, ``Sum``, ``outer``, ``batch_sum`` and ``basis``
+included) and raises :class:`~derive.spec.cell.ShapeError` naming the operands;
 :func:`all_shapes` gives the shape of every name of a derivation: its symbols,
 its sizes (scalars) and every backward quantity (a parameter gradient has the
 shape of its parameter). :class:`FormulaShapeError` is a user's formula whose
@@ -15,8 +15,8 @@ from typing import Mapping
 
 import sympy as sp
 
-from . import ops
-from .cell import ShapeError, broadcast, fmt_shape, same_dim
+from derive.spec import ops
+from derive.spec.cell import ShapeError, broadcast, fmt_shape, same_dim
 
 Shape = tuple
 
@@ -161,7 +161,7 @@ def _shape(e, walk, shapes) -> Shape:
 
 
 def _text(e) -> str:
-    from .pyprint import to_python
+    from derive.spec.pyprint import to_python
 
     try:
         return to_python(e)

@@ -9,12 +9,12 @@ engine's (reverse) order, a :class:`StepView` whose rows read
     dv     = the engine's result                                                   numbered (B k)
 
 Everything comes from the engine's data: the terms of each
-:class:`~derive.backprop.Step` (consumer, partial, contribution), the lowered
+:class:`~derive.engine.backprop.Step` (consumer, partial, contribution), the lowered
 graph for the names of the consumers, the derivative rules of
-:mod:`derive.rules` for an adjoint the engine inlined (``∂L/∂Γ_f`` when only
+:mod:`derive.engine.rules` for an adjoint the engine inlined (``∂L/∂Γ_f`` when only
 ``dγ_f`` is named), and the step at t+1 for a carried term (``dc_next`` is
 ``dc^{⟨t+1⟩} ⊙ Γ_f^{⟨t+1⟩}``). The rows that state a numbered equation print
-it with :func:`derive.latex.to_latex`'s conventions, so the project's LaTeX
+it with :func:`derive.spec.latex.to_latex`'s conventions, so the project's LaTeX
 reader reads them back (the tests check this).
 
 Equations are numbered F1, F2, … (forward, in the cell's order) and B1, B2, …
@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from . import ops
-from .expr import Scope, default_functions, parse_equation
-from .latex import Notation, label_key, paren, shift_time, to_latex
-from .rules import RULES, Term
+from derive.spec import ops
+from derive.spec.expr import Scope, default_functions, parse_equation
+from derive.spec.latex import Notation, label_key, paren, shift_time, to_latex
+from derive.engine.rules import RULES, Term
 
 _ACTIVATIONS = (ops.sigmoid, sp.tanh)
 
@@ -360,7 +360,7 @@ class Explainer:
     # -- one term of a chain rule -----------------------------------------------------
     def adjoint_expr(self, node: str):
         """The adjoint of ``node`` as the engine has it: its name, or (inlined)
-        the sum over its consumers, through the rules of derive.rules."""
+        the sum over its consumers, through the rules of derive.engine.rules."""
         name = self.adjoint.get(node)
         if name is not None:
             return sp.Symbol(name)

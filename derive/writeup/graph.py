@@ -22,8 +22,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
-from .explain import width
-from .latex import Notation, shift_time
+from derive.writeup.explain import width
+from derive.spec.latex import Notation, shift_time
 
 STEPS = (-1, 0, 1)
 _COLORS = ["blue!70!black", "red!70!black", "green!45!black", "orange!85!black"]

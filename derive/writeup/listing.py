@@ -8,10 +8,10 @@ deterministic: no dates, no versions.
 
 from __future__ import annotations
 
-from .cell import fmt_shape
-from .derivation import regenerate_command
-from .pyprint import equation_text, to_python
-from .templating import render
+from derive.spec.cell import fmt_shape
+from derive.derivation import regenerate_command
+from derive.spec.pyprint import equation_text, to_python
+from derive.templating import render
 
 _GROUPS = [
     ("head", "loss head: its parameters and dl(t)/d(output)"),

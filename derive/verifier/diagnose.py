@@ -4,7 +4,7 @@ Contract. :func:`analyse` compares a formula ``F`` for a backward quantity with
 the engine's right side ``R`` of the same quantity and returns
 :class:`Finding` objects, in the notation's names, that say which term is
 missing, extra, or has a different factor. It is only called once the numbers
-have shown that ``F`` is wrong (see :mod:`derive.verify`).
+have shown that ``F`` is wrong (see :mod:`derive.verifier.formula`).
 
 The method rests on one fact: a gradient is linear in the gradients that reach
 it (``da_next``, ``dc_next``, …, or whatever intermediate adjoints the formula
@@ -47,319 +47,44 @@ itself uses, such as ``dft``).
 :func:`repairs` proposes edits that make a formula of the wrong *shape* right
 (weights without their block of columns, a slice along the wrong axis, a
 transposed result); :func:`mutations` lists the engine's formula with each
-classic mistake made, which :mod:`derive.funcheck` matches against a wrong
+classic mistake made, which :mod:`derive.verifier.function` matches against a wrong
 output of a user's function.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import sympy as sp
 
-from . import evaluate as ev
-from . import ops
-from .cell import ShapeError, same_shape
-from .judge import concrete
-from .shapes import shape_of
-
-TOL = 1e-9
-_ACTS = {ops.sigmoid: "sigmoid", sp.tanh: "tanh"}
+from derive.spec import ops
+from derive.spec.cell import ShapeError, same_shape
+from derive.numeric.judge import concrete
+from derive.spec.shapes import shape_of
+from derive.verifier.terms import Finding, NotLinear, Probe, Unsupported, _ACTS, _py, close, derivative_of, expand, is_elementwise, keep_set, linear_terms, normalize, reference
 
 
 # ---------------------------------------------------------------------------
 # findings
 
 
-@dataclass
-class Finding:
-    """One diagnosed difference. ``kind``: missing_term | extra_term | factor |
-    term_differs | constant_term | map | missing_map_term | extra_map_term |
-    shape | repair | not_linear | not_finite | different_quantity | mistake
-    (the engine's formula with one classic mistake made) | output (functions). ``label`` names the classic mistake it most likely is, or ''.
-    Expressions are SymPy (``expected`` the engine's, ``got`` the formula's);
-    ``term`` is the upstream gradient (or the array map) the finding is about."""
-
-    kind: str
-    text: str  # the sentence, in Python spelling of the notation
-    label: str = ""
-    term: Any = None
-    expected: Any = None
-    got: Any = None
-    missing: Any = None  # factors the formula lacks
-    extra: Any = None  # factors the formula has in excess
-    where: Any = None  # the array map the finding is inside, if any
-    latex: str = ""  # the difference in LaTeX, the formula's part highlighted
-    data: dict = field(default_factory=dict)
-    explained: bool = False  # the text already explains the label
-    predicate: str = ""  # the text after "the <term> term", for merging
-    coef: Any = None  # for a missing term: its coefficient (placeholders in), for pairing
-
-    def to_dict(self) -> dict:
-        out = {"kind": self.kind, "label": self.label, "message": self.text}
-        for key in ("term", "expected", "got", "missing", "extra", "where"):
-            value = getattr(self, key)
-            if isinstance(value, tuple):  # one finding for several terms
-                out[key] = [_py(v) if isinstance(v, sp.Basic) else str(v) for v in value]
-            elif value is not None:
-                out[key] = _py(value) if isinstance(value, sp.Basic) else str(value)
-        if self.latex:
-            out["latex"] = self.latex
-        out.update(self.data)
-        return out
-
-
-LABELS = {
-    "carried_state": "the gradient carried by a second recurrent state (an LSTM's cell state) is missing",
-    "parenthesis": "an activation derivative multiplies only one of the summed terms (a missing parenthesis)",
-    "activated_twice": "a derivative applied to an already activated value",
-    "time_index": "a wrong time index",
-    "slice_axis": "a weight sliced by rows instead of columns",
-    "slice_block": "the wrong block of a concatenation",
-    "missing_slice": "a weight used whole where only its block of columns belongs",
-    "missing_derivative": "a missing activation derivative",
-    "no_chaining": "the backward pass does not chain the gradient between steps",
-    "transposed": "a transposed result",
-    "sign": "the wrong sign",
-    "different_quantity": "a correct formula for a different quantity",
-    "per_step": "a parameter gradient that is not summed over the steps",
-    "wrong_derivative": "an activation derivative written wrong",
-    "summand": "a factor with one of its summands left out or added",
-    "missing_path": "a use of the value in the forward pass whose gradient is not added",
-    "direct_path": "the direct (elementwise) path from the previous state is missing",
-}
-
-
-def _py(e) -> str:
-    from .pyprint import to_python
-
-    try:
-        return to_python(e)
-    except Exception:
-        return sp.sstr(e)
-
-
 # ---------------------------------------------------------------------------
 # the context the analysis needs (built by verify.Context)
-
-
-class NotLinear(Exception):
-    def __init__(self, expr):
-        self.expr = expr
-        super().__init__("not linear")
-
-
-class Unsupported(Exception):
-    pass
-
-
-def is_elementwise(e: sp.Expr) -> bool:
-    return not any(isinstance(a, ops.ARRAY_FUNCTIONS) for a in sp.preorder_traversal(e)) and not e.has(sp.Sum)
-
-
-def gate_acts(derivation) -> dict[str, str]:
-    """Gate output name -> 'sigmoid' | 'tanh' for ``v = act(affine)``."""
-    out = {}
-    for eq in derivation.forward:
-        rhs = eq.rhs
-        for f, name in _ACTS.items():
-            if isinstance(rhs, f) and not isinstance(rhs.args[0], sp.Symbol):
-                out[str(eq.lhs)] = name
-    return out
-
-
-def derivative_of(gate: str, act: str) -> sp.Expr:
-    g = sp.Symbol(gate)
-    return g * (1 - g) if act == "sigmoid" else 1 - g**2
 
 
 # ---------------------------------------------------------------------------
 # expansion to a common vocabulary
 
 
-def reference(ctx, name: str) -> sp.Expr:
-    """The engine's right side of ``name`` for one step (a Sum's summand)."""
-    rhs = ctx.rhs(name)
-    return rhs.function if isinstance(rhs, sp.Sum) else rhs
-
-
-def on_path(ctx, name: str) -> set[str]:
-    """Backward quantities the engine's ``name`` is computed from (transitively)."""
-    seen: set[str] = set()
-    stop = set(ctx.derivation.cell_inputs) if ctx.kind(name) in ("cell", "param", "state", "input", "book") else set()
-    stack = [reference(ctx, name)]
-    while stack:
-        e = stack.pop()
-        e = e.xreplace({a: sp.Dummy() for a in e.atoms(ops.later)})  # step t+1 is not on the path
-        for s in e.free_symbols:
-            n = s.name
-            if n in ctx.backward_names and n not in seen and n != name:
-                seen.add(n)
-                if not ctx.is_sum(n) and n not in stop:
-                    stack.append(reference(ctx, n))
-    return seen
-
-
-def keep_set(ctx, name: str, F: sp.Expr) -> set[str]:
-    kind = ctx.kind(name)
-    keep = set(ctx.derivation.cell_inputs) if kind in ("cell", "param", "state", "input", "book") else set()
-    path = on_path(ctx, name)
-    used = {s.name for s in F.free_symbols}
-    keep |= {n for n in used if n in path and (n in ctx.backward_names or ctx.role(n) == "grad")}
-    # gradients given from outside (the loss's dl/dh, the cell's inputs) are always gradients
-    everything = used | {s.name for s in reference(ctx, name).free_symbols}
-    keep |= {n for n in everything if ctx.role(n) == "grad" and n not in ctx.backward_names}
-    return keep
-
-
-def expand(ctx, expr: sp.Expr, keep: set[str]) -> sp.Expr:
-    """Substitute the engine's equations for every backward name not in ``keep``
-    (``later(x)`` atoms are left alone)."""
-    for _ in range(len(ctx.backward_names) + 2):
-        held = {a: sp.Dummy() for a in expr.atoms(ops.later)}
-        body = expr.xreplace(held)
-        subs = {}
-        for s in body.free_symbols:
-            n = s.name
-            if n in ctx.backward_names and n not in keep and not ctx.is_sum(n):
-                subs[s] = reference(ctx, n)
-        if not subs:
-            return expr
-        expr = body.xreplace(subs).xreplace({v: k for k, v in held.items()})
-    return expr
-
-
 # ---------------------------------------------------------------------------
 # linear structure
 
 
-def linear_terms(e: sp.Expr, grads: set, P: sp.Symbol):
-    """e = Σ template_k(P := core_k) + Σ constants; raises NotLinear."""
-    if not (e.free_symbols & grads):
-        return [], [e]
-    if e in grads:
-        return [(P, e)], []
-    if isinstance(e, sp.Add):
-        terms, consts = [], []
-        for a in e.args:
-            t, c = linear_terms(a, grads, P)
-            terms += t
-            consts += c
-        return terms, consts
-    if isinstance(e, sp.Mul):
-        g = [a for a in e.args if a.free_symbols & grads]
-        if len(g) > 1:
-            raise NotLinear(e)
-        others = sp.Mul(*[a for a in e.args if a is not g[0]])
-        terms, consts = linear_terms(g[0], grads, P)
-        out = []
-        for tmpl, core in terms:
-            # `*` is elementwise whatever its factors hold: a factor free of gradients, even
-            # one with a matrix product inside (GRU's `r * (h_prev @ W_hn.T + b_hn)`), scales
-            # the core, so a difference inside it is a factor difference, not another map
-            if tmpl == P and not others.has(sp.Sum):
-                out.append((P, others * core))
-            else:
-                out.append((others * tmpl, core))
-        return out, [others * c for c in consts]
-    if isinstance(e, (ops.matmul, ops.outer)):
-        a, b = e.args
-        ga, gb = bool(a.free_symbols & grads), bool(b.free_symbols & grads)
-        if ga and gb:
-            raise NotLinear(e)
-        if ga:
-            t, c = linear_terms(a, grads, P)
-            return [(e.func(x, b), k) for x, k in t], [e.func(x, b) for x in c]
-        t, c = linear_terms(b, grads, P)
-        return [(e.func(a, x), k) for x, k in t], [e.func(a, x) for x in c]
-    if isinstance(e, (ops.transpose, ops.take, ops.pick, ops.batch_sum)):
-        rest = e.args[1:]
-        t, c = linear_terms(e.args[0], grads, P)
-        return [(e.func(x, *rest), k) for x, k in t], [e.func(x, *rest) for x in c]
-    if isinstance(e, (sp.Pow, sp.Function, ops.softmax)) and not isinstance(e, ops.concat):
-        raise NotLinear(e)
-    raise Unsupported(e)
-
-
-def normalize(t: sp.Expr) -> sp.Expr:
-    """Push slices into matrix products and through transposes, so that
-    ``take(Wc.T @ □, 0, 0, n_a)`` reads ``Wc[:, 0:n_a].T @ □``."""
-    if isinstance(t, ops.take):
-        x, axis, a, b = t.args
-        x = normalize(x)
-        if isinstance(x, ops.matmul) and int(axis) == 0:
-            return ops.matmul(normalize(ops.take(x.args[0], axis, a, b)), x.args[1])
-        if isinstance(x, ops.matmul) and int(axis) == 1:
-            return ops.matmul(x.args[0], normalize(ops.take(x.args[1], axis, a, b)))
-        if isinstance(x, ops.transpose):
-            return ops.transpose(normalize(ops.take(x.args[0], sp.Integer(1 - int(axis)), a, b)))
-        return ops.take(x, axis, a, b)
-    if isinstance(t, sp.Basic) and t.args and isinstance(t, (ops.matmul, ops.outer, ops.transpose, ops.batch_sum, ops.pick, sp.Mul)):
-        return t.func(*[normalize(a) for a in t.args])
-    return t
-
-
 # ---------------------------------------------------------------------------
 # numbers
-
-
-class Probe:
-    """Forward values of two random consistent states, and random values for
-    the placeholders, to compare expressions numerically."""
-
-    def __init__(self, ctx, placeholders: dict, seed: int = 7):
-        bench = ctx.bench
-        self.ctx = ctx
-        self.dims = bench.dims
-        picks = [(0, min(1, len(bench.runs[0].envs) - 1)), (min(1, len(bench.runs) - 1), 0)]
-        rng = np.random.default_rng(seed)
-        self.envs = []
-        for r, t in picks:
-            env = {**{d: float(v) for d, v in self.dims.items()}, **bench.runs[r].envs[t]}
-            for p, shape in placeholders.items():
-                env[p.name] = rng.normal(0.0, 1.0, concrete(shape, self.dims))
-            self.envs.append(env)
-
-    def values(self, e: sp.Expr, extra: dict | None = None):
-        out = []
-        for env in self.envs:
-            out.append(np.asarray(ev.evaluate(e, {**env, **(extra or {})}, ev.FLOAT, self.dims), dtype=float))
-        return out
-
-    def same(self, a: sp.Expr, b: sp.Expr, extra: dict | None = None) -> bool:
-        if a == b:
-            return True
-        try:
-            va, vb = self.values(a, extra), self.values(b, extra)
-        except Exception:
-            return False
-        return close(va, vb)
-
-    def zero(self, e: sp.Expr) -> bool:
-        """Numerically zero at both states (placeholders random)."""
-        if e == 0:
-            return True
-        try:
-            return all(v.size == 0 or float(np.max(np.abs(v))) <= 1e-12 for v in self.values(e))
-        except Exception:
-            return False
-
-
-def close(va, vb) -> bool:
-    worst, scale = 0.0, 0.0
-    for a, b in zip(va, vb):
-        try:
-            a, b = np.broadcast_arrays(a, b)
-        except ValueError:
-            return False
-        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-            return False
-        worst = max(worst, float(np.max(np.abs(a - b))) if a.size else 0.0)
-        scale = max(scale, float(np.max(np.abs(b))) if b.size else 0.0, float(np.max(np.abs(a))) if a.size else 0.0)
-    return worst <= TOL * max(scale, 1e-300) or worst <= 1e-14
 
 
 # ---------------------------------------------------------------------------
@@ -976,135 +701,7 @@ def _constant_findings(ctx, S, F0, R0, findings, elementwise, prefix="") -> list
 # repairs for formulas of the wrong shape
 
 
-def repairs(ctx, name: str, F: sp.Expr) -> list[tuple[str, str, sp.Expr]]:
-    """(label, description, repaired formula) candidates, most specific first."""
-    out = []
-    body = F.function if isinstance(F, sp.Sum) else F
-    wrap = (lambda e: sp.Sum(e, *F.limits)) if isinstance(F, sp.Sum) else (lambda e: e)
-    params = [s for s in body.free_symbols if ctx.role(s.name) == "param" and len(ctx.shapes[s.name]) == 2]
-    # 1. weights used whole where the engine uses a block of their columns
-    blocks = ctx.param_blocks(name)
-    bare = {}
-    for p in params:
-        held = {a: sp.Dummy() for a in body.atoms(ops.take) if a.args[0] == p}
-        if body.xreplace(held).has(p) and p.name in blocks:
-            bare[p] = blocks[p.name]
-    if bare:
-        repl = {p: ops.take(p, sp.Integer(ax), a, b) for p, (ax, a, b) in bare.items()}
-        held = {a: sp.Dummy() for a in body.atoms(ops.take)}
-        fixed = body.xreplace(held).xreplace(repl).xreplace({v: k for k, v in held.items()})
-        desc = ", ".join(f"`{_py(v)}` for `{p.name}`" for p, v in repl.items())
-        out.append(("missing_slice", f"the weights act on the whole concatenation; this gradient needs only their "
-                    f"block of columns: {desc}", wrap(fixed)))
-    # 2. a slice along the wrong axis
-    takes = [a for a in body.atoms(ops.take) if len(ctx.shape_or_none(a.args[0]) or ()) == 2]
-
-    def swap(tk, to_end):
-        x, axis, a, b = tk.args
-        shape = ctx.shape_or_none(x)
-        if to_end and shape is not None and sp.expand(b - shape[int(axis)]) == 0:
-            b = shape[1 - int(axis)]  # an open end (`W[a:, :]`) runs to the end of the other axis
-        return ops.take(x, sp.Integer(1 - int(axis)), a, b)
-
-    for to_end in (False, True):
-        if len(takes) > 1:
-            swapped = {tk: swap(tk, to_end) for tk in takes}
-            out.append(("slice_axis", "every slice is along the wrong axis: " + ", ".join(
-                f"`{_py(k)}` should be `{_py(v)}`" for k, v in swapped.items()), wrap(body.xreplace(swapped))))
-        for tk in takes:
-            x, axis, a, b = tk.args
-            other = swap(tk, to_end)
-            out.append(("slice_axis", f"`{_py(tk)}` slices along axis {int(axis)} "
-                        f"({'rows' if int(axis) == 0 else 'columns'}); the block that acts on this part is along axis "
-                        f"{1 - int(axis)}: `{_py(other)}`", wrap(body.xreplace({tk: other}))))
-    # 3. the whole result transposed
-    out.append(("transposed", "the result is transposed", wrap(ops.transpose(body))))
-    # 4. each weight transposed
-    for p in params:
-        held = {a: sp.Dummy() for a in body.atoms(ops.transpose) if a.args[0] == p}
-        t = body.xreplace({p: ops.transpose(p)})
-        out.append(("transposed", f"`{p.name}` is used untransposed where its transpose belongs, or the reverse", wrap(t)))
-    return out
-
-
 # ---------------------------------------------------------------------------
 # the classic mistakes, made on purpose (for matching a function's wrong output)
 
 
-def mutations(ctx, name: str) -> list[tuple[str, str, sp.Expr]]:
-    """(label, description, mutated right side) of the engine's ``name``, in
-    forward values and the gradients reaching the cell."""
-    R = expand(ctx, reference(ctx, name), set(ctx.derivation.cell_inputs))
-    out: list[tuple[str, str, sp.Expr]] = []
-    # gradients left out
-    for u in sorted({s for s in R.free_symbols if s.name in ctx.derivation.cell_inputs}, key=str):
-        out.append((ctx.missing_term_label(u) or "missing_term", f"leaves out the {u.name} term", R.xreplace({u: 0})))
-    for a in R.atoms(ops.later):
-        out.append(("no_chaining", f"leaves out {_py(a)}, the term carried from step t+1", R.xreplace({a: 0})))
-    # a state's direct path (GRU's dh*z in dh_prev): an elementwise term in a gradient reaching the cell
-    if ctx.kind(name) == "state" and isinstance(R, sp.Add):
-        for term in R.args:
-            inputs = [s for s in term.free_symbols if s.name in ctx.derivation.cell_inputs]
-            if is_elementwise(term) and len(inputs) == 1 and ctx.direct_path_note(name, inputs[0]):
-                out.append(("direct_path", f"leaves out the direct term {_py(term)}", R - term))
-    # activation derivatives
-    acts = ctx.gate_acts
-    for node in sp.preorder_traversal(R):
-        if not isinstance(node, sp.Mul):
-            continue
-        args = list(node.args)
-        for gate, act in acts.items():
-            g = sp.Symbol(gate)
-            dfac = [g, 1 - g] if act == "sigmoid" else [1 - g**2]
-            if not all(f in args for f in dfac):
-                continue
-            rest = [a for a in args if a not in dfac]
-            out.append(("missing_derivative", f"leaves out the derivative of {act} in {gate}",
-                        R.xreplace({node: sp.Mul(*rest)})))
-            twice = sp.Mul(*[f.xreplace({g: _ACT_FN[act](g)}) for f in dfac])
-            out.append(("activated_twice", f"applies the derivative of {act} to {gate}, which is already activated",
-                        R.xreplace({node: sp.Mul(*rest) * twice})))
-            if act == "tanh":  # tanh' written 1 - h: the square forgotten
-                out.append(("wrong_derivative", f"writes the derivative of tanh in {gate} as {_py(1 - g)}",
-                            R.xreplace({node: sp.Mul(*rest) * (1 - g)})))
-            # a parenthesis left out is a derivative on one of the summed *gradient* terms
-            # (coursera's dc_next*... + da_next*...), not on a part of a forward value (GRU's 1 - z)
-            sums = [a for a in rest if isinstance(a, sp.Add) and _has_gradient(a, ctx)]
-            for s in sums:
-                others = [a for a in rest if a is not s]
-                for k, term in enumerate(s.args):
-                    moved = sp.Add(*[t * sp.Mul(*dfac) if i == k else t for i, t in enumerate(s.args)])
-                    out.append(("parenthesis", f"multiplies only the term {_py(term)} by the derivative of {act} in {gate}",
-                                R.xreplace({node: sp.Mul(*others) * moved})))
-    # time index
-    for a, b in ctx.time_pairs():
-        for x, y in ((a, b), (b, a)):
-            if R.has(sp.Symbol(x)):
-                out.append(("time_index", f"uses {y} where {x} belongs", R.xreplace({sp.Symbol(x): sp.Symbol(y)})))
-    out.append(("sign", "has the opposite sign", -R))
-    return [(label, desc, prune_zeros(e)) for label, desc, e in out]
-
-
-_ACT_FN = {"sigmoid": ops.sigmoid, "tanh": sp.tanh}
-
-
-def _has_gradient(e: sp.Expr, ctx) -> bool:
-    inputs = set(ctx.derivation.cell_inputs)
-    return bool(e.atoms(ops.later)) or any(s.name in inputs for s in e.free_symbols)
-
-
-def prune_zeros(e: sp.Expr) -> sp.Expr:
-    """Array ops of a zero are zero: ``Wo.T @ 0`` -> 0 (after a gradient is set
-    to zero in a mutation)."""
-    if not e.args or e.is_Atom:
-        return e
-    args = [prune_zeros(a) for a in e.args]
-    if isinstance(e, (ops.matmul, ops.outer)) and any(a == 0 for a in args):
-        return sp.Integer(0)
-    if isinstance(e, (ops.transpose, ops.take, ops.pick, ops.batch_sum, ops.later)) and args[0] == 0:
-        return sp.Integer(0)
-    if isinstance(e, sp.Sum) and args[0] == 0:
-        return sp.Integer(0)
-    if isinstance(e, ops.concat) and all(a == 0 for a in args[1:]):
-        return sp.Integer(0)
-    return e.func(*args) if tuple(args) != e.args else e

@@ -31,7 +31,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-_ENGINE_MODULES = ("backprop.py", "cell.py", "derivation.py", "errors.py", "expr.py", "ops.py", "rules.py")
+_ENGINE_MODULES = ("engine/backprop.py", "spec/cell.py", "derivation.py", "errors.py", "spec/expr.py", "spec/ops.py", "engine/rules.py")
 FORMAT = "1"
 
 
@@ -58,7 +58,7 @@ def _engine_fingerprint() -> str:
         h.update(version("derive").encode())
     except Exception:  # running from a checkout that is not installed
         h.update(b"checkout")
-    here = Path(__file__).parent
+    here = Path(__file__).resolve().parent.parent
     for name in _ENGINE_MODULES:
         try:
             h.update((here / name).read_bytes())
@@ -90,7 +90,7 @@ def _trusted(path: Path) -> bool:
 
 def load(name_or_path, loss: str | None = None):
     """The derivation of a preset or spec file, from the disk cache if possible."""
-    from .derivation import Derivation, derive, spec_text
+    from derive.derivation import Derivation, derive, spec_text
 
     label, text = spec_text(name_or_path)
     k = key(label, text, loss)
@@ -149,7 +149,7 @@ class _Pickler(pickle.Pickler):
     def reducer_override(self, obj):
         import sympy as sp
 
-        from .derivation import Derivation
+        from derive.derivation import Derivation
 
         if type(obj) is sp.Equality:
             return _unevaluated_eq, (obj.lhs, obj.rhs)

@@ -41,7 +41,7 @@ compared stacked over time, a state gradient (``dh_prev``, ``dh0``) with the
 initial state's.
 
 A wrong output is matched against the engine's formula with each classic
-mistake made (:func:`derive.diagnose.mutations`) and, for a sequence function,
+mistake made (:func:`derive.verifier.mutations.mutations`) and, for a sequence function,
 against backward passes that do not chain a carried gradient between steps,
 keep only one step's parameter gradient, or make one classic mistake in one
 per-step quantity; the match is reported.
@@ -61,8 +61,8 @@ from typing import Any, Callable
 import numpy as np
 import sympy as sp
 
-from . import evaluate as ev
-from .errors import DeriveError
+from derive.numeric import evaluate as ev
+from derive.errors import DeriveError
 
 TOL = 1e-7  # a user's float64 code may sum in another order
 
@@ -261,7 +261,7 @@ def _fill(ctx, fn, env, dims, conv, extra: dict | None = None, per_step: frozens
                     continue
                 known = sorted(set(ctx.cell.symbols) | set(ctx.derivation.cell_inputs) | set(conv.get("containers", {}))
                                | set(ctx.cell.dims))
-                from .expr import suggest
+                from derive.spec.expr import suggest
 
                 raise DeriveError(f"cannot fill the parameter `{pname}`: it is not a name of the {ctx.cell.name} "
                                   f"notation{suggest(pname, known)}") from None
@@ -356,7 +356,7 @@ def check(preset, fn: Callable, *, loss: str | None = None, returns=None, sequen
     """``sequence``: True for a function that runs backward through a whole
     sequence, False for one step; None decides by the notation's conventions
     (Coursera's ``caches`` parameter means a whole sequence)."""
-    from .verify import context, load_context
+    from derive.verifier.context import context, load_context
 
     ctx = load_context(preset, loss)
     conv = CONVENTIONS.get(ctx.cell.name, {})
@@ -369,7 +369,7 @@ def check(preset, fn: Callable, *, loss: str | None = None, returns=None, sequen
     if sequence is None:
         sequence = own is not None and bool(params & set(own["trigger"]))
     if sequence:
-        from .dcache import load
+        from derive.verifier.cache import load
 
         seq_loss = (own or {}).get("loss", loss)
         if own is None and ctx.cell.loss.kind != "upstream":
@@ -480,7 +480,7 @@ def _rel(got, want) -> float:
 
 
 def _compare(ctx, name, key, values, want, evaluate_at) -> OutputCheck:
-    from . import diagnose as dg
+    from derive.verifier import mutations
 
     shapes = {np.shape(v) for v in values}
     wshape = np.shape(want[0])
@@ -494,7 +494,7 @@ def _compare(ctx, name, key, values, want, evaluate_at) -> OutputCheck:
         return OutputCheck(name, key, True, err, f"`{key}` matches {name} (relative error {err:.1e})")
     # which classic mistake gives these numbers?
     try:
-        for label, desc, expr in dg.mutations(ctx, name):
+        for label, desc, expr in mutations.mutations(ctx, name):
             if _rel(values, evaluate_at(expr)) <= TOL:
                 return OutputCheck(name, key, False, err, f"`{key}` is wrong (relative error {err:.2g}): it matches "
                                    f"{name} when one {desc}", label, cause=f"matches the derivation when one {desc}")
@@ -514,14 +514,14 @@ def _compare(ctx, name, key, values, want, evaluate_at) -> OutputCheck:
 
 
 def _finish(report: FunctionReport, ctx) -> FunctionReport:
-    from . import diagnose as dg
+    from derive.verifier import terms
 
     report.ok = bool(report.outputs) and all(o.ok for o in report.outputs)
     head = "right" if report.ok else "wrong"
     lines = [f"{head}: {report.function} ({report.mode} backward, {ctx.cell.name} notation)"]
     for o in report.outputs:
         mark = "ok " if o.ok else "BAD"
-        label = f" [{dg.LABELS[o.label]}]" if o.label in dg.LABELS else ""
+        label = f" [{terms.LABELS[o.label]}]" if o.label in terms.LABELS else ""
         lines.append(f"  {mark} {o.message}{label}")
     bad = [o for o in report.outputs if not o.ok]
     causes = {o.cause for o in bad}
@@ -585,7 +585,7 @@ def _sequence_conventions(ctx, own: dict | None) -> dict:
 
 def _check_sequence(ctx, fn, fname, seq_conv, conv, returns, wanted: set[str]) -> FunctionReport:
     """``wanted``: the names of ``fn``'s parameters."""
-    from .judge import backward_steps, sizes_for, totals
+    from derive.numeric.judge import backward_steps, sizes_for, totals
 
     d = ctx.derivation
     dims = sizes_for(ctx.cell)
@@ -668,7 +668,7 @@ class _SequenceExplainer:
     running the same sequence through backward passes that each make one
     mistake, cheapest first: a carried gradient not carried between steps;
     one step's parameter gradient instead of the sum; one classic mistake
-    (:func:`derive.diagnose.mutations`) in one per-step quantity of the cell."""
+    (:func:`derive.verifier.mutations.mutations`) in one per-step quantity of the cell."""
 
     def __init__(self, ctx, seq, fwd, steps, expected):
         self.ctx, self.seq, self.fwd, self.steps, self.expected = ctx, seq, fwd, steps, expected
@@ -704,7 +704,7 @@ class _SequenceExplainer:
         check.cause = cause
 
     def run(self, derivation, carry=None):
-        from .judge import backward_steps, totals
+        from derive.numeric.judge import backward_steps, totals
 
         steps, _ = backward_steps(derivation, self.seq, self.fwd, carry=carry, shapes=self.ctx.shapes)
         return totals(self.ctx.derivation, self.seq, steps)
@@ -729,13 +729,13 @@ class _SequenceExplainer:
 def _mutated_derivations(ctx):
     """(label, description, derivation with one classic mistake made in one
     per-step quantity of the cell)."""
-    from . import diagnose as dg
+    from derive.verifier import mutations
 
     d = ctx.derivation
     for name in d.names():
         if ctx.kind(name) != "cell" or d.kind(name) == "book":
             continue
-        for label, desc, expr in dg.mutations(ctx, name):
+        for label, desc, expr in mutations.mutations(ctx, name):
             if label == "sign":
                 continue
             yield label, f"{name} {desc}", _WithEquation(d, name, expr)

@@ -1,0 +1,102 @@
+"""The emitters' commands: ``lstm-derive numpy``, ``latex``, ``markdown`` and ``bench``.
+
+Each writes one artefact of one cell to standard output or to ``-o FILE``; the
+artefacts themselves are made by :mod:`derive.codegen` and :mod:`derive.writeup`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from derive.codegen.plan import CodegenError
+from derive.codegen.render import fused_module
+from derive.writeup.document import render_markdown, render_tex
+from derive.writeup.pdf import LatexNotFound, compile_pdf
+
+
+def register_cli(sub) -> None:
+    register_codegen(sub)
+    register_writeup(sub)
+
+
+def register_codegen(subparsers) -> None:
+    n = subparsers.add_parser("numpy", help="emit the NumPy module of one cell (fused when it fits the frame)")
+    n.add_argument("cell", help="preset name or spec file")
+    n.add_argument("-o", "--out", metavar="FILE", help="write it here (default: standard output)")
+    n.set_defaults(run=_cmd_numpy)
+
+    b = subparsers.add_parser("bench", help="time a generated module against torch.nn.LSTM / GRU (needs torch)")
+    from derive.cli.benchmark import add_arguments
+
+    add_arguments(b)
+    b.set_defaults(run=_cmd_bench)
+
+
+def _cmd_numpy(args) -> int:
+    import sys
+
+    from derive.derivation import derive
+
+    d = derive(args.cell)
+    try:
+        text = fused_module(d)
+    except CodegenError as exc:
+        from derive.codegen.unfused import unfused_module
+
+        print(f"lstm-derive: {exc}; writing the unfused module", file=sys.stderr)
+        text = unfused_module(d, str(exc))
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8", newline="\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from derive.cli.benchmark import run
+
+    return run(args)
+
+
+def register_writeup(sub) -> None:
+    for name, help_text in (("latex", "write the LaTeX article of a derivation"),
+                            ("markdown", "write the Markdown page of a derivation")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("cell", metavar="PRESET", help="preset name or spec file")
+        p.add_argument("-o", "--output", metavar="FILE", help="output file (default: standard output)")
+        p.add_argument("--loss", choices=["upstream"], help="replace the loss head by a given gradient")
+        if name == "latex":
+            p.add_argument("--pdf", action="store_true", help="also run pdflatex and leave the PDF beside FILE")
+        p.set_defaults(run=_cmd_write, format=name)
+
+
+def _cmd_write(args) -> int:
+    from derive.derivation import derive
+
+    d = derive(args.cell, loss=args.loss)
+    text = render_tex(d) if args.format == "latex" else render_markdown(d)
+    if getattr(args, "pdf", False) and not args.output:
+        print("lstm-derive: --pdf needs -o FILE (the PDF is written beside it)", file=sys.stderr)
+        return 2
+    if not args.output:
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.output)
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8", newline="\n")
+    print(f"wrote {out}")
+    if getattr(args, "pdf", False):
+        try:
+            pdf = compile_pdf(out)
+        except LatexNotFound as exc:
+            print(f"lstm-derive: cannot make the PDF: {exc}", file=sys.stderr)
+            return 2
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            print(f"lstm-derive: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {pdf}")
+    return 0

@@ -1,0 +1,174 @@
+"""``lstm-derive verify`` and ``lstm-derive check``: the verifier's commands.
+
+Parsing arguments, reading a formula from a file or standard input, and turning a
+verdict or an error into output and an exit status (0 right, 1 wrong, 2 the
+input could not be read). The judging itself is :mod:`derive.verifier`.
+"""
+
+from __future__ import annotations
+
+from derive.errors import DeriveError, ExprError
+from derive.spec.expr import MAX_LENGTH
+from derive.verifier.formula import verify
+
+
+def register_cli(sub) -> None:
+    import argparse
+
+    v = sub.add_parser(
+        "verify",
+        help="is a hand-derived gradient formula right? which term is wrong?",
+        description="Check a formula for one backward quantity against the derivation, numerically at random "
+                    "consistent states and symbolically where it is elementwise. Exit status 0 right, 1 wrong, "
+                    "2 the input could not be read. The formula is read by a whitelisted parser; it is never run.",
+    )
+    v.add_argument("preset", help="preset name or spec file (with --spec: the quantity)")
+    # REMAINDER: a formula may start with `-` (`-y + yt_pred`), and the options
+    # may come after the formula; _cmd_verify separates them.
+    v.add_argument("args", nargs=argparse.REMAINDER, metavar="[QUANTITY] FORMULA",
+                   help="the quantity and its formula, or one equation `name = formula`")
+    v.add_argument("--spec", metavar="FILE", help="your own spec file (TOML) instead of a preset")
+    v.add_argument("--latex", action="store_true", help="the formula is LaTeX (the notation's LaTeX names)")
+    v.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    v.add_argument("--file", metavar="PATH", help="read the formula from a file (`-` for standard input)")
+    v.add_argument("--loss", choices=["upstream"], help="replace the loss head by a given gradient")
+    v.add_argument("--total", action="store_true",
+                   help="the formula is a parameter gradient of the whole sequence (one step's term is then wrong)")
+    v.set_defaults(run=_cmd_verify)
+
+    c = sub.add_parser(
+        "check",
+        help="run a backward function and compare its outputs with the derivation (RUNS the file's code)",
+        description="Import FILE (this RUNS its code, as python would: check only code you trust), call NAME with "
+                    "its parameters filled by name from a random consistent state, and compare what it returns "
+                    "with the derivation. Exit status 0 right, 1 wrong, 2 the input could not be read.",
+    )
+    c.add_argument("preset", nargs="?", help="preset name or spec file (leave out with --spec)")
+    c.add_argument("target", metavar="FILE.py:NAME", help="the function to check")
+    c.add_argument("--spec", metavar="FILE", help="your own spec file (TOML) instead of a preset")
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
+    c.add_argument("--returns", metavar="NAMES", help="comma-separated names of what the function returns, in order")
+    c.add_argument("--sequence", action="store_true",
+                   help="the function runs backward through a whole sequence (inputs stacked over time)")
+    c.set_defaults(run=_cmd_check)
+
+
+MAX_INPUT_BYTES = 1_000_000
+
+
+def _read_formula_file(path: str) -> str:
+    import sys
+
+    if path == "-":
+        data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+    else:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_INPUT_BYTES + 1)
+        except OSError as exc:
+            raise DeriveError(f"{path}: {exc.strerror}") from None
+    if len(data) > MAX_LENGTH * 4:
+        raise ExprError(f"formula too long: more than {MAX_LENGTH} characters")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ExprError(f"the formula is not UTF-8 text (byte {exc.start})") from None
+
+
+def _emit_error(args, exc: Exception) -> int:
+    import json
+    import sys
+
+    message = exc.render() if isinstance(exc, ExprError) else str(exc)
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    if getattr(args, "json", False):
+        print(json.dumps({"ok": None, "error": message}))
+    else:
+        print(f"lstm-derive: {message}", file=sys.stderr)
+    return 2
+
+
+def _split_options(args) -> list[str]:
+    """Options given after the preset come through REMAINDER: take them out."""
+    parts, rest = list(args.args), []
+    i = 0
+    while i < len(parts):
+        a = parts[i]
+        if a == "--":
+            rest += parts[i + 1:]
+            break
+        if a in ("--latex", "--json", "--total"):
+            setattr(args, a[2:], True)
+        elif a in ("--file", "--loss", "--spec"):
+            if i + 1 >= len(parts):
+                raise DeriveError(f"{a} needs a value")
+            setattr(args, a[2:], parts[i + 1])
+            i += 1
+        elif a.startswith(("--file=", "--loss=", "--spec=")):
+            key, _, value = a[2:].partition("=")
+            setattr(args, key, value)
+        else:
+            rest.append(a)
+        i += 1
+    if args.loss not in (None, "upstream"):
+        raise DeriveError(f"--loss {args.loss}: the only choice is `upstream`")
+    return rest
+
+
+def _cmd_verify(args) -> int:
+    import json
+
+    try:
+        parts = _split_options(args)
+        source = args.preset
+        if args.spec is not None:
+            # with --spec the first word is not a preset: it belongs to [QUANTITY] FORMULA
+            source, parts = args.spec, [args.preset] + parts
+        if args.file is not None:
+            parts.append(_read_formula_file(args.file))
+        if len(parts) == 1:
+            quantity, formula = None, parts[0]
+        elif len(parts) == 2:
+            quantity, formula = parts
+        else:
+            raise DeriveError("give QUANTITY FORMULA, or one equation `name = formula`")
+        verdict = verify(source, quantity, formula, "latex" if args.latex else "python", loss=args.loss,
+                         total=args.total)
+    except (DeriveError, RecursionError, MemoryError) as exc:
+        if isinstance(exc, (RecursionError, MemoryError)):
+            exc = ExprError("the formula is too deeply nested or too large")
+        return _emit_error(args, exc)
+    if args.json:
+        print(json.dumps(verdict.to_dict(), ensure_ascii=False))
+    else:
+        print(verdict.message)
+    return verdict.status
+
+
+def _check_source(args) -> str:
+    """The preset or spec file of `check`: PRESET, or --spec FILE (not both)."""
+    if args.spec is not None and args.preset is not None:
+        raise DeriveError(f"give a preset or --spec FILE, not both (`{args.preset}` and --spec {args.spec})")
+    source = args.spec if args.spec is not None else args.preset
+    if source is None:
+        raise DeriveError("say which cell: a preset name, or --spec FILE")
+    return source
+
+
+def _cmd_check(args) -> int:
+    import json
+
+    try:
+        from derive.verifier.function import check, load_function
+
+        source = _check_source(args)
+        fn = load_function(args.target)
+        returns = [r.strip() for r in args.returns.split(",")] if args.returns else None
+        report = check(source, fn, returns=returns, sequence=True if args.sequence else None)
+    except DeriveError as exc:
+        return _emit_error(args, exc)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        print(report.message)
+    return report.status

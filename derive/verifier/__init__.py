@@ -1,0 +1,18 @@
+"""The verifier: is a hand-derived formula, or a backward function, right, and
+if not, which term is wrong.
+
+Submodules load on first attribute access (``derive.verifier.formula``), so that
+``import derive`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = ['formula', 'latex_reader', 'diagnose', 'function', 'cache']
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
