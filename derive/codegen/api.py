@@ -262,7 +262,7 @@ def module_context(p: Plan) -> dict:
 def common_context(full, d) -> dict:
     """What every module's docstring shows: the spec, the equations, the layout."""
     cell = full.cell
-    spec = f"derive/cells/{cell.name}.toml" if is_preset(cell) else command_argument(cell)
+    spec = f"derive/spec/cells/{cell.name}.toml" if is_preset(cell) else command_argument(cell)
     return {
         "header": HEADER,
         "regenerate": regenerate_command(cell),
