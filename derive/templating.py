@@ -17,6 +17,11 @@ import jinja2
 
 
 def _template_text(name: str) -> str:
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "templates" / name).is_file():
+        # a source checkout (or git worktree) reads its own templates, even when an
+        # editable install of another checkout maps ``derive.templates`` elsewhere
+        return (checkout / "templates" / name).read_text("utf-8")
     try:
         root = resources.files("derive.templates")
         candidate = root.joinpath(name)

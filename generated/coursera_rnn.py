@@ -384,14 +384,23 @@ def rnn_forward(x, a0, parameters):
 
 def rnn_backward(da, caches, *, truncate=None):
     """The whole sequence backward from da (the gradient on every a<t> from outside):
-    returns dx, da0 and the parameter gradients. truncate=k: BPTT(k) (module docstring)."""
+    returns dx, da0 and the parameter gradients. truncate=k: BPTT(k) (module docstring).
+
+    As the course's reference does, T_x is da.shape[2]: a da with fewer steps than
+    the forward pass back-propagates through the first T_x steps only (caches[:T_x],
+    as if the sequence ended there) and dx has T_x steps; a da with more steps than
+    the forward pass is a ValueError."""
     _check_truncate(truncate)
     (caches, x) = caches
     (a_next, a_prev, xt, parameters) = caches[0]
     n_a, m = np.shape(a_next)
     n_x = np.shape(x)[0]
-    T = len(caches)
-    da = _check("da", da, (n_a, m, T), ("n_a", "m", "T_x"))
+    da = _check("da", da, (n_a, m, None), ("n_a", "m", "T_x"))
+    T = da.shape[2]
+    if not 1 <= T <= len(caches):
+        raise ValueError(f"da: expected 1 to {len(caches)} steps (the forward pass had {len(caches)}; "
+                         f"a shorter da back-propagates through its first steps only), got shape {da.shape}")
+    caches, x = caches[:T], np.asarray(x)[:, :, :T]
     dtype = np.result_type(da, a_next, np.float32)
     a_seq = np.stack([a_prev] + [step[0] for step in caches], axis=1)
     core = _core(np.ascontiguousarray(np.asarray(x).transpose(0, 2, 1)), a_seq, parameters, dtype)
