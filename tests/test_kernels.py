@@ -166,3 +166,41 @@ def test_kernels_read_dimensions_off_the_arrays():
     assert values["h"].shape == (5,)
     with pytest.raises(KeyError, match="no value for `x`"):
         k.step_forward({**seq.params, **seq.initial})
+
+
+def test_cell_backward_with_the_softmax_head_needs_only_the_gradients_from_outside():
+    """derive("coursera").kernels().cell_backward (the default loss: a softmax head)
+    takes the step's forward values and da_next, dc_next only, and gives the course's
+    own printed numbers on the notebook's lstm_cell_backward / rnn_cell_backward test
+    cells (tests/test_course_protocol.py names the source); the head's gradients are
+    not part of it."""
+    np.random.seed(1)
+    xt, a_prev, c_prev = np.random.randn(3, 10), np.random.randn(5, 10), np.random.randn(5, 10)
+    p = {}
+    for g in "fioc":
+        p[f"W{g}"], p[f"b{g}"] = np.random.randn(5, 8), np.random.randn(5, 1)
+    p["Wy"], p["by"] = np.random.randn(2, 5), np.random.randn(2, 1)
+    k = derive.derive("coursera").kernels()
+    env = {**p, "xt": xt, "a_prev": a_prev, "c_prev": c_prev}
+    env.update(k.step_forward(env))
+    da_next, dc_next = np.random.randn(5, 10), np.random.randn(5, 10)
+    g = k.cell_backward({**env, "da_next": da_next, "dc_next": dc_next})
+    assert not {"dzy", "dWy", "dby"} & g.keys()
+    assert abs(g["dxt"][1][2] - 3.23055911511) <= 1e-11
+    assert abs(g["da_prev"][2][3] - -0.0639621419711) <= 1e-13
+    assert abs(g["dc_prev"][2][3] - 0.797522038797) <= 1e-12
+    assert abs(g["dWo"][1][2] - 0.331311595289) <= 1e-12
+    assert abs(g["dbc"][4][0] - 0.25587763) <= 1e-8
+
+    np.random.seed(1)
+    xt, a_prev = np.random.randn(3, 10), np.random.randn(5, 10)
+    p = {"Wax": np.random.randn(5, 3), "Waa": np.random.randn(5, 5), "Wya": np.random.randn(2, 5),
+         "ba": np.random.randn(5, 1), "by": np.random.randn(2, 1)}
+    k = derive.derive("coursera_rnn").kernels()
+    env = {**p, "xt": xt, "a_prev": a_prev}
+    env.update(k.step_forward(env))
+    g = k.cell_backward({**env, "da_next": np.random.randn(5, 10)})
+    assert not {"dz_yt_pred", "dWya", "dby"} & g.keys()
+    assert abs(g["dxt"][1][2] - -1.3872130506) <= 1e-10
+    assert abs(g["dWaa"][1][2] - 1.15034506685) <= 1e-11
+    assert abs(g["dba"][4][0] - 0.20023491) <= 1e-8

@@ -14,8 +14,9 @@ into NumPy callables, without writing any file:
   sum over t.
 - ``cell_backward(env)``: the cell's own equations for one step, given the
   gradients that reach it from outside (``derivation.cell_inputs``, e.g. the
-  course's ``da_next`` and ``dc_next``): exactly what a from-scratch
-  ``lstm_cell_backward`` computes.
+  course's ``da_next`` and ``dc_next``, nothing else): exactly what a
+  from-scratch ``lstm_cell_backward`` computes. The loss head's gradients
+  (``dzy``, ``dWy``, ...) are not part of it.
 - ``forward(seq)``, ``backward(envs, truncate=None)``, ``run(seq,
   truncate=None)``: whole sequences, with the same conventions as
   :func:`derive.numeric.evaluate.run` (an ``evaluate.Sequence`` in, ``(loss,
@@ -173,6 +174,8 @@ class Kernels:
         return self._backward(full)
 
     def cell_backward(self, env: Mapping[str, Any]) -> dict[str, Any]:
+        """The cell's gradients from the step's forward values and the gradients that
+        reach it from outside (``derivation.cell_inputs``): see the module docstring."""
         return self._cell(_with_dims(self.derivation.cell, env))
 
     # -- whole sequences ---------------------------------------------------------
@@ -227,10 +230,25 @@ def kernels(derivation) -> Kernels:
     forward = _Block([(str(eq.lhs), eq.rhs) for eq in d.forward])
     backward_eqs = [(str(eq.lhs), _later_free(_contribution(eq.rhs))) for eq in d.backward]
     backward = _Block(backward_eqs)
+    return Kernels(d, forward, backward, _Block(_cell_equations(d, backward_eqs)))
+
+
+def _cell_equations(d, backward_eqs: list[tuple[str, sp.Expr]]) -> list[tuple[str, sp.Expr]]:
+    """The equations of the cell alone, fed by the gradients from outside
+    (``d.cell_inputs``): the loss head's and the gluing equations are left out, and
+    so is every equation that reads them (the head's own parameters, ``dWy``)."""
     outside = set(d.cell_inputs)
-    cell_eqs = [(n, r) for (n, r), eq in zip(backward_eqs, d.backward)
-                if d.kind(n) in ("cell", "param", "state", "input") and n not in outside]
-    return Kernels(d, forward, backward, _Block(cell_eqs))
+    unknown: set[str] = set()
+    cell_eqs = []
+    for name, rhs in backward_eqs:
+        if name in outside:
+            continue
+        reads = {s.name for s in rhs.free_symbols}
+        if d.kind(name) in ("cell", "param", "state", "input") and not reads & unknown:
+            cell_eqs.append((name, rhs))
+        else:
+            unknown.add(name)
+    return cell_eqs
 
 
 # ---------------------------------------------------------------------------
