@@ -229,9 +229,29 @@ def loss(derivation, seq: Sequence, backend: Backend = FLOAT):
 
 
 def run(derivation, seq: Sequence, backend: Backend = FLOAT, truncate: int | None = None) -> tuple[Any, dict[str, Any]]:
-    """(loss, gradients): gradients keyed by parameter name, by initial-state
-    name, and by ``(input name, t)`` for the inputs of each step (t from 0).
-    ``truncate=k``: BPTT(k), see :func:`bptt`."""
+    """(loss, gradients) of the sequence ``seq``.
+
+    ``gradients`` is keyed by the derivation's gradient names
+    (``derivation.gradient_name(x)``), not by the arrays' own names: each
+    parameter's gradient summed over t (``"dWf"``), each initial state's
+    (``"da_prev"``, ``"dc_prev"``: the gradient of the state entering step 0),
+    and ``("dxt", t)`` for the input of each step (t from 0). ``truncate=k``:
+    BPTT(k), see :func:`bptt`.
+
+    ``seq`` is a :class:`Sequence`: the parameters, one dict of inputs (and
+    targets) per step, the initial states and the sizes of the cell's dimensions
+    (``derivation.cell.dims``). :func:`random_sequence` draws one::
+
+        d = derive.derive("coursera")
+        seq = random_sequence(d, {"n_x": 2, "n_a": 3, "n_y": 2, "m": 4}, 5, np.random.default_rng(0))
+        loss, grads = run(d, seq, truncate=2)
+
+    or build it from your arrays, named as the spec names them
+    (``d.cell.names("param")``, ``"input"``, ``"target"``, ``"state"``)::
+
+        Sequence(params={"Wf": Wf, ...}, steps=[{"xt": x[:, :, t], "y": y[:, :, t]} for t in range(T)],
+                 initial={"a_prev": a0, "c_prev": c0}, dims={"n_x": 2, "n_a": 3, "n_y": 2, "m": 4})
+    """
     check_truncate(truncate)
     envs = forward(derivation, seq, backend)
     total = 0
