@@ -12,6 +12,8 @@ from outside. Derivations are cached per (spec text, loss).
 from __future__ import annotations
 
 import functools
+import os
+import shlex
 from importlib import resources
 from pathlib import Path
 
@@ -42,7 +44,10 @@ def spec_text(name_or_path: str | Path) -> tuple[str, str]:
             return str(path), path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise DeriveError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    raise DeriveError(f"`{name}` is neither a preset nor a spec file{suggest(name, presets())}; presets: {', '.join(presets())}")
+    hint = suggest(name, presets())
+    listed = f"the presets are {', '.join(presets())}"
+    raise DeriveError(f"`{name}` is neither a preset nor a spec file{hint} ({listed})" if hint else
+                      f"`{name}` is neither a preset nor a spec file; {listed}")
 
 
 def load_cell(name_or_path: str | Path, loss: str | None = None) -> Cell:
@@ -177,11 +182,28 @@ def is_preset(cell) -> bool:
     return cell.path == f"{cell.name}.toml" and cell.name in presets()
 
 
+def command_path(path: str | Path) -> str:
+    """``path`` as a command line in a generated file spells it: as the user gave
+    it when relative; an absolute path relative to the current folder, so that no
+    generated file carries a path of this machine."""
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            p = Path(os.path.relpath(p))
+        except ValueError:  # another drive
+            p = Path(p.name)
+    return shlex.quote(p.as_posix())
+
+
 def command_argument(cell) -> str:
-    """How the command line names this cell: the preset's name, or the spec's file name."""
-    return cell.name if is_preset(cell) else Path(cell.path).name
+    """How the command line names this cell: the preset's name, or the spec's path
+    as the user gave it (:func:`command_path`)."""
+    return cell.name if is_preset(cell) else command_path(cell.path)
 
 
-def regenerate_command(cell) -> str:
-    """The command that rewrites a cell's generated files, for their headers."""
-    return "lstm-derive build" if is_preset(cell) else f"lstm-derive build --spec {command_argument(cell)}"
+def regenerate_command(cell, out: str | Path = "generated") -> str:
+    """The command that rewrites a cell's generated files, for their headers: run
+    from where the user ran ``lstm-derive build``, it writes them again into ``out``."""
+    if is_preset(cell):
+        return "lstm-derive build" if Path(out) == Path("generated") else f"lstm-derive build -o {command_path(out)}"
+    return f"lstm-derive build --spec {command_argument(cell)} -o {command_path(out)}"

@@ -13,6 +13,7 @@ import pytest
 import sympy as sp
 
 import derive
+from derive.derivation import regenerate_command
 from derive.numeric import evaluate
 from derive.spec import ops
 from derive.cli.main import main as cli_main
@@ -449,7 +450,8 @@ def test_build_spec_writes_the_users_module(tmp_path):
     spec = _spec(tmp_path, CIFG_ROWS, "cifg_rows")
     out = tmp_path / "gen"
     assert cli_main(["build", "--out", str(out), "--spec", str(spec)]) == 0
-    assert (out / "cifg_rows.py").read_text("utf-8") == render_module(derive.derive(str(spec)))
+    d = derive.derive(str(spec))
+    assert (out / "cifg_rows.py").read_text("utf-8") == render_module(d, regenerate_command(d.cell, out))
 
 
 @pytest.mark.parametrize("example", ["mgu", "janet"])
@@ -458,4 +460,5 @@ def test_build_spec_writes_a_fused_module_for_the_examples(example, tmp_path):
     out = tmp_path / "gen"
     assert cli_main(["build", "--out", str(out), "--spec", spec]) == 0
     text = (out / f"{example}.py").read_text("utf-8")
-    assert text == fused_module(derive.derive(spec)) and "rnn_forward" in text
+    d = derive.derive(spec)
+    assert text == fused_module(d, regenerate_command(d.cell, out)) and "rnn_forward" in text

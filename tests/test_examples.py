@@ -10,6 +10,7 @@ file, equation, place, exit status 2, and nothing written.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,16 +35,25 @@ def test_there_are_at_least_two_examples():
 
 @pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
 def test_build_spec_writes_the_four_files_of_the_users_cell_only(spec, tmp_path):
+    (tmp_path / "specs").mkdir()
+    shutil.copy(spec, tmp_path / "specs" / spec.name)
     out = tmp_path / "gen"
-    run = lstm_derive("build", "--spec", str(spec), "--out", str(out))
+    run = lstm_derive("build", "--spec", f"specs/{spec.name}", "--out", "gen", cwd=tmp_path)  # the old --out
     assert run.returncode == 0, run.stderr
     name = derive.derive(spec).name
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}{s}" for s in (".txt", ".py", ".tex", ".md"))
+    command = f"lstm-derive build --spec specs/{spec.name} -o gen"
     for path in out.iterdir():  # the files say how to rebuild them, and carry no path of this machine
         text = path.read_text("utf-8")
-        assert f"lstm-derive build --spec {spec.name}" in text, path.name
-        assert str(ROOT) not in text, path.name
-    assert lstm_derive("build", "--spec", str(spec), "--out", str(out), "--check").returncode == 0
+        assert f"Regenerate with: {command}" in text, path.name
+        assert str(ROOT) not in text and str(tmp_path) not in text, path.name
+    # the command in the header works from where the user ran build: nothing changes
+    again = lstm_derive(*command.split()[1:], cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout == "gen/ is up to date (4 files)\n", again.stdout + again.stderr
+    assert lstm_derive(*command.split()[1:], "--check", cwd=tmp_path).returncode == 0
+    # absolute paths give the same files (relative to where build runs), so --check agrees
+    assert lstm_derive("build", "--spec", str(tmp_path / "specs" / spec.name), "-o", str(out), "--check",
+                       cwd=tmp_path).returncode == 0
 
 
 @pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)

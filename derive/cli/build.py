@@ -1,66 +1,128 @@
 """``lstm-derive build``: (re)generate everything in generated/, or check it.
 
-Contract. :data:`ARTIFACTS` maps a file suffix to a renderer ``derivation ->
-text``; :func:`render_all` renders every artifact of every preset in memory.
-:func:`build` writes them into a folder (each file written to a temporary
-name and renamed, so an interrupted build leaves no half-written file) or,
-with ``check=True``, compares them with what is there and returns the unified
-diff of every stale file. Output is byte-identical on every run and machine.
+Contract. :data:`ARTIFACTS` maps a file suffix to a renderer ``(derivation,
+regenerate) -> text``; :func:`render_one` renders the four artifacts of one cell,
+:func:`render_all` those of every named cell (all presets by default), in
+worker processes when ``jobs > 1`` (the cells are independent, and a preset's
+write-up measures its own checks, which is most of the time), reporting each
+finished cell to ``progress``. The files' headers name the command that
+regenerates them into ``out``. :func:`changed` lists the files whose text
+differs from what is on disk; :func:`write` writes only those (each written to
+a temporary name and renamed, so an interrupted build leaves no half-written
+file), and :func:`stale` returns the unified diff of every stale file. Output is byte-identical on every run, machine and number of jobs.
 """
 
 from __future__ import annotations
 
 import difflib
+import multiprocessing
 import os
 import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Iterable
 
 from derive.codegen.render import render_module
-from derive.derivation import Derivation, derive, presets
+from derive.derivation import Derivation, derive, presets, regenerate_command
 from derive.writeup.listing import render_listing
 from derive.writeup.document import render_markdown, render_tex
 
-ARTIFACTS: dict[str, Callable[[Derivation], str]] = {
+ARTIFACTS: dict[str, Callable[..., str]] = {
     ".txt": render_listing,
     ".py": render_module,
     ".tex": render_tex,
     ".md": render_markdown,
 }
 
+DEFAULT_OUT = "generated"
 
-def render_all(names: Iterable[str] | None = None) -> dict[str, str]:
-    """{file name: text} for every artifact of every named preset (all by default)."""
-    out = {}
-    for name in names if names is not None else presets():
-        derivation = derive(name)
-        stem = derivation.name
-        for suffix, renderer in ARTIFACTS.items():
-            out[stem + suffix] = renderer(derivation)
+
+def render_one(name: str, out: str | Path = DEFAULT_OUT) -> dict[str, str]:
+    """{file name: text} of the artifacts of one preset or spec file."""
+    derivation: Derivation = derive(name)
+    regenerate = regenerate_command(derivation.cell, out)
+    return {derivation.name + suffix: renderer(derivation, regenerate=regenerate)
+            for suffix, renderer in ARTIFACTS.items()}
+
+
+def _context():
+    # fork: the workers inherit the imported modules (SymPy, the engine) instead
+    # of importing them again; elsewhere the platform's default
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
+
+
+def render_all(names: Iterable[str] | None = None, out: str | Path = DEFAULT_OUT, jobs: int = 1,
+               progress: Callable[[int, int, str], None] | None = None) -> dict[str, str]:
+    """{file name: text} for every artifact of every named cell (all presets by
+    default), rendered by ``jobs`` processes; ``progress(done, total, name)`` after
+    each cell."""
+    names = list(names if names is not None else presets())
+    out = str(out)
+    results: dict[str, dict[str, str]] = {}
+    if jobs <= 1 or len(names) <= 1:
+        for name in names:
+            results[name] = render_one(name, out)
+            if progress:
+                progress(len(results), len(names), name)
+    else:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(names)), mp_context=_context()) as pool:
+            futures = {pool.submit(render_one, name, out): name for name in names}
+            for future in as_completed(futures):
+                name = futures[future]
+                results[name] = future.result()
+                if progress:
+                    progress(len(results), len(names), name)
+    files: dict[str, str] = {}
+    for name in names:  # the order of the names, whatever order the workers finished in
+        files.update(results[name])
+    return files
+
+
+def default_jobs() -> int:
+    """Worker processes for a build: one per CPU this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def changed(files: dict[str, str], folder: Path) -> list[str]:
+    """The names of the files whose text on disk differs (or that are missing)."""
+    out = []
+    for name, text in sorted(files.items()):
+        path = Path(folder) / name
+        try:
+            old = path.read_text("utf-8") if path.is_file() else None
+        except UnicodeDecodeError:
+            old = None
+        if old != text:
+            out.append(name)
     return out
 
 
 def stale(files: dict[str, str], folder: Path) -> list[str]:
     """Unified diffs of the files whose committed text differs (or is missing)."""
     diffs = []
-    for name, text in sorted(files.items()):
-        path = folder / name
-        old = path.read_text("utf-8") if path.exists() else ""
-        if old != text:
-            diffs.append("".join(difflib.unified_diff(
-                old.splitlines(True), text.splitlines(True), f"a/{path}", f"b/{path}")))
+    for name in changed(files, folder):
+        path = Path(folder) / name
+        old = path.read_text("utf-8", errors="replace") if path.is_file() else ""
+        diffs.append("".join(difflib.unified_diff(
+            old.splitlines(True), files[name].splitlines(True), f"a/{path}", f"b/{path}")))
     return diffs
 
 
 def write(files: dict[str, str], folder: Path) -> list[Path]:
+    """Write the files whose text differs from what is on disk; the paths written."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in sorted(files.items()):
+    for name in changed(files, folder):
         path = folder / name
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
+                fh.write(files[name])
             os.chmod(tmp, 0o644)  # mkstemp makes 0600; generated files are for everyone to read
             os.replace(tmp, path)
         except BaseException:

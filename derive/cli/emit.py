@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from derive.cli.options import CELL, CELL_HELP, add_output
 from derive.codegen.plan import CodegenError
 from derive.codegen.render import fused_module
 from derive.writeup.document import render_markdown, render_tex
@@ -23,8 +24,8 @@ def register_cli(sub) -> None:
 
 def register_codegen(subparsers) -> None:
     n = subparsers.add_parser("numpy", help="emit the NumPy module of one cell (fused when it fits the frame)")
-    n.add_argument("cell", help="preset name or spec file")
-    n.add_argument("-o", "--out", metavar="FILE", help="write it here (default: standard output)")
+    n.add_argument("cell", metavar=CELL, help=CELL_HELP)
+    add_output(n, "FILE", "write it here (default: standard output)")
     n.set_defaults(run=_cmd_numpy)
 
     b = subparsers.add_parser("bench", help="time a generated module against torch.nn.LSTM / GRU (needs torch)")
@@ -41,18 +42,30 @@ def _cmd_numpy(args) -> int:
 
     d = derive(args.cell)
     try:
-        text = fused_module(d)
+        text = fused_module(d, _regenerate_one(args))
     except CodegenError as exc:
         from derive.codegen.unfused import unfused_module
 
         print(f"lstm-derive: {exc}; writing the unfused module", file=sys.stderr)
-        text = unfused_module(d, str(exc))
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8", newline="\n")
-        print(f"wrote {args.out}", file=sys.stderr)
+        text = unfused_module(d, str(exc), _regenerate_one(args))
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8", newline="\n")
+        print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _regenerate_one(args) -> str | None:
+    """The command a module written by ``numpy -o FILE`` names in its header: the one
+    that wrote it (None, the default build command, when it went to standard output)."""
+    from derive.derivation import command_path, is_preset, load_cell
+
+    if not args.output:
+        return None
+    cell = load_cell(args.cell)
+    name = cell.name if is_preset(cell) else command_path(args.cell)
+    return f"lstm-derive numpy {name} -o {command_path(args.output)}"
 
 
 def _cmd_bench(args) -> int:
@@ -65,8 +78,8 @@ def register_writeup(sub) -> None:
     for name, help_text in (("latex", "write the LaTeX article of a derivation"),
                             ("markdown", "write the Markdown page of a derivation")):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("cell", metavar="PRESET", help="preset name or spec file")
-        p.add_argument("-o", "--output", metavar="FILE", help="output file (default: standard output)")
+        p.add_argument("cell", metavar=CELL, help=CELL_HELP)
+        add_output(p, "FILE", "output file (default: standard output)")
         p.add_argument("--loss", choices=["upstream"], help="replace the loss head by a given gradient")
         if name == "latex":
             p.add_argument("--pdf", action="store_true", help="also run pdflatex and leave the PDF beside FILE")

@@ -12,13 +12,35 @@ import importlib
 import sys
 from pathlib import Path
 
+from derive.cli.options import CELL, CELL_HELP, add_output
 from derive.errors import DeriveError
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("derive")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _progress(done: int, total: int, name: str) -> None:
+    """One line on the terminal, rewritten as each cell is done (stderr, a terminal only)."""
+    end = "\n" if done == total else ""
+    print(f"\r\033[Kbuilt {done}/{total}: {name}", end=end, file=sys.stderr, flush=True)
 
 
 def _cmd_build(args) -> int:
     from derive.cli import build as build_mod
     from derive.derivation import derive, presets
 
+    out = Path(args.output)
+    if args.check and not out.is_dir():
+        where = "here" if args.output == build_mod.DEFAULT_OUT else f"at {args.output}"
+        print(f"lstm-derive: no {out.as_posix()}/ {where}: `build --check` compares the generated files of a "
+              "checkout; run it at the top of one, or give -o DIR", file=sys.stderr)
+        return 2
     if args.spec:  # only the user's cells: their four files each, not the presets' forty
         names = [derive(spec).name for spec in args.spec]
         twice = sorted({n for n in names if names.count(n) > 1})
@@ -26,18 +48,23 @@ def _cmd_build(args) -> int:
             print(f"lstm-derive: two --spec files have the name `{twice[0]}`; their files would overwrite "
                   "each other", file=sys.stderr)
             return 2
-    files = build_mod.render_all(args.spec or presets())
-    out = Path(args.out)
+    progress = _progress if sys.stderr.isatty() else None
+    jobs = args.jobs if args.jobs is not None else build_mod.default_jobs()
+    files = build_mod.render_all(args.spec or presets(), out=args.output, jobs=jobs, progress=progress)
     if args.check:
         diffs = build_mod.stale(files, out)
         if diffs:
             sys.stdout.write("".join(diffs))
             print(f"{len(diffs)} generated file(s) are stale: run `lstm-derive build` and commit.", file=sys.stderr)
             return 1
-        print(f"{len(files)} generated files are up to date in {out}/")
+        print(f"{len(files)} generated files are up to date in {out.as_posix()}/")
         return 0
     written = build_mod.write(files, out)
-    print(f"wrote {len(written)} files to {out}/")
+    if not written:
+        print(f"{out.as_posix()}/ is up to date ({len(files)} files)")
+    else:
+        print(f"wrote {len(written)} of {len(files)} files to {out.as_posix()}/ (the others were up to date)"
+              if len(written) < len(files) else f"wrote {len(written)} files to {out.as_posix()}/")
     return 0
 
 
@@ -63,7 +90,7 @@ def _cmd_show(args) -> int:
         return 0
     from derive.writeup.listing import render_listing
 
-    sys.stdout.write(render_listing(d))
+    sys.stdout.write(render_listing(d, banner=False))
     return 0
 
 
@@ -79,23 +106,33 @@ PLUGINS = {
 
 def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lstm-derive", description="Backpropagation through time for recurrent cells, derived symbolically.")
+    p.add_argument("--version", action="version", version=f"lstm-derive {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     command = next((a for a in (argv or []) if not a.startswith("-")), None)
     for module, commands in PLUGINS.items():
         if command is None or command in commands:
             importlib.import_module(module).register_cli(sub)
-    b = sub.add_parser("build", help="(re)generate every file in generated/")
+    b = sub.add_parser(
+        "build", help="(re)generate every file in generated/",
+        description="Render the four files of every preset (or of each --spec file): the listing (.txt), the "
+                    "NumPy module (.py), the LaTeX article (.tex) and the Markdown page (.md), into "
+                    "generated/ or -o DIR. Only files whose text changed are written. With --check, write "
+                    "nothing: exit 1 with a diff when a file on disk differs.")
     b.add_argument("--check", action="store_true", help="compare with the files on disk instead; exit 1 with a diff if stale")
-    b.add_argument("--out", default="generated", help="output folder (default: generated)")
+    add_output(b, "DIR", "output folder (default: generated)", default="generated")
     b.add_argument("--spec", action="append", metavar="FILE",
-                   help="build this spec file instead of the presets (repeatable)")
+                   help="build this spec file (TOML) instead of the presets (repeatable)")
+    b.add_argument("-j", "--jobs", type=int, metavar="N",
+                   help="worker processes (default: one per CPU); the files are the same for any N")
     b.set_defaults(run=_cmd_build)
 
-    pr = sub.add_parser("presets", help="list the bundled cells")
+    pr = sub.add_parser("presets", help="list the bundled cells",
+                        description="Print the name of every bundled cell, one a line: the names every "
+                                    "command takes as CELL.")
     pr.set_defaults(run=_cmd_presets)
 
     s = sub.add_parser("show", help="print a derivation, or chosen quantities of it")
-    s.add_argument("cell", help="preset name or spec file")
+    s.add_argument("cell", metavar=CELL, help=CELL_HELP)
     s.add_argument("quantity", nargs="*", help="backward quantities to print (default: the whole listing)")
     s.add_argument("--closed", action="store_true", help="also print each quantity's closed form")
     s.add_argument("--loss", choices=["upstream"], help="replace the loss head by a given gradient")

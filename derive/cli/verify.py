@@ -7,6 +7,7 @@ input could not be read). The judging itself is :mod:`derive.verifier`.
 
 from __future__ import annotations
 
+from derive.cli.options import CELL, CELL_HELP, SPEC_HELP
 from derive.errors import DeriveError, ExprError
 from derive.spec.expr import MAX_LENGTH
 from derive.verifier.formula import verify
@@ -22,12 +23,12 @@ def register_cli(sub) -> None:
                     "consistent states and symbolically where it is elementwise. Exit status 0 right, 1 wrong, "
                     "2 the input could not be read. The formula is read by a whitelisted parser; it is never run.",
     )
-    v.add_argument("preset", help="preset name or spec file (with --spec: the quantity)")
+    v.add_argument("preset", metavar=CELL, help=CELL_HELP + " (with --spec: the quantity)")
     # REMAINDER: a formula may start with `-` (`-y + yt_pred`), and the options
     # may come after the formula; _cmd_verify separates them.
     v.add_argument("args", nargs=argparse.REMAINDER, metavar="[QUANTITY] FORMULA",
                    help="the quantity and its formula, or one equation `name = formula`")
-    v.add_argument("--spec", metavar="FILE", help="your own spec file (TOML) instead of a preset")
+    v.add_argument("--spec", metavar="FILE", help=SPEC_HELP)
     v.add_argument("--latex", action="store_true", help="the formula is LaTeX (the notation's LaTeX names)")
     v.add_argument("--json", action="store_true", help="print the verdict as JSON")
     v.add_argument("--file", metavar="PATH", help="read the formula from a file (`-` for standard input)")
@@ -43,9 +44,9 @@ def register_cli(sub) -> None:
                     "its parameters filled by name from a random consistent state, and compare what it returns "
                     "with the derivation. Exit status 0 right, 1 wrong, 2 the input could not be read.",
     )
-    c.add_argument("preset", nargs="?", help="preset name or spec file (leave out with --spec)")
+    c.add_argument("preset", nargs="?", metavar=CELL, help=CELL_HELP + " (leave out with --spec)")
     c.add_argument("target", metavar="FILE.py:NAME", help="the function to check")
-    c.add_argument("--spec", metavar="FILE", help="your own spec file (TOML) instead of a preset")
+    c.add_argument("--spec", metavar="FILE", help=SPEC_HELP)
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.add_argument("--returns", metavar="NAMES", help="comma-separated names of what the function returns, in order")
     c.add_argument("--sequence", action="store_true",

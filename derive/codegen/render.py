@@ -63,23 +63,26 @@ __all__ = ["HEADER", "CodegenError", "Layout", "plan", "assign_into", "numpy_tex
            "fused_module"]
 
 
-def fused_module(derivation: Derivation) -> str:
-    """The fused module's text; CodegenError when the cell does not fit the frame."""
+def fused_module(derivation: Derivation, regenerate: str | None = None) -> str:
+    """The fused module's text; CodegenError when the cell does not fit the frame.
+    ``regenerate``: the command its header names (default: ``regenerate_command``)."""
     from derive.codegen.api import module_context
 
     context = module_context(plan(derivation))
+    if regenerate is not None:
+        context["regenerate"] = regenerate
     return render(context.pop("template"), **context)
 
 
-def render_module(derivation: Derivation) -> str:
+def render_module(derivation: Derivation, regenerate: str | None = None) -> str:
     """The text of generated/<name>.py for a derivation: fused if the cell
     fits the frame, else the unfused module (which states the reason)."""
     try:
-        return fused_module(derivation)
+        return fused_module(derivation, regenerate)
     except CodegenError as exc:
         from derive.codegen.unfused import unfused_module
 
-        return unfused_module(derivation, str(exc))
+        return unfused_module(derivation, str(exc), regenerate)
 
 
 def write_module(derivation: Derivation, path: str | Path) -> Path:

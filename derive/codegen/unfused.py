@@ -27,9 +27,13 @@ from derive.spec.pyprint import equation_text
 from derive.templating import render
 
 
-def unfused_module(derivation: Derivation, reason: str) -> str:
-    """The unfused module of ``derivation``; ``reason`` says why it is not fused."""
-    return render("numpy_unfused.py.j2", **unfused_context(derivation, reason))
+def unfused_module(derivation: Derivation, reason: str, regenerate: str | None = None) -> str:
+    """The unfused module of ``derivation``; ``reason`` says why it is not fused;
+    ``regenerate``: the command its header names (default: ``regenerate_command``)."""
+    context = unfused_context(derivation, reason)
+    if regenerate is not None:
+        context["regenerate"] = regenerate
+    return render("numpy_unfused.py.j2", **context)
 
 
 def unfused_context(full: Derivation, reason: str) -> dict:

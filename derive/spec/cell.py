@@ -545,6 +545,17 @@ def broadcast(a: Shape, b: Shape, what: str) -> Shape:
     return tuple(out)
 
 
+def _text(expr: sp.Expr) -> str:
+    """An expression as the user spells it (``concat(f * h_prev, x)``, not the
+    internal ``concat(0, f*h_prev, x)``)."""
+    from derive.spec.pyprint import to_python
+
+    try:
+        return to_python(expr)
+    except Exception:  # a printer gap must never hide the real message
+        return sp.sstr(expr)
+
+
 def infer_shape(expr: sp.Expr, shapes: Mapping[str, Shape]) -> Shape:
     """The shape of an array expression; raises ShapeError with the operands."""
     if isinstance(expr, sp.Symbol):
@@ -554,7 +565,7 @@ def infer_shape(expr: sp.Expr, shapes: Mapping[str, Shape]) -> Shape:
     if isinstance(expr, (sp.Add, sp.Mul)):
         out: Shape = ()
         for arg in expr.args:
-            out = broadcast(out, infer_shape(arg, shapes), f"`{sp.sstr(expr)}`")
+            out = broadcast(out, infer_shape(arg, shapes), f"`{_text(expr)}`")
         return out
     if isinstance(expr, sp.Pow):
         return infer_shape(expr.base, shapes)
@@ -567,7 +578,7 @@ def infer_shape(expr: sp.Expr, shapes: Mapping[str, Shape]) -> Shape:
         inner_a = a[-1]
         inner_b = b[0] if len(b) == 1 else b[-2]
         if not same_dim(inner_a, inner_b):
-            left, right = (sp.sstr(x) for x in expr.args)
+            left, right = (_text(x) for x in expr.args)
             raise ShapeError(
                 f"shape mismatch in `{left} @ {right}`: {left} is {fmt_shape(a)} and {right} is "
                 f"{fmt_shape(b)}; the inner dimensions {inner_a} and {inner_b} differ"
@@ -603,4 +614,4 @@ def infer_shape(expr: sp.Expr, shapes: Mapping[str, Shape]) -> Shape:
         ax = min(int(axis), len(shape) - 1)
         shape[ax] = sp.Integer(1)
         return tuple(shape)
-    raise ShapeError(f"cannot infer the shape of `{sp.sstr(expr)}`")
+    raise ShapeError(f"cannot infer the shape of `{_text(expr)}`")

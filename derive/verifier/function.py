@@ -206,7 +206,10 @@ def load_function(target: str) -> Callable:
     obj: Any = module
     for part in name.split("."):
         if not hasattr(obj, part):
-            raise DeriveError(f"{path} has no `{name}`")
+            from derive.spec.expr import suggest
+
+            near = [n for n in dir(obj) if not n.startswith("__") and callable(getattr(obj, n, None))]
+            raise DeriveError(f"{path} has no `{name}`{suggest(part, near)}")
         obj = getattr(obj, part)
     if not callable(obj):
         raise DeriveError(f"`{name}` in {path} is not a function")
@@ -400,7 +403,9 @@ def _check_cell(ctx, fn, fname, conv, returns) -> FunctionReport:
         result, error = _call(fn, args, kwargs)
         if error is not None:
             report.error = error
-            report.message = f"wrong: {fname} raised {error}"
+            report.message = (f"wrong: {fname} raised {error}\n  (it was called as one step of the cell, with "
+                              "arrays of one time step; if it runs through a whole sequence, check it with "
+                              "--sequence)")
             return report
         outputs = _outputs(ctx, result, me, returns, env)
         for key, (name, value) in outputs.items():

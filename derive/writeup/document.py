@@ -487,25 +487,27 @@ def _content(derivation) -> dict:
     }
 
 
-def _render(derivation, fmt: Format, template: str) -> str:
+def _render(derivation, fmt: Format, template: str, regenerate: str | None = None) -> str:
     from derive.writeup.graph import mermaid, tikz
 
     c = dict(_content(derivation))
     c["graph_code"] = tikz(c["graph"]) if fmt.name == "tex" else mermaid(c["graph"])
     text = render(template, f=fmt, c=c, generated_by=GENERATED_BY, shift=shift_time, at_step=at_step,
-                  label_key=label_key, regenerate=regenerate_command(derivation.cell),
+                  label_key=label_key, regenerate=regenerate or regenerate_command(derivation.cell),
                   cell_arg=command_argument(derivation.cell))
     return re.sub(r"\n{3,}", "\n\n", text).rstrip("\n") + "\n"
 
 
-def render_tex(derivation) -> str:
-    """The LaTeX article of a derivation (see the module docstring)."""
-    return _render(derivation, TexFormat(), "writeup.tex.j2")
+def render_tex(derivation, regenerate: str | None = None) -> str:
+    """The LaTeX article of a derivation (see the module docstring); ``regenerate``:
+    the command its header names (default: ``regenerate_command``)."""
+    return _render(derivation, TexFormat(), "writeup.tex.j2", regenerate)
 
 
-def render_markdown(derivation) -> str:
-    """The Markdown page of a derivation (see the module docstring)."""
-    return _render(derivation, MarkdownFormat(), "writeup.md.j2")
+def render_markdown(derivation, regenerate: str | None = None) -> str:
+    """The Markdown page of a derivation (see the module docstring); ``regenerate``:
+    the command its header names (default: ``regenerate_command``)."""
+    return _render(derivation, MarkdownFormat(), "writeup.md.j2", regenerate)
 
 
 # ---------------------------------------------------------------------------

@@ -24,7 +24,11 @@ _GROUPS = [
 ]
 
 
-def render_listing(derivation) -> str:
+def render_listing(derivation, regenerate: str | None = None, banner: bool = True) -> str:
+    """The plain-text listing of a derivation (generated/<name>.txt). ``banner``:
+    the generated file's first lines (DO NOT EDIT, the command that regenerates it);
+    ``lstm-derive show`` prints it without them. ``regenerate``: that command
+    (default: ``regenerate_command``)."""
     cell = derivation.cell
     symbols = [
         {"name": s.name, "role": s.role, "shape": fmt_shape(s.shape), "meaning": s.meaning}
@@ -42,7 +46,8 @@ def render_listing(derivation) -> str:
             closed.append(f"{name} = {to_python(derivation.closed_form(name))}")
     return render(
         "listing.txt.j2",
-        regenerate=regenerate_command(cell),
+        regenerate=regenerate or regenerate_command(cell),
+        banner=banner,
         title=cell.title,
         source=cell.source or "user spec",
         layout=cell.layout,
