@@ -318,11 +318,22 @@ def equation_latex(eq: sp.Eq, cell: Cell) -> str:
 
 
 def derivation_latex(derivation) -> str:
+    """The forward and backward equations as one LaTeX ``aligned`` block (what a
+    Derivation shows in Jupyter). An equation whose name is displayed as its own
+    right side (the course's ``concat``, shown as the stacked vector) would read
+    ``x = x`` and is left out."""
     cell = derivation.cell
-    rows = [to_latex(eq.lhs, cell) + " &= " + to_latex(eq.rhs, cell) for eq in derivation.forward]
-    rows += [r"\\[4pt]"]
-    rows += [to_latex(eq.lhs, cell) + " &= " + to_latex(eq.rhs, cell) for eq in derivation.backward]
-    return r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}"
+
+    def rows(equations):
+        out = []
+        for eq in equations:
+            lhs, rhs = to_latex(eq.lhs, cell), to_latex(eq.rhs, cell)
+            if lhs != rhs:
+                out.append(lhs + " &= " + rhs)
+        return out
+
+    return (r"\begin{aligned}" + r" \\ ".join(rows(derivation.forward) + [r"\\[4pt]"] + rows(derivation.backward))
+            + r"\end{aligned}")
 
 
 # ---------------------------------------------------------------------------
