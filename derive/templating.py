@@ -33,6 +33,16 @@ def _template_text(name: str) -> str:
     return path.read_text("utf-8")
 
 
+def template_texts() -> dict[str, str]:
+    """Every template's name and text, as :func:`render` reads them (for cache keys)."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "templates").is_dir():
+        names = [p.name for p in (checkout / "templates").glob("*.j2")]
+    else:
+        names = [p.name for p in resources.files("derive.templates").iterdir() if p.name.endswith(".j2")]
+    return {name: _template_text(name) for name in sorted(names)}
+
+
 @functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     return jinja2.Environment(
