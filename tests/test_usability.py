@@ -208,3 +208,20 @@ def test_build_cache_reads_back_a_cell_whose_inputs_did_not_change(tmp_path, mon
     monkeypatch.setenv("LSTM_DERIVE_CACHE", "off")
     with pytest.raises(AssertionError, match="rendered again"):
         build.render_one(str(spec), "out")
+
+
+@pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(), reason="needs fork")
+def test_an_error_in_a_build_worker_is_one_clear_message(monkeypatch):
+    from derive.errors import DeriveError, SpecError
+
+    def broken(name, out):
+        raise SpecError(f"{name}.toml", "broken", "x = y")
+
+    monkeypatch.setattr(build, "render_one", broken)  # the forked workers inherit it
+    with pytest.raises(DeriveError, match=r"^(elman|gru)\.toml, equation `x = y`: broken$"):
+        build.render_all(["elman", "gru"], jobs=2)
+
+
+def test_build_jobs_must_be_positive(capsys):
+    code, out, err = run(capsys, "build", "-j", "0")
+    assert code == 2 and "--jobs must be 1 or more" in err

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from derive.codegen.render import render_module
+from derive.errors import DeriveError
 from derive.derivation import Derivation, derive, load_cell, presets, regenerate_command, spec_text
 from derive.templating import template_texts
 from derive.verifier.cache import cache_dir
@@ -153,7 +154,7 @@ def render_all(names: Iterable[str] | None = None, out: str | Path = DEFAULT_OUT
                 progress(len(results), len(names), name)
     else:
         with ProcessPoolExecutor(max_workers=min(jobs, len(names)), mp_context=_context()) as pool:
-            futures = {pool.submit(render_one, name, out): name for name in names}
+            futures = {pool.submit(_render_in_worker, name, out): name for name in names}
             for future in as_completed(futures):
                 name = futures[future]
                 results[name] = future.result()
@@ -163,6 +164,15 @@ def render_all(names: Iterable[str] | None = None, out: str | Path = DEFAULT_OUT
     for name in names:  # the order of the names, whatever order the workers finished in
         files.update(results[name])
     return files
+
+
+def _render_in_worker(name: str, out: str) -> dict[str, str]:
+    """:func:`render_one` in a worker process: an error comes back as a plain
+    DeriveError with the same message (the subclasses do not pickle)."""
+    try:
+        return render_one(name, out)
+    except DeriveError as exc:
+        raise DeriveError(str(exc)) from None
 
 
 def default_jobs() -> int:

@@ -33,16 +33,19 @@ def _progress(done: int, total: int, name: str) -> None:
 
 def _cmd_build(args) -> int:
     from derive.cli import build as build_mod
-    from derive.derivation import derive, presets
+    from derive.derivation import load_cell, presets
 
     out = Path(args.output)
+    if args.jobs is not None and args.jobs < 1:
+        print(f"lstm-derive: --jobs must be 1 or more, not {args.jobs}", file=sys.stderr)
+        return 2
     if args.check and not out.is_dir():
         where = "here" if args.output == build_mod.DEFAULT_OUT else f"at {args.output}"
         print(f"lstm-derive: no {out.as_posix()}/ {where}: `build --check` compares the generated files of a "
               "checkout; run it at the top of one, or give -o DIR", file=sys.stderr)
         return 2
     if args.spec:  # only the user's cells: their four files each, not the presets' forty
-        names = [derive(spec).name for spec in args.spec]
+        names = [load_cell(spec).name for spec in args.spec]  # a bad spec fails here, before any work
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             print(f"lstm-derive: two --spec files have the name `{twice[0]}`; their files would overwrite "
