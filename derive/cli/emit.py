@@ -57,15 +57,14 @@ def _cmd_numpy(args) -> int:
 
 
 def _regenerate_one(args) -> str | None:
-    """The command a module written by ``numpy -o FILE`` names in its header: the one
-    that wrote it (None, the default build command, when it went to standard output)."""
+    """The command a spec's module written by ``numpy -o FILE`` names in its header:
+    the one that wrote it. None (the default, ``regenerate_command``) for a preset,
+    whose module is generated/<preset>.py byte for byte, and for standard output."""
     from derive.derivation import command_path, is_preset, load_cell
 
-    if not args.output:
+    if not args.output or is_preset(load_cell(args.cell)):
         return None
-    cell = load_cell(args.cell)
-    name = cell.name if is_preset(cell) else command_path(args.cell)
-    return f"lstm-derive numpy {name} -o {command_path(args.output)}"
+    return f"lstm-derive numpy {command_path(args.cell)} -o {command_path(args.output)}"
 
 
 def _cmd_bench(args) -> int:
