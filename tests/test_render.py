@@ -10,7 +10,9 @@ before MathJax sees it; a ``$`` pairing across a code span) and the mermaid
 blocks drawn. Asserted:
 
 - every generated page: no MathJax error, no hazard, at least one formula, and
-  one drawn svg per ```mermaid block of the file;
+  one drawn svg per ```mermaid block of the file, at 0.55 of its natural size
+  or more in a 980 px column (the three steps side by side, left to right,
+  were drawn at 0.12: no label could be read);
 - tests/render/canary.md, a page broken in each of those ways, is reported
   broken in each of them (so a clean report is not the checker seeing nothing).
 
@@ -74,6 +76,8 @@ def test_page_renders_as_on_github(page):
     assert blocks >= 1
     assert report["mermaidBlocks"] == blocks
     assert report["mermaidDrawn"] == blocks, report["mermaidErrors"]
+    # drawn at a readable size: a diagram wider than the page is shrunk, labels and all
+    assert report["mermaidScale"] >= 0.55, f"{page.name}: the diagram is drawn at {report['mermaidScale']:.2f} of its size"
 
 
 def test_the_checker_sees_what_is_broken():

@@ -267,7 +267,7 @@ def test_stacked_and_sliced_matrix_formulas_equal_the_per_gate_equations(name):
 def _check_markdown(md: str) -> None:
     lines = md.splitlines()
     assert md.count("$$") % 2 == 0
-    assert "```mermaid\nflowchart LR" in md
+    assert "```mermaid\nflowchart TB" in md
     assert r"\label" not in md
     header = None
     for line in lines:  # every table row has its header's number of cells

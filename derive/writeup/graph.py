@@ -304,15 +304,16 @@ def _adjoint(u: Unrolled, a: Vertex, b: Vertex, e: Edge) -> str:
 
 
 def mermaid(u: Unrolled) -> str:
-    """A mermaid ``flowchart`` (GitHub renders it)."""
-    lines = ["flowchart LR"]
+    """A mermaid ``flowchart`` (GitHub renders it), top to bottom: three steps
+    side by side would be scaled down to the page's width until no label can
+    be read; stacked, they keep their size."""
+    lines = ["flowchart TB"]
     suffix = {-1: " (t-1)", 0: " (t)", 1: " (t+1)"}
     for v in u.vertices:
         if v.kind == "stub" and v.step == -2:
             lines.append(f'  {v.id}(["{v.text} (t-1)"])')
     for k in STEPS:
         lines.append(f'  subgraph band{k + 2}["step {_LABEL[k]}"]')
-        lines.append("    direction LR")
         for v in u.vertices:
             if v.step == k and v.kind != "stub":
                 shape = ('(["', '"])') if v.kind == "input" else (('[/"', '"/]') if v.kind == "loss" else ('["', '"]'))

@@ -4,7 +4,8 @@
 //   node tests/render/render.mjs [--screenshots DIR] [--chromium PATH] FILE.md ...
 //
 // prints one JSON object: { "pages": [ { "file", "math", "mathErrors": [...],
-// "hazards": [...], "mermaidBlocks", "mermaidDrawn", "mermaidErrors": [...] } ] }
+// "hazards": [...], "mermaidBlocks", "mermaidDrawn", "mermaidErrors": [...],
+// "mermaidScale" (the smallest scale a diagram is drawn at in a 980 px column) } ] }
 // and exits 0 (the caller, tests/test_render.py, judges).
 //
 // How a page is rendered (no network: every script is a file:// path into
@@ -144,7 +145,7 @@ window.MathJax = {
 <script src="${MERMAID}"></script>
 <script>
 async function check(article) {
-  const result = { math: 0, mathErrors: [], mermaidBlocks: 0, mermaidDrawn: 0, mermaidErrors: [] };
+  const result = { math: 0, mathErrors: [], mermaidBlocks: 0, mermaidDrawn: 0, mermaidErrors: [], mermaidScale: 1 };
   try {
     await MathJax.typesetPromise([article]);
     const spans = [...article.querySelectorAll('.math')];
@@ -169,7 +170,12 @@ async function check(article) {
       const svg = block.querySelector('svg');
       const error = !svg || svg.getAttribute('aria-roledescription') === 'error' || block.querySelector('.error-icon');
       if (error) result.mermaidErrors.push({ source: block.dataset.source || '', error: svg ? [...svg.querySelectorAll('text')].map((t) => t.textContent).join(' ').slice(0, 200) : 'no svg' });
-      else result.mermaidDrawn += 1;
+      else {
+        result.mermaidDrawn += 1;
+        // the scale the page draws it at: below 1 the labels shrink with it
+        const box = svg.viewBox && svg.viewBox.baseVal;
+        if (box && box.width) result.mermaidScale = Math.min(result.mermaidScale, svg.getBoundingClientRect().width / box.width);
+      }
     }
   } catch (e) { result.mermaidErrors.push({ source: '', error: 'mermaid failed: ' + e }); }
   return result;
