@@ -267,7 +267,7 @@ def test_stacked_and_sliced_matrix_formulas_equal_the_per_gate_equations(name):
 def _check_markdown(md: str) -> None:
     lines = md.splitlines()
     assert md.count("$$") % 2 == 0
-    assert "```mermaid\nflowchart LR" in md
+    assert "```mermaid\nflowchart TB" in md
     assert r"\label" not in md
     header = None
     for line in lines:  # every table row has its header's number of cells
@@ -278,9 +278,19 @@ def _check_markdown(md: str) -> None:
             assert cells == header, line
         else:
             header = None
-    for block in re.findall(r"\$\$\n(.*?)\n\$\$", md, flags=re.S):
+    # display math is a ```math block (raw TeX on GitHub), never $$ (GitHub's
+    # Markdown would take the backslash of \\ and \{ in it); tests/test_render.py
+    # renders the pages
+    assert "$$" not in md
+    blocks = re.findall(r"```math\n(.*?)\n```", md, flags=re.S)
+    assert blocks
+    for block in blocks:
         assert block.count(r"\begin{aligned}") == block.count(r"\end{aligned}")
         assert "|" not in block.replace(r"\vert", "")
+        assert r"\tag{\text" not in block  # MathJax reads a tag in text mode
+    prose = re.sub(r"```.*?```", "", md, flags=re.S)
+    for inline in re.findall(r"(?<![$`])\$([^$`\n]+)\$(?![`$])", prose):
+        assert not re.search(r"\\[!-/:-@[-`{-~]", inline), inline  # such math goes in $`...`$
 
 
 @pytest.mark.parametrize("name", PRESETS)

@@ -2,7 +2,7 @@ r"""Write-ups: a derivation as a LaTeX article and as a GitHub Markdown page.
 
 Contract. ``render_tex(derivation)`` returns a standalone LaTeX article
 (``generated/<preset>.tex``) and ``render_markdown(derivation)`` a Markdown
-page (``generated/<preset>.md``, math in ``$…$`` / ``$$…$$`` and a mermaid
+page (``generated/<preset>.md``, math in ``$…$`` / ``$`…`$`` / ```` ```math ```` blocks and a mermaid
 diagram, as GitHub renders them), both from ``templates/writeup.*.j2``, in the
 notation of the cell and with the same content:
 

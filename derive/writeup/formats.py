@@ -8,7 +8,7 @@ template never escapes anything itself.
 
 from __future__ import annotations
 
-
+import re
 
 from derive.writeup.explain import Display, Row
 from derive.spec.latex import escape_code, escape_markdown, escape_text
@@ -97,7 +97,7 @@ class MarkdownFormat(Format):
         if not tex:
             return ""
         tex = _md_math(tex)
-        if "\\\\" in tex or "*" in tex or "`" in tex:
+        if _MARKDOWN_ESCAPE.search(tex) or "*" in tex or "`" in tex:
             return "$`" + tex + "`$"
         return "$" + tex + "$"
 
@@ -115,14 +115,16 @@ class MarkdownFormat(Format):
         return "\n\n".join(self.display(d) for d in disps)
 
     def rows(self, rows: list[Row], note: str = "") -> str:
-        return self._math(rows, r"\tag{" + note + "}" if note else "")
+        return self._math(rows, r"\tag{" + _tag_text(note) + "}" if note else "")
 
     @staticmethod
     def _math(rows: list[Row], tag: str) -> str:
+        # a ```math block, not $$: GitHub reads $$...$$ as Markdown first and drops
+        # the backslash of \\ (the line break), \{, \, ...; a math block is raw TeX
         if len(rows) == 1:
-            return f"$$\n{_md_math(rows[0].lhs)} = {_md_math(rows[0].rhs)}{tag}\n$$"
+            return f"```math\n{_md_math(rows[0].lhs)} = {_md_math(rows[0].rhs)}{tag}\n```"
         body = " \\\\\n".join(_md_math(_row(r)) for r in rows)
-        return "$$\n\\begin{aligned}\n" + body + "\n\\end{aligned}" + tag + "\n$$"
+        return "```math\n\\begin{aligned}\n" + body + "\n\\end{aligned}" + tag + "\n```"
 
 
 def _row(row: Row) -> str:
@@ -130,6 +132,21 @@ def _row(row: Row) -> str:
     if not row.lhs and row.rhs.startswith("\\quad "):
         return "& " + row.rhs
     return f"{row.lhs} &= {row.rhs}"
+
+
+# a backslash before ASCII punctuation: a Markdown escape, which GitHub takes out
+# of $...$ before MathJax sees it (\\ \{ \} \_ \, \; \! \|); such math goes in $`...`$
+_MARKDOWN_ESCAPE = re.compile(r"\\[!-/:-@[-`{-~]")
+
+
+def _tag_text(note: str) -> str:
+    r"""A ``\tag``'s text: MathJax reads it in text mode, where ``\text``,
+    ``\texttt`` and ``_`` are errors: ``\text{from B12}`` -> ``from B12``,
+    ``\texttt{weight\_ih}`` -> ``$\texttt{weight\_ih}$`` (math inside the tag)."""
+    m = re.fullmatch(r"\\text\{([^{}$_]*)\}", note)
+    if m:
+        return m.group(1)
+    return "$" + note + "$" if "\\" in note or "_" in note else note
 
 
 def _md_math(tex: str) -> str:

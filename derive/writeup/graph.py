@@ -35,6 +35,12 @@ GAP = 0.45  # cm between two columns' boxes
 DY = 0.95  # cm between rows
 LANE = 0.85  # cm from the outermost row to a lane
 BLOCK_GAP = 0.7  # cm between two steps
+# The PDF's figure is a landscape page (A4, 2 cm margins): 25.7 cm of line. A
+# wider picture is first squeezed along x (the gaps between the boxes shrink,
+# the labels keep their size), by at most SQUEEZE, and only then scaled down
+# as a whole by the template; labels stay near body size.
+LINE_CM = 25.2
+SQUEEZE = 0.8
 
 
 @dataclass
@@ -221,7 +227,9 @@ def _f(x: float) -> str:
 def tikz(u: Unrolled) -> str:
     """A ``tikzpicture`` of the unrolled graph."""
     vs = {v.id: v for v in u.vertices}
-    out = [r"\begin{tikzpicture}[>={Stealth[length=1.8mm]}, font=\small,",
+    natural = max(v.x + v.w / 2 for v in u.vertices) - min(v.x - v.w / 2 for v in u.vertices)
+    squeeze = max(SQUEEZE, min(1.0, LINE_CM / natural))
+    out = [rf"\begin{{tikzpicture}}[x={_f(squeeze)}cm, >={{Stealth[length=1.8mm]}}, font=\small,",
            r"  v/.style={draw, rounded corners=2pt, inner sep=2pt, minimum height=5.5mm, fill=white},",
            r"  gate/.style={v, fill=yellow!25}, input/.style={v, fill=green!12},",
            r"  loss/.style={v, fill=red!10}, stub/.style={font=\footnotesize, text=gray},",
@@ -296,15 +304,16 @@ def _adjoint(u: Unrolled, a: Vertex, b: Vertex, e: Edge) -> str:
 
 
 def mermaid(u: Unrolled) -> str:
-    """A mermaid ``flowchart`` (GitHub renders it)."""
-    lines = ["flowchart LR"]
+    """A mermaid ``flowchart`` (GitHub renders it), top to bottom: three steps
+    side by side would be scaled down to the page's width until no label can
+    be read; stacked, they keep their size."""
+    lines = ["flowchart TB"]
     suffix = {-1: " (t-1)", 0: " (t)", 1: " (t+1)"}
     for v in u.vertices:
         if v.kind == "stub" and v.step == -2:
             lines.append(f'  {v.id}(["{v.text} (t-1)"])')
     for k in STEPS:
         lines.append(f'  subgraph band{k + 2}["step {_LABEL[k]}"]')
-        lines.append("    direction LR")
         for v in u.vertices:
             if v.step == k and v.kind != "stub":
                 shape = ('(["', '"])') if v.kind == "input" else (('[/"', '"/]') if v.kind == "loss" else ('["', '"]'))
