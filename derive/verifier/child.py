@@ -214,6 +214,24 @@ def run_pair(row, pair, names: dict, job: dict) -> dict:
     return first
 
 
+def diagnose(preset: str, fn) -> dict:
+    """Referee (b): the derivation of ``preset`` with the user's function's
+    arguments filled by the notation's names (:func:`derive.verifier.function.check`),
+    for the term-level diagnosis of outputs referee (a) found wrong."""
+    from derive.verifier.function import check
+
+    if not callable(fn):
+        return {}
+    try:
+        report = check(preset, fn)
+    except _OutOfTime:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the diagnosis is optional; the verdict stands without it
+        return {"error": _error(exc)}
+    return {"outputs": {o.key: o.message for o in report.outputs if not o.ok and o.cause},
+            "notes": list(report.notes)}
+
+
 def main(jobfile: str) -> None:
     job = json.loads(open(jobfile, encoding="utf-8").read())
     answer: dict = {"pairs": [], "notes": []}
@@ -225,9 +243,12 @@ def main(jobfile: str) -> None:
         names, answer["notes"] = load(job)
         answer["functions"] = sorted(k for k, v in names.items() if callable(v) and not k.startswith("_")
                                      and getattr(v, "__module__", None) in job["modules"])
-        for row in apis.ROWS:
-            for pair in row.find(names):
-                answer["pairs"].append(run_pair(row, pair, names, job))
+        if job.get("diagnose"):
+            answer["diagnoses"] = {name: diagnose(preset, names.get(name)) for name, preset in job["diagnose"]}
+        else:
+            for row in apis.ROWS:
+                for pair in row.find(names):
+                    answer["pairs"].append(run_pair(row, pair, names, job))
     except _OutOfTime:
         answer["timeout"] = True
     finally:
