@@ -117,11 +117,12 @@ def map_returned(result, order: tuple[str, ...], fn, known: set[str]) -> dict[st
     names = returned_names(fn) or []
     if len(names) != len(values):
         names = []
+    claimed = {target(n) for n in names} - {None}
     for i, value in enumerate(values):
-        t = target(names[i]) if i < len(names) else None
-        key = names[i] if i < len(names) else f"output {i + 1}"
-        if t is None and i < len(order) and not names:
-            t = order[i]
+        t = target(names[i]) if names else None
+        key = names[i] if names else f"output {i + 1}"
+        if t is None and i < len(order) and order[i] not in claimed:
+            t = order[i]  # an expression or another spelling: the API's order decides
         out[t or f"?{key}"] = (key, value)
     return out
 
