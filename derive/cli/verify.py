@@ -38,13 +38,14 @@ def register_cli(sub) -> None:
 
     c = sub.add_parser(
         "check",
-        help="is my backward code right? check FILE.py/.ipynb ... (runs your functions in a child process)",
+        help="is my backward code right? check FILE.py/.ipynb ... (RUNS your functions, in a child process)",
         description="lstm-derive check FILE [FILE ...]: read your .py files or Jupyter notebook (only imports, "
                     "definitions and constants are run, in a child process with a time and a memory limit), find "
                     "every forward/backward pair of a known API (the Coursera notebook, CS231n, min-char-rnn, layer "
                     "classes), feed each backward the cache your own forward made, and compare every gradient with "
                     "central differences of your forward. Or, for one function against a preset or spec: "
-                    "lstm-derive check PRESET FILE.py:NAME. Exit status 0 all right, 1 something wrong or "
+                    "lstm-derive check PRESET FILE.py:NAME, which imports FILE (this RUNS its top-level code: check only code "
+                    "you trust). Exit status 0 all right, 1 something wrong or "
                     "incomplete, 2 nothing could be checked.",
     )
     c.add_argument("items", nargs="+", metavar="FILE | PRESET FILE.py:NAME",
