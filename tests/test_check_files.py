@@ -313,3 +313,16 @@ def test_bad_arguments_are_one_message():
     proc = subprocess.run([sys.executable, "-m", "derive", "check", str(FAILING / "partial.py"), "--sizes", "n_a"],
                           capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 2 and "--sizes" in proc.stderr
+
+
+def test_explicit_pair_with_forward_option(tmp_path):
+    """Functions of a known API under the user's own names: FILE.py:BACKWARD --forward FORWARD."""
+    src = (CODE / "cs231n_layers.py").read_text()
+    src = src.replace("rnn_step_forward", "my_step").replace("rnn_step_backward", "my_step_back")
+    f = tmp_path / "renamed.py"
+    f.write_text(src)
+    status, report = run_check(f"{f}:my_step_back", "--forward", "my_step")
+    assert status == 0 and verdicts(report) == {"my_step_back": "right"}
+    assert "Elman" in report["functions"][0]["recognition"]
+    status, report = run_check(f"{f}:my_step_back", "--forward", "no_such_forward")
+    assert status == 2 and "no_such_forward" in json.dumps(report)

@@ -58,6 +58,8 @@ def register_cli(sub) -> None:
     c.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                    help="time limit for your code (default 5 s)")
     c.add_argument("--sizes", metavar="NAME=N,...", help="sizes your code needs, e.g. n_a=5,n_x=3")
+    c.add_argument("--forward", metavar="NAME",
+                   help="with FILE.py:NAME and no preset: your forward function, whose cache NAME takes")
     c.add_argument("--allow-missing", action="store_true",
                    help="a backward that returns only some gradients may still be right")
     c.set_defaults(run=_cmd_check)
@@ -174,6 +176,8 @@ def _is_target(item: str) -> bool:
 def _cmd_check(args) -> int:
     """`check FILE [FILE ...]` scans files; `check [PRESET] FILE.py:NAME` checks one function."""
     targets = [i for i in args.items if _is_target(i)]
+    if targets and args.forward is not None and args.spec is None and len(targets) == len(args.items):
+        return _cmd_check_files(args, targets)
     if targets:
         return _cmd_check_function(args, targets)
     return _cmd_check_files(args)
@@ -201,18 +205,28 @@ def _cmd_check_function(args, targets: list[str]) -> int:
     return report.status
 
 
-def _cmd_check_files(args) -> int:
+def _cmd_check_files(args, targets: list[str] | None = None) -> int:
     import json
 
     try:
         from derive.verifier.check_files import check_files, parse_sizes
 
+        pair = None
+        files = list(args.items)
+        if targets:  # FILE.py:BACKWARD [FILE ...] --forward FORWARD
+            backward = {t.rpartition(":")[2] for t in targets}
+            if len(backward) != 1:
+                raise DeriveError("with --forward, name one backward function: FILE.py:NAME")
+            files = [t.rpartition(":")[0] for t in targets]
+            pair = (args.forward, backward.pop())
+        elif args.forward is not None:
+            raise DeriveError("--forward NAME goes with FILE.py:NAME, the backward that takes its cache")
         if args.spec is not None:
             raise DeriveError("--spec goes with FILE.py:NAME (one function); to scan files give only the files")
         if not (0 < args.timeout <= 3600):
             raise DeriveError("--timeout: give a number of seconds between 0 and 3600")
-        report = check_files(args.items, sizes=parse_sizes(args.sizes), timeout=args.timeout,
-                             allow_missing=args.allow_missing)
+        report = check_files(list(dict.fromkeys(files)), sizes=parse_sizes(args.sizes), timeout=args.timeout,
+                             allow_missing=args.allow_missing, pair=pair)
     except DeriveError as exc:
         return _emit_error(args, exc)
     if args.json:

@@ -185,13 +185,15 @@ def judge_pair(raw: dict, allow_missing: bool = False) -> PairVerdict:
 
 
 def check_files(paths: list[str], *, sizes: dict[str, int] | None = None, timeout: float = 5.0,
-                allow_missing: bool = False, recognise: bool = True) -> FilesReport:
-    """Every known forward/backward pair in ``paths``, checked (see the module docstring)."""
+                allow_missing: bool = False, recognise: bool = True,
+                pair: tuple[str, str] | None = None) -> FilesReport:
+    """Every known forward/backward pair in ``paths``, checked (see the module docstring);
+    with ``pair`` (forward, backward), only those two functions, named by the user."""
     prepared = userfiles.prepare(paths)
     report = FilesReport([str(p) for p in paths], notes=list(prepared.notes))
     try:
         job = {"folder": str(prepared.folder), "modules": prepared.modules, "sizes": dict(sizes or {}),
-               "budget": timeout}
+               "budget": timeout, **({"pair": list(pair)} if pair else {})}
         try:
             answer = sandbox.run_child(job, timeout=timeout + sandbox.STARTUP_SECONDS)
         except sandbox.CouldNotCheck as exc:
@@ -234,6 +236,8 @@ DIAGNOSABLE = {"coursera": ("coursera", "coursera_rnn")}
 def _diagnose(report: FilesReport, job: dict, timeout: float) -> None:
     """Referee (b) for the wrong outputs of functions in the course's names: a
     second child runs the derivation's check on them and names the cause."""
+    if job.get("pair"):
+        return
     wanted = [(p.backward, p.preset) for p in report.pairs
               if p.verdict == "wrong" and p.preset in DIAGNOSABLE.get(p.family, ())]
     if not wanted:

@@ -214,6 +214,33 @@ def run_pair(row, pair, names: dict, job: dict) -> dict:
     return first
 
 
+def run_named_pair(pair: tuple[str, str], names: dict, job: dict) -> dict | None:
+    """``--forward F`` with ``FILE:B``: the user's own names for a known API's
+    pair. Every row whose signatures fit is tried; the first whose forward runs
+    at its shapes is the API."""
+    missing = [n for n in pair if n not in names]
+    if missing:
+        return {"forward": pair[0], "backward": pair[1], "status": "error", "stage": "api",
+                "error": f"no function `{missing[0]}` in the files"}
+    import dataclasses
+
+    first = None
+    for row in apis.ROWS:
+        if not isinstance(row, apis.FunctionPairs):
+            continue
+        renamed = dataclasses.replace(row, forward=pair[0], backward=pair[1])
+        if not renamed.find(names):
+            continue
+        report = run_pair(renamed, pair, names, job)
+        if report:
+            report["api_forward"] = row.forward  # the API's own name, for recognition
+        if report and report.get("status") == "ok":
+            return report
+        first = first or report
+    return first or {"forward": pair[0], "backward": pair[1], "status": "error", "stage": "api",
+                     "error": f"`{pair[0]}` and `{pair[1]}` have the signatures of no known API's forward and backward"}
+
+
 def diagnose(preset: str, fn) -> dict:
     """Referee (b): the derivation of ``preset`` with the user's function's
     arguments filled by the notation's names (:func:`derive.verifier.function.check`),
@@ -245,6 +272,8 @@ def main(jobfile: str) -> None:
                                      and getattr(v, "__module__", None) in job["modules"])
         if job.get("diagnose"):
             answer["diagnoses"] = {name: diagnose(preset, names.get(name)) for name, preset in job["diagnose"]}
+        elif job.get("pair"):
+            answer["pairs"].append(run_named_pair(tuple(job["pair"]), names, job))
         else:
             for row in apis.ROWS:
                 for pair in row.find(names):

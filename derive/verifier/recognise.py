@@ -159,7 +159,7 @@ def _states_note(rec: Recogniser, raw: dict) -> str:
 def describe(raw: dict) -> str:
     """One line on what the user's forward computes ('' when no row applies)."""
     family, fwd = raw.get("family"), raw.get("forward")
-    rec = RECOGNISERS.get((family, fwd))
+    rec = RECOGNISERS.get((family, raw.get("api_forward", fwd)))
     sample = raw.get("sample")
     if rec is None or not sample or any(v is None for v in sample["outputs"].values()):
         return ""
