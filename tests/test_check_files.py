@@ -326,3 +326,32 @@ def test_explicit_pair_with_forward_option(tmp_path):
     assert "Elman" in report["functions"][0]["recognition"]
     status, report = run_check(f"{f}:my_step_back", "--forward", "no_such_forward")
     assert status == 2 and "no_such_forward" in json.dumps(report)
+
+
+def test_recognition_reads_the_gate_order_and_says_when_the_forward_is_another_cell(tmp_path):
+    src = (CODE / "cs231n_layers.py").read_text()
+    reordered = src.replace(
+        "i, f, o, g = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), sigmoid(a[:, 2 * H:3 * H]), np.tanh(a[:, 3 * H:])",
+        "o, g, f, i = sigmoid(a[:, :H]), np.tanh(a[:, H:2 * H]), sigmoid(a[:, 2 * H:3 * H]), sigmoid(a[:, 3 * H:])")
+    reordered = reordered.replace(
+        "da = np.hstack((dnext_c * g * i * (1 - i), dnext_c * prev_c * f * (1 - f),\n"
+        "                    dnext_h * tc * o * (1 - o), dnext_c * i * (1 - g ** 2)))",
+        "da = np.hstack((dnext_h * tc * o * (1 - o), dnext_c * i * (1 - g ** 2),\n"
+        "                    dnext_c * prev_c * f * (1 - f), dnext_c * g * i * (1 - i)))")
+    assert reordered.count("o, g, f, i") == 1 and "dnext_h * tc * o * (1 - o), dnext_c * i" in reordered
+    f = tmp_path / "reordered.py"
+    f.write_text(reordered)
+    status, report = run_check(str(f))
+    step = next(x for x in report["functions"] if x["backward"] == "lstm_step_backward")
+    assert step["verdict"] == "right" and "stacked o, g, f, i" in step["recognition"], step
+    # a forward that is not an LSTM of the bundled kind (no tanh on the cell state), with a backward that
+    # matches it: right by its own forward, and recognition says the forward is another cell
+    other = src.replace("next_h = o * np.tanh(next_c)", "next_h = o * next_c").replace(
+        "tc = np.tanh(next_c)", "tc = next_c").replace("dnext_c += dnext_h * o * (1 - tc ** 2)", "dnext_c += dnext_h * o")
+    assert other.count("next_h = o * next_c") == 1 and other.count("dnext_c += dnext_h * o ") == 1
+    f = tmp_path / "other.py"
+    f.write_text(other)
+    status, report = run_check(str(f))
+    step = next(x for x in report["functions"] if x["backward"] == "lstm_step_backward")
+    assert step["verdict"] == "right"
+    assert "does not compute the pytorch LSTM: next_h differs" in step["recognition"], step

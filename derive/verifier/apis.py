@@ -43,6 +43,7 @@ class Problem:
     required: list[str]  # inputs whose gradient the API's backward returns
     notes: list[str] = field(default_factory=list)
     loss_output: bool = False  # the forward returns a scalar loss: the upstream gradient is 1
+    api: str = ""  # what recognition knows this pair as, when not by its forward's name
 
 
 def size(spec: str, dims: dict[str, int]) -> int:
@@ -441,8 +442,9 @@ class LayerClasses:
 
         notes = [f"{cls.__name__} built from {'its sizes' if by_sizes else 'weights ' + ', '.join(weight_names)}"
                  + (" (state starts at zero)" if len(fwd) == 1 else "")]
+        api = "" if by_sizes or len(fwd) == 1 else {(4, 3): "stacked_lstm_step", (1, 2): "rnn_step"}.get((k, len(fwd)), "")
         return Problem(self.family, preset, f"{cls.__name__}.forward", f"{cls.__name__}.backward", len(fwd) == 1,
-                       inputs, call_forward, call_backward, list(inputs), notes)
+                       inputs, call_forward, call_backward, list(inputs), notes, api=api)
 
 
 ROWS += [ScriptLoss(), LayerClasses()]

@@ -182,6 +182,8 @@ def run_pair(row, pair, names: dict, job: dict) -> dict:
             report.update(forward=problem.forward_name, backward=problem.backward_name, preset=problem.preset,
                           sequence=problem.sequence, required=problem.required, notes=problem.notes,
                           inputs={k: list(np.shape(v)) for k, v in problem.inputs.items()})
+            if problem.api:
+                report["api_forward"] = problem.api
             stage = "forward"
             outs, cache = problem.forward(_copy(problem.inputs))
             outs = {k: np.asarray(v) for k, v in outs.items()}

@@ -147,6 +147,14 @@ RECOGNISERS: dict[tuple[str, str], Recogniser] = {
         "pytorch", "LSTM", _stacked_lstm(("x", "h0", None, "Wx", "Wh", "b"), 1), (("h", "h"),),
         lambda inp: inp["x"].shape[1], lambda out, t: out[:, t], carry=(("h_prev", "h"), ("c_prev", "c")),
         zero=("c_prev",)),
+    # layer classes built from stacked weights (Deep Learning from Scratch 2's LSTM and RNN): the
+    # inputs in the order forward's arguments, then __init__'s
+    ("class", "stacked_lstm_step"): Recogniser(
+        "pytorch", "LSTM", lambda inp: _stacked_lstm(tuple(inp), None)(inp), (("h", "h"), ("c", "c")),
+        lambda inp: 1, lambda out, t: out),
+    ("class", "rnn_step"): Recogniser(
+        "elman", "Elman RNN", lambda inp: _elman(*tuple(inp)[:2], *tuple(inp)[2:5], None)(inp), (("h", "h"),),
+        lambda inp: 1, lambda out, t: out),
 }
 
 
