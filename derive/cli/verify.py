@@ -44,8 +44,8 @@ def register_cli(sub) -> None:
                     "every forward/backward pair of a known API (the Coursera notebook, CS231n, min-char-rnn, layer "
                     "classes), feed each backward the cache your own forward made, and compare every gradient with "
                     "central differences of your forward. Or, for one function against a preset or spec: "
-                    "lstm-derive check PRESET FILE.py:NAME, which imports FILE (this RUNS its top-level code: check only code "
-                    "you trust). Exit status 0 all right, 1 something wrong or "
+                    "lstm-derive check PRESET FILE.py:NAME (its parameters filled by the notation's names; only the file's "
+                    "definitions run, in the child process too). Your code RUNS: check only code you trust. Exit status 0 all right, 1 something wrong or "
                     "incomplete, 2 nothing could be checked.",
     )
     c.add_argument("items", nargs="+", metavar="FILE | PRESET FILE.py:NAME",
@@ -187,22 +187,23 @@ def _cmd_check_function(args, targets: list[str]) -> int:
     import json
 
     try:
-        from derive.verifier.function import check, load_function
+        from derive.verifier.check_files import check_named_function
 
         rest = [i for i in args.items if not _is_target(i)]
         if len(targets) != 1 or len(rest) > 1:
             raise DeriveError("give PRESET FILE.py:NAME (one function), or only files to scan")
         source = _check_source(rest[0] if rest else None, args.spec)
-        fn = load_function(targets[0])
         returns = [r.strip() for r in args.returns.split(",")] if args.returns else None
-        report = check(source, fn, returns=returns, sequence=True if args.sequence else None)
+        status, report, message = check_named_function(source, targets[0], returns=returns,
+                                                       sequence=True if args.sequence else None,
+                                                       timeout=args.timeout)
     except DeriveError as exc:
         return _emit_error(args, exc)
     if args.json:
-        print(json.dumps(report.to_dict(), ensure_ascii=False))
+        print(json.dumps(report, ensure_ascii=False))
     else:
-        print(report.message)
-    return report.status
+        print(message)
+    return status
 
 
 def _cmd_check_files(args, targets: list[str] | None = None) -> int:

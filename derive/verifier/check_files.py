@@ -228,6 +228,37 @@ def check_files(paths: list[str], *, sizes: dict[str, int] | None = None, timeou
     return report
 
 
+def check_named_function(source: str, target: str, *, returns: list[str] | None = None,
+                         sequence: bool | None = None, timeout: float = 5.0) -> tuple[int, dict, str]:
+    """``lstm-derive check PRESET FILE.py:NAME``: NAME's parameters filled by the
+    notation's names (:func:`derive.verifier.function.check`), run in the child
+    like everything else of the user's. (status, report as a dict, message);
+    :class:`DeriveError` when it could not be checked (exit 2)."""
+    from pathlib import Path
+
+    path, sep, name = target.rpartition(":")
+    if not sep or not path or not name:
+        raise DeriveError(f"`{target}`: write FILE.py:NAME")
+    if Path(source).is_file():
+        source = str(Path(source).resolve())
+    prepared = userfiles.prepare([path])
+    try:
+        job = {"folder": str(prepared.folder), "modules": prepared.modules, "budget": timeout,
+               "function": {"source": source, "file": path, "name": name, "returns": returns, "sequence": sequence}}
+        try:
+            answer = sandbox.run_child(job, timeout=timeout + sandbox.STARTUP_SECONDS)
+        except sandbox.CouldNotCheck as exc:
+            raise DeriveError(f"could not check {name}: {exc}") from None
+    finally:
+        userfiles.cleanup(prepared)
+    if answer.get("timeout"):
+        raise DeriveError(f"could not check {name}: it did not finish within {timeout:g} s (raise --timeout)")
+    result = answer.get("function") or {}
+    if "error" in result:
+        raise DeriveError(result["error"])
+    return result["status"], result["report"], result["message"]
+
+
 # the presets whose names are the user's own names, so that referee (b) can fill
 # the user's backward by name; other APIs get referee (a) and recognition only
 DIAGNOSABLE = {"coursera": ("coursera", "coursera_rnn")}

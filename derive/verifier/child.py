@@ -243,6 +243,27 @@ def run_named_pair(pair: tuple[str, str], names: dict, job: dict) -> dict | None
                      "error": f"`{pair[0]}` and `{pair[1]}` have the signatures of no known API's forward and backward"}
 
 
+def check_named(spec: dict, job: dict) -> dict:
+    """``lstm-derive check PRESET FILE.py:NAME``: the notation fills NAME's
+    parameters (:func:`derive.verifier.function.check`), here in the child."""
+    from derive.errors import DeriveError
+    from derive.verifier.function import check
+
+    module = importlib.import_module(job["modules"][0])
+    obj = module
+    for part in spec["name"].split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return {"error": f"{spec['file']} has no `{spec['name']}`"}
+    if not callable(obj):
+        return {"error": f"`{spec['name']}` in {spec['file']} is not a function"}
+    try:
+        report = check(spec["source"], obj, returns=spec.get("returns"), sequence=spec.get("sequence"))
+    except DeriveError as exc:
+        return {"error": str(exc)}
+    return {"report": report.to_dict(), "message": report.message, "status": report.status}
+
+
 def diagnose(preset: str, fn) -> dict:
     """Referee (b): the derivation of ``preset`` with the user's function's
     arguments filled by the notation's names (:func:`derive.verifier.function.check`),
@@ -272,7 +293,9 @@ def main(jobfile: str) -> None:
         names, answer["notes"] = load(job)
         answer["functions"] = sorted(k for k, v in names.items() if callable(v) and not k.startswith("_")
                                      and getattr(v, "__module__", None) in job["modules"])
-        if job.get("diagnose"):
+        if job.get("function"):
+            answer["function"] = check_named(job["function"], job)
+        elif job.get("diagnose"):
             answer["diagnoses"] = {name: diagnose(preset, names.get(name)) for name, preset in job["diagnose"]}
         elif job.get("pair"):
             answer["pairs"].append(run_named_pair(tuple(job["pair"]), names, job))
