@@ -13,7 +13,8 @@ JSON to the job's ``answer`` file and judges nothing; the parent compares.
 A shape error at one set of sizes is retried at the next; a pair is reported as
 failing only when every set fails. ``SystemExit`` raised inside the user's code
 is caught and reported as such. The user's code as a whole gets ``budget``
-seconds (an alarm); the parent's wall-clock limit catches what ignores it.
+seconds (an alarm), after the files' imports got theirs (:data:`LOAD_SECONDS`);
+the parent's wall-clock limit catches what ignores it.
 Names the user's code reads but that a missing helper module would have
 supplied (``np``, ``sigmoid``, ``softmax``; ``xrange`` of Python 2) are given the
 course's definitions, and said so.
@@ -36,6 +37,9 @@ from derive.verifier import apis
 CANDIDATE_SIZES = ({"D": 3, "H": 4, "N": 2, "T": 3, "V": 5},
                    {"D": 4, "H": 3, "N": 3, "T": 4, "V": 4},
                    {"D": 2, "H": 2, "N": 1, "T": 2, "V": 3})
+
+
+LOAD_SECONDS = 30.0  # for the imports of the user's files, before the budget of the checks starts
 
 
 def _sigmoid(x):
@@ -288,9 +292,12 @@ def main(jobfile: str) -> None:
     if os.environ.get("DERIVE_CHECK_FAULT") == "child":  # fault injection for the tests of a tool-side crash
         raise RuntimeError("injected fault")
     signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, float(job.get("budget", 5)))
+    budget = float(job.get("budget", 5))
+    # loading the definitions runs the files' imports (an unused `import torch` takes seconds): their own allowance
+    signal.setitimer(signal.ITIMER_REAL, max(budget, LOAD_SECONDS))
     try:
         names, answer["notes"] = load(job)
+        signal.setitimer(signal.ITIMER_REAL, budget)
         answer["functions"] = sorted(k for k, v in names.items() if callable(v) and not k.startswith("_")
                                      and getattr(v, "__module__", None) in job["modules"])
         if job.get("function"):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 DEFAULT_TIMEOUT = 10.0  # seconds for the whole child: importing NumPy alone takes a fraction of one
 DEFAULT_MEMORY = 2 * 1024 ** 3  # bytes of address space
-STARTUP_SECONDS = 30.0  # the child's own imports (NumPy, the package) before the user's code gets its budget
+STARTUP_SECONDS = 60.0  # the child's own imports (NumPy, the package) and the user's files' imports
 
 
 class CouldNotCheck(Exception):
