@@ -269,7 +269,8 @@ FAILING = CODE / "failing"
 
 
 @pytest.mark.parametrize("name, words", [("hang", "did not finish"), ("exit", "exit(0)"), ("osexit", "ended"),
-                                         ("crash", "crashed"), ("raises", "NameError")])
+                                         ("crash", "crashed"), ("raises", "NameError"),
+                                         ("memory", "MemoryError")])
 def test_code_that_never_returns_normally_could_not_be_checked(name, words):
     status, report = run_check(str(FAILING / f"{name}.py"), "--timeout", "3")
     assert status == 2
