@@ -447,4 +447,63 @@ class LayerClasses:
                        inputs, call_forward, call_backward, list(inputs), notes, api=api)
 
 
-ROWS += [ScriptLoss(), LayerClasses()]
+# ---------------------------------------------------------------------------
+# nicodjimenez/lstm: LstmNode(param, state).bottom_data_is(x, s_prev, h_prev) and
+# top_diff_is(top_diff_h, top_diff_s), gradients accumulated into param.*_diff
+
+
+@dataclass(frozen=True)
+class NodeClasses:
+    """A node object wired to a parameter object and a state object: the forward
+    and the backward are methods that store their results on those objects."""
+
+    family: str = "nicodjimenez"
+    preset: str = "nicodjimenez"
+    node: str = "LstmNode"
+    param: str = "LstmParam"
+    state: str = "LstmState"
+    forward: str = "bottom_data_is"
+    backward: str = "top_diff_is"
+
+    def find(self, names: dict) -> list[tuple]:
+        node = names.get(self.node)
+        if all(isinstance(names.get(c), type) for c in (self.node, self.param, self.state)) \
+                and callable(getattr(node, self.forward, None)) and callable(getattr(node, self.backward, None)):
+            return [(f"{self.node}.{self.forward}", f"{self.node}.{self.backward}")]
+        return []
+
+    def build(self, pair, names: dict, dims: dict, rng) -> Problem:
+        Node, Param, State = names[self.node], names[self.param], names[self.state]
+        H, D = dims["H"], dims["D"]
+        probe = Param(H, D)
+        weights = [a for a, v in sorted(vars(probe).items()) if isinstance(v, np.ndarray) and v.dtype.kind == "f"
+                   and isinstance(getattr(probe, a + "_diff", None), np.ndarray)]
+        inputs = {"x": rng.normal(0.0, 0.6, (D,)), "s_prev": rng.normal(0.0, 0.6, (H,)),
+                  "h_prev": rng.normal(0.0, 0.6, (H,)),
+                  **{w: rng.normal(0.0, 0.6, np.shape(getattr(probe, w))) for w in weights}}
+
+        def call_forward(vals: dict):
+            param = Param(H, D)
+            for w in weights:
+                setattr(param, w, vals[w])
+            node = Node(param, State(H, D))
+            getattr(node, self.forward)(vals["x"], vals["s_prev"], vals["h_prev"])
+            return {"h": np.asarray(node.state.h), "s": np.asarray(node.state.s)}, node
+
+        def call_backward(up: dict, node):
+            getattr(node, self.backward)(up["h"], up["s"])
+            got = {w: (f"param.{w}_diff", getattr(node.param, w + "_diff")) for w in weights}
+            for name, target in (("bottom_diff_x", "x"), ("bottom_diff_h", "h_prev"), ("bottom_diff_s", "s_prev")):
+                for holder, where in ((node.state, "state"), (node, "self")):
+                    if isinstance(getattr(holder, name, None), np.ndarray):
+                        got[target] = (f"{where}.{name}", getattr(holder, name))
+                        break
+            return got
+
+        notes = [f"{self.node}({self.param}(H, D), {self.state}(H, D)); the weights' gradients read from "
+                 f"{self.param}.*_diff, which start at zero"]
+        return Problem(self.family, self.preset, pair[0], pair[1], False, inputs, call_forward, call_backward,
+                       list(inputs), notes)
+
+
+ROWS += [ScriptLoss(), LayerClasses(), NodeClasses()]

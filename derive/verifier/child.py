@@ -169,8 +169,17 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+def _lookup(names: dict, dotted: str):
+    """``rnn_forward`` or ``LstmNode.bottom_data_is``."""
+    head, *rest = dotted.split(".")
+    obj = names.get(head)
+    for part in rest:
+        obj = getattr(obj, part, None)
+    return obj
+
+
 def run_pair(row, pair, names: dict, job: dict) -> dict:
-    fwd, bwd = names[pair[0]], names[pair[1]]
+    fwd, bwd = _lookup(names, pair[0]), _lookup(names, pair[1])
     reads = apis.free_names(fwd) | apis.free_names(bwd)
     for obj in (fwd, bwd):
         if isinstance(obj, type):
