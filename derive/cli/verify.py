@@ -39,18 +39,30 @@ def register_cli(sub) -> None:
 
     c = sub.add_parser(
         "check",
-        help="run a backward function and compare its outputs with the derivation (RUNS the file's code)",
-        description="Import FILE (this RUNS its code, as python would: check only code you trust), call NAME with "
-                    "its parameters filled by name from a random consistent state, and compare what it returns "
-                    "with the derivation. Exit status 0 right, 1 wrong, 2 the input could not be read.",
+        help="is my backward code right? check FILE.py/.ipynb ... (RUNS your functions, in a child process)",
+        description="lstm-derive check FILE [FILE ...]: read your .py files or Jupyter notebook (only imports, "
+                    "definitions and constants are run, in a child process with a time and a memory limit), find "
+                    "every forward/backward pair of a known API (the Coursera notebook, CS231n, min-char-rnn, layer "
+                    "classes), feed each backward the cache your own forward made, and compare every gradient with "
+                    "central differences of your forward. Or, for one function against a preset or spec: "
+                    "lstm-derive check PRESET FILE.py:NAME (its parameters filled by the notation's names; only the file's "
+                    "definitions run, in the child process too). Your code RUNS: check only code you trust. Exit status 0 all right, 1 something wrong or "
+                    "incomplete, 2 nothing could be checked.",
     )
-    c.add_argument("preset", nargs="?", metavar=CELL, help=CELL_HELP + " (leave out with --spec)")
-    c.add_argument("target", metavar="FILE.py:NAME", help="the function to check")
-    c.add_argument("--spec", metavar="FILE", help=SPEC_HELP)
+    c.add_argument("items", nargs="+", metavar="FILE | PRESET FILE.py:NAME",
+                   help="your files (.py, .ipynb), or a preset followed by FILE.py:NAME")
+    c.add_argument("--spec", metavar="FILE", help=SPEC_HELP + " (with FILE.py:NAME)")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.add_argument("--returns", metavar="NAMES", help="comma-separated names of what the function returns, in order")
     c.add_argument("--sequence", action="store_true",
                    help="the function runs backward through a whole sequence (inputs stacked over time)")
+    c.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="time limit for your code (default 5 s)")
+    c.add_argument("--sizes", metavar="NAME=N,...", help="sizes your code needs, e.g. n_a=5,n_x=3")
+    c.add_argument("--forward", metavar="NAME",
+                   help="with FILE.py:NAME and no preset: your forward function, whose cache NAME takes")
+    c.add_argument("--allow-missing", action="store_true",
+                   help="a backward that returns only some gradients may still be right")
     c.set_defaults(run=_cmd_check)
 
 
@@ -146,30 +158,81 @@ def _cmd_verify(args) -> int:
     return verdict.status
 
 
-def _check_source(args) -> str:
-    """The preset or spec file of `check`: PRESET, or --spec FILE (not both)."""
-    if args.spec is not None and args.preset is not None:
-        raise DeriveError(f"give a preset or --spec FILE, not both (`{args.preset}` and --spec {args.spec})")
-    source = args.spec if args.spec is not None else args.preset
+def _check_source(preset, spec) -> str:
+    """The preset or spec file of `check PRESET FILE:NAME`: PRESET, or --spec FILE (not both)."""
+    if spec is not None and preset is not None:
+        raise DeriveError(f"give a preset or --spec FILE, not both (`{preset}` and --spec {spec})")
+    source = spec if spec is not None else preset
     if source is None:
         raise DeriveError("say which cell: a preset name, or --spec FILE")
     return source
 
 
+def _is_target(item: str) -> bool:
+    """`file.py:NAME` (a function named in a file), as opposed to a file to scan."""
+    path, sep, name = item.rpartition(":")
+    return bool(sep and path and name and not name.startswith(("\\", "/")))
+
+
 def _cmd_check(args) -> int:
+    """`check FILE [FILE ...]` scans files; `check [PRESET] FILE.py:NAME` checks one function."""
+    targets = [i for i in args.items if _is_target(i)]
+    if targets and args.forward is not None and args.spec is None and len(targets) == len(args.items):
+        return _cmd_check_files(args, targets)
+    if targets:
+        return _cmd_check_function(args, targets)
+    return _cmd_check_files(args)
+
+
+def _cmd_check_function(args, targets: list[str]) -> int:
     import json
 
     try:
-        from derive.verifier.function import check, load_function
+        from derive.verifier.check_files import check_named_function
 
-        source = _check_source(args)
-        fn = load_function(args.target)
+        rest = [i for i in args.items if not _is_target(i)]
+        if len(targets) != 1 or len(rest) > 1:
+            raise DeriveError("give PRESET FILE.py:NAME (one function), or only files to scan")
+        source = _check_source(rest[0] if rest else None, args.spec)
         returns = [r.strip() for r in args.returns.split(",")] if args.returns else None
-        report = check(source, fn, returns=returns, sequence=True if args.sequence else None)
+        status, report, message = check_named_function(source, targets[0], returns=returns,
+                                                       sequence=True if args.sequence else None,
+                                                       timeout=args.timeout)
+    except DeriveError as exc:
+        return _emit_error(args, exc)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        print(message)
+    return status
+
+
+def _cmd_check_files(args, targets: list[str] | None = None) -> int:
+    import json
+
+    try:
+        from derive.verifier.check_files import check_files, parse_sizes
+
+        pair = None
+        files = list(args.items)
+        if targets:  # FILE.py:BACKWARD [FILE ...] --forward FORWARD
+            backward = {t.rpartition(":")[2] for t in targets}
+            if len(backward) != 1:
+                raise DeriveError("with --forward, name one backward function: FILE.py:NAME")
+            files = [t.rpartition(":")[0] for t in targets]
+            pair = (args.forward, backward.pop())
+        elif args.forward is not None:
+            raise DeriveError("--forward NAME goes with FILE.py:NAME, the backward that takes its cache")
+        if args.spec is not None:
+            raise DeriveError("--spec goes with FILE.py:NAME (one function); to scan files give only the files")
+        if not (0 < args.timeout <= 3600):
+            raise DeriveError("--timeout: give a number of seconds between 0 and 3600")
+        report = check_files(list(dict.fromkeys(files)), sizes=parse_sizes(args.sizes), timeout=args.timeout,
+                             allow_missing=args.allow_missing, pair=pair)
     except DeriveError as exc:
         return _emit_error(args, exc)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
-        print(report.message)
+        print(report)
     return report.status

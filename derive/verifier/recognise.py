@@ -1,0 +1,213 @@
+"""Recognition: which bundled cell the user's forward computes, and how its arrays map onto it.
+
+Contract. :func:`describe` takes one pair as the child measured it (the random
+inputs the user's forward was called with and what it returned) and says, in
+one line, which bundled cell that forward computes and how: the gate order of
+stacked weights, one bias or two, batch in rows or columns, initial states given
+or zero ("lstm_step_forward computes the pytorch LSTM: Wx (D, 4H) stacked i, f,
+o, g, one bias, batch in rows"). Where no layout of the cell it claims
+reproduces the user's numbers, it says so and names the first output that
+differs ("your lstm_cell_forward does not compute the coursera LSTM: a_next
+differs"). It never changes a verdict: referee (a) decides right or wrong.
+
+The table :data:`RECOGNISERS` maps (API family, forward) to a
+:class:`Recogniser`: the bundled preset, how to read the user's inputs as that
+preset's values under each hypothesis, and which outputs to compare. A later
+preset (cs231n) is one more row.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from derive.numeric.evaluate import evaluate
+
+TOL = 1e-8
+
+
+def _step(derivation, env: dict) -> dict:
+    env = dict(env)
+    for eq in derivation.forward:
+        try:
+            env[str(eq.lhs)] = evaluate(eq.rhs, env)
+        except KeyError:  # the output head (yt_pred) needs weights the cell's functions do not take
+            continue
+    return env
+
+
+@dataclass(frozen=True)
+class Recogniser:
+    """``preset``: the bundled cell; ``hypotheses(inputs)`` yields (description,
+    {preset name: value} per step builder); ``outputs``: (user output, preset
+    name, how the user stacks steps)."""
+
+    preset: str
+    title: str
+    hypotheses: Callable[[dict], Iterator[tuple[str, Callable[[int, dict], dict]]]]
+    outputs: tuple  # (user output name, preset quantity)
+    steps: Callable[[dict], int]  # how many steps the user's inputs hold
+    take: Callable[[np.ndarray, int], np.ndarray]  # one step of a user's stacked output
+    carry: tuple = ()  # (preset state, preset output) pairs carried to the next step
+    zero: tuple = ()  # preset states that start at zero in the user's forward
+
+
+def _blocks(W: np.ndarray, order: str, gate: str) -> np.ndarray:
+    H = W.shape[-1] // len(order)
+    k = order.index(gate)
+    return W[..., k * H:(k + 1) * H]
+
+
+def _stacked_lstm(names: tuple, seq_axis: int | None):
+    """CS231n's and DLFS2's LSTM: x, h, [c], Wx (D, 4H), Wh (H, 4H), b (4H,),
+    batch in rows, onto the pytorch preset, for each of the 24 gate orders."""
+    x, h, c, Wx, Wh, b = names
+
+    def hypotheses(inp: dict):
+        for perm in itertools.permutations("ifgo"):
+            order = "".join(perm)
+
+            def build(t: int, state: dict, order=order) -> dict:
+                env = {"x": inp[x] if seq_axis is None else np.take(inp[x], t, axis=seq_axis), "h_prev": state.get("h_prev", inp.get(h)),
+                       "c_prev": state.get("c_prev", inp.get(c) if c else np.zeros_like(inp[h]))}
+                for g in "ifgo":
+                    env[f"W_i{g}"] = _blocks(inp[Wx], order, g).T
+                    env[f"W_h{g}"] = _blocks(inp[Wh], order, g).T
+                    env[f"b_i{g}"] = _blocks(inp[b], order, g)
+                    env[f"b_h{g}"] = np.zeros_like(env[f"b_i{g}"])
+                return env
+
+            shown = ", ".join(order)
+            yield f"{Wx} (D, 4H) stacked {shown}, one bias, batch in rows", build
+
+    return hypotheses
+
+
+def _identity(names: dict[str, str], axis: int = -1):
+    """Notation names = the user's names (the course's functions)."""
+
+    def hypotheses(inp: dict):
+        def build(t: int, state: dict) -> dict:
+            env = {}
+            for user, preset in names.items():
+                env[preset] = np.take(inp[user], t, axis=axis) if user in ("x",) else inp[user]
+            env.update(state)
+            for k, v in list(env.items()):
+                if k.startswith("_zero_"):
+                    del env[k]
+            return env
+
+        yield "the course's names, batch in columns", build
+
+    return hypotheses
+
+
+def _elman(x: str, h: str, Wx: str, Wh: str, b: str, seq_axis: int | None):
+    def hypotheses(inp: dict):
+        def build(t: int, state: dict) -> dict:
+            return {"x": inp[x] if seq_axis is None else np.take(inp[x], t, axis=seq_axis),
+                    "h_prev": state.get("h_prev", inp[h]), "W_ih": inp[Wx].T, "W_hh": inp[Wh].T,
+                    "b_ih": inp[b], "b_hh": np.zeros_like(inp[b])}
+
+        yield f"{Wx} (D, H), {Wh} (H, H), one bias, batch in rows", build
+
+    return hypotheses
+
+
+_CO_LSTM = {n: n for g in "fico" for n in (f"W{g}", f"b{g}")}
+_CO_RNN = {n: n for n in ("Wax", "Waa", "ba")}
+
+RECOGNISERS: dict[tuple[str, str], Recogniser] = {
+    ("coursera", "rnn_cell_forward"): Recogniser(
+        "coursera_rnn", "RNN", _identity({"xt": "xt", "a_prev": "a_prev", **_CO_RNN}), (("a_next", "a_next"),),
+        lambda inp: 1, lambda out, t: out),
+    ("coursera", "rnn_forward"): Recogniser(
+        "coursera_rnn", "RNN", _identity({"x": "xt", "a0": "a_prev", **_CO_RNN}), (("a", "a_next"),),
+        lambda inp: inp["x"].shape[-1], lambda out, t: out[..., t], carry=(("a_prev", "a_next"),)),
+    ("coursera", "lstm_cell_forward"): Recogniser(
+        "coursera", "LSTM", _identity({"xt": "xt", "a_prev": "a_prev", "c_prev": "c_prev", **_CO_LSTM}),
+        (("a_next", "a_next"), ("c_next", "c_next")), lambda inp: 1, lambda out, t: out),
+    ("coursera", "lstm_forward"): Recogniser(
+        "coursera", "LSTM", _identity({"x": "xt", "a0": "a_prev", **_CO_LSTM}), (("a", "a_next"),),
+        lambda inp: inp["x"].shape[-1], lambda out, t: out[..., t],
+        carry=(("a_prev", "a_next"), ("c_prev", "c_next")), zero=("c_prev",)),
+    ("cs231n", "rnn_step_forward"): Recogniser(
+        "elman", "Elman RNN", _elman("x", "prev_h", "Wx", "Wh", "b", None), (("next_h", "h"),),
+        lambda inp: 1, lambda out, t: out),
+    ("cs231n", "rnn_forward"): Recogniser(
+        "elman", "Elman RNN", _elman("x", "h0", "Wx", "Wh", "b", 1), (("h", "h"),),
+        lambda inp: inp["x"].shape[1], lambda out, t: out[:, t], carry=(("h_prev", "h"),)),
+    ("cs231n", "lstm_step_forward"): Recogniser(
+        "pytorch", "LSTM", _stacked_lstm(("x", "prev_h", "prev_c", "Wx", "Wh", "b"), None),
+        (("next_h", "h"), ("next_c", "c")), lambda inp: 1, lambda out, t: out),
+    ("cs231n", "lstm_forward"): Recogniser(
+        "pytorch", "LSTM", _stacked_lstm(("x", "h0", None, "Wx", "Wh", "b"), 1), (("h", "h"),),
+        lambda inp: inp["x"].shape[1], lambda out, t: out[:, t], carry=(("h_prev", "h"), ("c_prev", "c")),
+        zero=("c_prev",)),
+    # layer classes built from stacked weights (Deep Learning from Scratch 2's LSTM and RNN): the
+    # inputs in the order forward's arguments, then __init__'s
+    ("class", "stacked_lstm_step"): Recogniser(
+        "pytorch", "LSTM", lambda inp: _stacked_lstm(tuple(inp), None)(inp), (("h", "h"), ("c", "c")),
+        lambda inp: 1, lambda out, t: out),
+    ("class", "rnn_step"): Recogniser(
+        "elman", "Elman RNN", lambda inp: _elman(*tuple(inp)[:2], *tuple(inp)[2:5], None)(inp), (("h", "h"),),
+        lambda inp: 1, lambda out, t: out),
+}
+
+
+def _states_note(rec: Recogniser, raw: dict) -> str:
+    if rec.zero:
+        return ", " + ", ".join(f"{z.replace('_prev', '')}0 = 0" for z in rec.zero)
+    return ""
+
+
+def describe(raw: dict) -> str:
+    """One line on what the user's forward computes ('' when no row applies)."""
+    family, fwd = raw.get("family"), raw.get("forward")
+    rec = RECOGNISERS.get((family, raw.get("api_forward", fwd)))
+    sample = raw.get("sample")
+    if rec is None or not sample or any(v is None for v in sample["outputs"].values()):
+        return ""
+    from derive.verifier.cache import load
+
+    d = load(rec.preset)
+    inp = {k: np.asarray(v, dtype=float) for k, v in sample["inputs"].items()}
+    outs = {k: np.asarray(v, dtype=float) for k, v in sample["outputs"].items()}
+    steps = rec.steps(inp)
+    worst = None
+    for desc, build in rec.hypotheses(inp):
+        state: dict = {}
+        bad = None
+        for t in range(steps):
+            env = build(t, state)
+            for z in rec.zero:
+                if t == 0:
+                    env[z] = np.zeros_like(env["a_prev" if "a_prev" in env else "h_prev"])
+            try:
+                env = _step(d, env)
+            except Exception:
+                bad = ("", float("inf"))
+                break
+            for user, name in rec.outputs:
+                got = rec.take(outs[user], t) if steps > 1 else outs[user]
+                want = env[name]
+                if np.shape(got) != np.shape(want):
+                    bad = (user, float("inf"))
+                    break
+                err = float(np.max(np.abs(got - want)) / max(1e-12, float(np.max(np.abs(want)))))
+                if err > TOL:
+                    bad = (user, err)
+                    break
+            if bad:
+                break
+            state = {prev: env[out] for prev, out in rec.carry}
+        if bad is None:
+            return f"{fwd} computes the {rec.preset} {rec.title}: {desc}{_states_note(rec, raw)}"
+        if worst is None:
+            worst = bad
+    user, err = worst or ("", float("inf"))
+    what = f": {user} differs" if user else ""
+    return f"your {fwd} does not compute the {rec.preset} {rec.title}{what} (no layout tried matches)"
