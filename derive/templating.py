@@ -3,7 +3,7 @@
 Contract. ``render(name, **context)`` renders ``templates/<name>``. Templates
 ship inside the wheel as the package ``derive.templates`` (pyproject maps the
 top-level templates/ folder there); from a source checkout they are read from
-templates/ beside the package. A missing variable is an error, never an empty
+templates/ beside the package first. A missing variable is an error, never an empty
 string.
 """
 
@@ -17,6 +17,9 @@ import jinja2
 
 
 def _template_text(name: str) -> str:
+    beside = Path(__file__).resolve().parent.parent / "templates" / name
+    if beside.is_file():  # a source checkout reads its own templates (an editable install may map another's)
+        return beside.read_text("utf-8")
     try:
         root = resources.files("derive.templates")
         candidate = root.joinpath(name)

@@ -29,6 +29,7 @@ import sympy as sp
 from derive.engine.backprop import spell_hidden
 from derive.codegen.emit import Emitter, tagged
 from derive.codegen.plan import Plan
+from derive.codegen.torch_classes import CLASS_NAME, class_context
 from derive.derivation import command_argument, is_preset, regenerate_command
 from derive.codegen.numpy_printer import Lines, dim_text, shape_text
 from derive.spec.pyprint import equation_text
@@ -356,11 +357,12 @@ def torch_api(p: Plan, e: Emitter, ctx: dict) -> dict:
     returned = last[0] if len(last) == 1 else "(" + ", ".join(last) + ")"
     finals_text = finals[0] if len(finals) == 1 else "(" + ", ".join(finals) + ")"
     return {
+        **class_context(cell.name, prefix, TORCH_MODULE[cell.name], len(stacks[weight_stacks[0]]), finals, initial),
         "template": "numpy_torch.py.j2",
         "prefix": prefix,
         "module": TORCH_MODULE[cell.name],
         "options": TORCH_OPTIONS.get(cell.name, ""),
-        "api_names": [f"{prefix}_forward", f"{prefix}_backward"],
+        "api_names": [f"{prefix}_forward", f"{prefix}_backward", CLASS_NAME[cell.name]],
         "checks": list(checks.lines),
         "arrays": checks.arrays,
         "assemble": assemble,
