@@ -430,7 +430,7 @@ class RNN:
     def _step_functions(self):
         """(forward, backward, parameter names of one layer and direction)."""
         if self.nonlinearity == "relu":
-            raise NotImplementedError("RNN(nonlinearity='relu'): no derived relu step in this build")
+            raise NotImplementedError("RNN(nonlinearity='relu'): this build has no derived elman_relu cell")
         return rnn_forward, rnn_backward, ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
     @property

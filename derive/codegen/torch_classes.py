@@ -5,7 +5,9 @@ what differs between torch.nn.LSTM, torch.nn.GRU and torch.nn.RNN: the class
 name, the gates stacked in a weight, the states (h; h and c), the option the
 module adds (proj_size, nonlinearity) and the variants, other derived cells
 whose one-layer functions the class uses for an option (``VARIANTS``: the
-sibling module's file in generated/, read when the option asks for it). The
+sibling module's file in generated/, read when the option asks for it, and
+called through its sequence functions with torch's stacked weights cut into
+the notation's parameters). The
 class composes layers, directions and per-sequence lengths from the
 one-layer functions; it holds no recurrence of its own.
 """
@@ -15,15 +17,33 @@ from __future__ import annotations
 CLASS_NAME = {"pytorch": "LSTM", "gru": "GRU", "elman": "RNN"}
 OPTION = {"pytorch": ("proj_size", ", proj_size=0"), "elman": ("nonlinearity", ', nonlinearity="tanh"')}
 
-# preset -> [(condition on self, sibling preset, names of its step functions, its parameter names)]
-VARIANTS: dict[str, list[tuple[str, str, tuple[str, str], tuple[str, ...]]]] = {}
+# preset -> [(the option's condition on self, the sibling preset whose derived step serves it)]
+VARIANTS: dict[str, list[tuple[str, str]]] = {
+    "pytorch": [("self.proj_size", "lstm_proj")],
+    "elman": [('self.nonlinearity == "relu"', "elman_relu")],
+}
+UNSUPPORTED = {"lstm_proj": "LSTM(proj_size>0)", "elman_relu": "RNN(nonlinearity='relu')"}
 
 
-def _variant_code(condition: str, sibling: str, functions: tuple[str, str], params: tuple[str, ...]) -> tuple:
-    return condition, [
-        f"sibling = _sibling({sibling!r})",
-        f"return sibling.{functions[0]}, sibling.{functions[1]}, {params!r}",
-    ]
+def _variant(condition: str, sibling: str) -> tuple[tuple, dict]:
+    """The class's branch for an option a sibling preset derives, and what the
+    module must know of that preset to call its (generic) sequence functions:
+    its stacks (torch's weight names -> the notation's), the gradient names."""
+    from derive.codegen.api import api_prefix
+    from derive.derivation import derive
+
+    d = derive(sibling)
+    cell = d.cell
+    (x,) = cell.names("input")
+    table = {
+        "module": sibling,
+        "prefix": api_prefix(cell),
+        "stacks": {k: tuple(v) for k, v in cell.stacks.items()},
+        "grads": {m: d.gradient_name(m) for v in cell.stacks.values() for m in v},
+        "dx": d.gradient_name(x),
+        "dstates": tuple(d.gradient_name(l.prev) for l in cell.links),
+    }
+    return (condition, [f"return _variant_step({sibling!r})"]), table
 
 
 def _unsupported(condition: str, what: str) -> tuple:
@@ -32,13 +52,17 @@ def _unsupported(condition: str, what: str) -> tuple:
 
 def class_context(preset: str, prefix: str, module: str, gates: int, finals: list[str], initial: list[str]) -> dict:
     """The class template's variables for one torch preset."""
+    from derive.derivation import presets
+
     option, signature = OPTION.get(preset, ("", ""))
-    variants = [_variant_code(*v) for v in VARIANTS.get(preset, [])]
-    if preset == "elman" and not any("relu" in c for c, _ in variants):
-        variants.append(_unsupported('self.nonlinearity == "relu"',
-                                     "RNN(nonlinearity='relu'): no derived relu step in this build"))
-    if preset == "pytorch" and not any("proj" in c for c, _ in variants):
-        variants.append(_unsupported("self.proj_size", "LSTM(proj_size>0): no derived projection step in this build"))
+    variants, tables = [], {}
+    for condition, sibling in VARIANTS.get(preset, []):
+        if sibling in presets():
+            branch, tables[sibling] = _variant(condition, sibling)
+            variants.append(branch)
+        else:
+            variants.append(_unsupported(condition, f"{UNSUPPORTED[sibling]}: this build has no derived "
+                                                    f"{sibling} cell"))
     keys = ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
     return {
         "class_name": CLASS_NAME[preset],
@@ -50,7 +74,7 @@ def class_context(preset: str, prefix: str, module: str, gates: int, finals: lis
         "option": option,
         "option_signature": signature,
         "variants": variants,
-        "siblings": bool(VARIANTS.get(preset)),
+        "siblings": tables,
         "key_examples": ", ".join(keys + (["weight_hr_l0"] if option == "proj_size" else [])),
         "key_note": "; weight_hr_* with proj_size > 0" if option == "proj_size" else "",
         "hx_text": "(h_0, c_0), each (num_layers * directions, N, features)" if len(finals) > 1
