@@ -214,6 +214,9 @@ def structure_text(p: Plan) -> str:
         what = "the value" if s.kind == "value" else "the sum"
         text += (f" {what.capitalize()} {s.name} = {_py(spell_hidden(d.nodes)(s.expr))} has a block of its own"
                  f" in the gates buffer{', kept for the backward pass' if s.kind == 'inner' else ''}.")
+    for r in p.readouts:
+        text += (f" The state {r.out} = {r.operand} through {r.param} is one product per step; its adjoint "
+                 f"{r.grad} is kept per step, and d{r.param} is one product after the loop.")
     text += (f" Backpropagation through time carries only the state gradients "
              f"({', '.join(d.gradient_name(l.prev) for l in cell.links)}); the weight, bias and input gradients "
              f"are one product each over all steps after it.")
@@ -567,7 +570,8 @@ def generic_api(p: Plan, e: Emitter, ctx: dict) -> dict:
         "initial": [initial[l.prev] for l in cell.links],
         "finals": [finals[l.prev] for l in cell.links],
         "final_of": [(finals[l.prev], l.out, p.seq[l.out], e.L.step(p.seq[l.out], "-1")) for l in cell.links],
-        "assemble": assemble_weights(p) + ([f"{p.names['b']} = {bias}"] if bias else []) + to_core,
+        "assemble": _stacked_from_members(p, assemble_weights(p) + ([f"{p.names['b']} = {bias}"] if bias else []))
+        + to_core,
         "call": forward_call(e, args),
         "seqs": ctx["fwd"]["returns"],
         "output": _outs(p, out),
@@ -583,6 +587,15 @@ def generic_api(p: Plan, e: Emitter, ctx: dict) -> dict:
         "grad_width": max(len(v) for v in r.values()),
         "grad_names": [(r[n], n) for n in params if n in r] + [(r[x], x) for x in inputs] + [(r[l.prev], initial[l.prev]) for l in cell.links],
     }
+
+
+def _stacked_from_members(p: Plan, lines: list[str]) -> list[str]:
+    """``lines`` after the statements that build each stack the notation names
+    ([stacks], torch's weight_ih) and the fused core reads, from its members."""
+    read = " ".join(lines) + " " + " ".join(s.weight for s in p.sources)
+    built = [f"{k} = {v[0] if len(v) == 1 else 'np.concatenate([' + ', '.join(v) + '])'}"
+             for k, v in p.cell.stacks.items() if re.search(rf"\b{k}\b", read)]
+    return built + lines
 
 
 def _outs(p: Plan, out: str) -> str:

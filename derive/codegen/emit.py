@@ -91,6 +91,8 @@ class Emitter:
         for src in p.sources:
             if src.role == "value":
                 out[src.var] = L.step(src.seq, "t")
+        for r in p.readouts:
+            out[r.operand] = L.step(r.seq, "t")
         for x in self.cell.names("input"):
             out[x] = L.step(p.seq[x], "t")
         return out
@@ -112,6 +114,10 @@ class Emitter:
         for src in p.sources:
             if src.role == "value" and name in (src.name, src.var):
                 return L.all_steps(src.seq, dim_text(src.size), T, self.batch)
+        for r in p.readouts:
+            if name in (r.operand, r.grad):
+                kept, of = (r.seq, r.operand) if name == r.operand else (r.dseq, r.out)
+                return L.all_steps(kept, dim_text(self.feat(of)), T, self.batch)
         raise self.fail(f"`{name}` is not kept for after the loop")
 
     # -- dimensions ------------------------------------------------------------------
@@ -212,9 +218,13 @@ class Emitter:
         for s in p.sources:
             if s.role == "value":
                 pre.add(f"{s.seq} = np.empty({self.seq_shape(s.size)}, dtype)", f"{s.var} of every step")
+        for r in p.readouts:
+            pre.add(f"{r.seq} = np.empty({self.seq_shape(self.feat(r.operand))}, dtype)",
+                    f"{r.operand} of every step, for the gradient of {r.param}")
         return {"args": args, "dims": dims, "pre": list(pre), "loop": list(self._forward_loop()),
-                "has_values": any(s.role == "value" for s in p.sources),
-                "returns": [p.seq[l.out] for l in cell.links] + [n["gates"]] + [s.seq for s in p.sources if s.role == "value"]}
+                "has_values": any(s.role == "value" for s in p.sources) or bool(p.readouts),
+                "returns": [p.seq[l.out] for l in cell.links] + [n["gates"]] + [s.seq for s in p.sources if s.role == "value"]
+                + [r.seq for r in p.readouts]}
 
     def _scatter(self, target: str, s: Source, product: str, why: str, first: bool = False, whole: bool = False,
                  stacked: bool = False) -> list[str]:
@@ -280,7 +290,14 @@ class Emitter:
         equations = {e.target: e for e in cell.equations}
         outs = {l.out for l in cell.links}
         value_sources = {s.name: s for s in p.sources if s.role == "value"}
+        readout_of = {r.out: r for r in p.readouts}
+        kept = {r.operand: r for r in p.readouts}
         for node in self.d.nodes:
+            if node.name in readout_of:
+                r = readout_of[node.name]
+                loop.add(f"{r.out} = {L.project_into(r.param, r.operand, L.step(p.seq[r.out], 't + 1'))}",
+                         tagged(equations[r.out]) if r.out in equations else None)
+                continue
             if node.kind in ("matmul", "concat") or node.preact_of is not None:
                 continue
             comment = tagged(equations[node.name]) if node.name in equations else None
@@ -327,6 +344,9 @@ class Emitter:
             elif node.name in outs:
                 ready_inner(expr)
                 loop.add(assign_into(node.name, expr, L.step(p.seq[node.name], "t + 1"), names), comment)
+            elif node.name in kept:  # the operand of a readout, kept for its weight gradient
+                ready_inner(expr)
+                loop.add(assign_into(node.name, expr, L.step(kept[node.name].seq, "t"), names), comment)
             else:  # a value the spec names, used within the step
                 ready_inner(expr)
                 loop.add(f"{node.name} = {numpy_text(expr, names)}", comment)
@@ -374,6 +394,9 @@ class Emitter:
                 params.append(eq)
                 continue
             rhs = eq.rhs.xreplace(folded).xreplace(p.spelled)
+            if kind == "cell" and self._readout_product(rhs, f"`{text}`"):
+                steps.append((name, rhs, text))  # a readout's back product: one product in the step
+                continue
             if kind == "cell" and rhs.has(ops.matmul, ops.take) and _linear(rhs, L) is not None:
                 folded[sp.Symbol(name)] = rhs
                 continue
@@ -389,6 +412,19 @@ class Emitter:
             raise self.fail("an input's gradient is not one product after the loop")
         self._analysis = (steps, input_grads, params)
         return self._analysis
+
+    def _readout_product(self, rhs: sp.Expr, what: str) -> bool:
+        """Whether ``rhs`` is the product of readout adjoints with their weights
+        (dm = dh @ W_hr); a product with a readout's weight of another adjoint fails."""
+        readouts = {r.param: r for r in self.p.readouts}
+        terms = _linear(rhs, self.L) if readouts else None
+        if not terms or not any(t.param in readouts for t in terms):
+            return False
+        for t in terms:
+            r = readouts.get(t.param)
+            if r is None or t.lo is not None or t.transposed or t.adjoint != sp.Symbol(r.grad):
+                raise self.fail(f"{what} is not the product of a readout's adjoint with its weight")
+        return True
 
     def backward(self) -> dict:
         if self._backward is None:
@@ -415,10 +451,12 @@ class Emitter:
         arrays += [(p.seq[l.out], self.stored_shape(l.out, 1)) for l in cell.links]
         dims = self.bind_dims(arrays, self.core_dims())
         cache = [p.seq[x] for x in cell.names("input")] + [p.seq[l.out] for l in cell.links] + [n["gates"]]
-        cache += [s.seq for s in p.sources if s.role == "value"]
+        cache += [s.seq for s in p.sources if s.role == "value"] + [r.seq for r in p.readouts]
         cache += [s.weight for s in p.sources] + self.loop_params()
         init = [(g, shape_text(self.d.shapes[l.prev])) for g, l in zip(state_grads, cell.links)]
         buffers = [f"{s.dgather} = np.empty({self.seq_shape(s.rows)}, dtype)" for s in p.sources if s.dgather]
+        buffers += [f"{r.dseq} = np.empty({self.seq_shape(self.feat(r.out))}, dtype)  # {r.grad} of every step"
+                    for r in p.readouts]
         if not reuse:
             buffers.append(f"{n['dgates']} = np.empty_like({n['gates']})")
         # what the loops read: the arrays and dimensions their text names
@@ -427,6 +465,7 @@ class Emitter:
         candidates += [p.seq[l.out] for l in cell.links] + [s.seq for s in p.sources if s.role == "value"]
         candidates += [s.weight for s in p.sources if s.role != "input"] + self.loop_params()
         candidates += [s.dgather for s in p.sources if s.dgather]
+        candidates += [r.seq for r in p.readouts] + [r.dseq for r in p.readouts]
         candidates += sorted(self.core_dims() - {T}) + [T]
         loop_args = [c for c in dict.fromkeys(candidates) if c and re.search(rf"\b{re.escape(c)}\b", text)]
         if T not in loop_args:

@@ -116,6 +116,11 @@ class StepBody:
             loop.add(f"{name} = _aged({', '.join(args)})", text)
         if stacked and self.glue:
             loop.add(" = ".join(finals.values()) + " = None", "the final states' gradients joined the last step's loss")
+        for r in p.readouts:  # a readout's adjoint, kept for its weight gradient after the loop
+            if stacked:
+                loop.add(f"np.sum({r.grad}, axis=0, out={L.step(r.dseq, 't')})", f"every loss's {r.grad} of step t, summed")
+            else:
+                loop.add(f"{L.step(r.dseq, 't')} = {r.grad}", f"{r.grad} of step t, for d{r.param} after the loop")
 
         emitted: set[str] = set()
         temps = dict(self.pairs)
