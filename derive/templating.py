@@ -17,8 +17,10 @@ import jinja2
 
 
 def _template_text(name: str) -> str:
+    # a source checkout first: an editable install maps derive.templates to the
+    # checkout it was installed from, which is not this one in a git worktree
     beside = Path(__file__).resolve().parent.parent / "templates" / name
-    if beside.is_file():  # a source checkout reads its own templates (an editable install may map another's)
+    if beside.is_file():
         return beside.read_text("utf-8")
     try:
         root = resources.files("derive.templates")
@@ -27,8 +29,7 @@ def _template_text(name: str) -> str:
             return candidate.read_text("utf-8")
     except ModuleNotFoundError:
         pass
-    path = Path(__file__).resolve().parent.parent / "templates" / name
-    return path.read_text("utf-8")
+    return beside.read_text("utf-8")
 
 
 @functools.lru_cache(maxsize=1)

@@ -333,6 +333,61 @@ def _as_array(name, value):
     return array
 
 
+def _sibling(name):
+    """The module generated/<name>.py beside this file: the derived one-layer
+    functions of the variant cell an option asks for."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
+    spec = importlib.util.spec_from_file_location(f"_derive_generated_{name}", path)
+    if spec is None or not os.path.exists(path):
+        raise NotImplementedError(f"this option uses {name}.py, generated beside this module; not found at {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The sibling cells an option uses: torch's stacked weights -> the notation's
+# parameters, and the names of their gradients.
+_VARIANTS = {
+    "elman_relu": {'module': 'elman_relu', 'prefix': 'rnn', 'torch_api': True, 'stacks': {'weight_ih': ('W_ih',), 'weight_hh': ('W_hh',), 'bias_ih': ('b_ih',), 'bias_hh': ('b_hh',)}, 'grads': {'W_ih': 'dW_ih', 'W_hh': 'dW_hh', 'b_ih': 'db_ih', 'b_hh': 'db_hh'}, 'dx': 'dx', 'dstates': ('dh_prev',)},
+}
+
+
+def _variant_step(name):
+    """The one-layer forward and backward of the sibling cell ``name`` (its
+    derived sequence functions), in the shape of this module's: torch's
+    stacked weights, states as (1, N, features); and its parameter names."""
+    table = _VARIANTS[name]
+    sibling = _sibling(name)
+    forward = getattr(sibling, table["prefix"] + "_forward")
+    backward = getattr(sibling, table["prefix"] + "_backward")
+    stacks = table["stacks"]
+    if table["torch_api"]:  # its functions take torch's stacked weights already
+        return forward, backward, tuple(stacks)
+    states = len(table["dstates"])
+
+    def step_forward(x, *arrays):
+        params = {}
+        for (stack, members), array in zip(stacks.items(), arrays[states:]):
+            rows = array.shape[0] // len(members)
+            params.update((m, array[k * rows:(k + 1) * rows]) for k, m in enumerate(members))
+        output, finals, cache = forward(x, params, *(s[0] for s in arrays[:states]))
+        finals = finals if isinstance(finals, tuple) else (finals,)
+        return output, tuple(f[None] for f in finals), cache
+
+    def step_backward(d_output, cache, *dfinals):
+        grads = backward(d_output, cache, *(d[0] for d in dfinals))
+        result = {"x": grads[table["dx"]]}
+        result.update((key, grads[g][None]) for key, g in zip(('h0',), table["dstates"]))
+        for stack, members in stacks.items():
+            result[stack] = np.concatenate([grads[table["grads"][m]] for m in members])
+        return result
+
+    return step_forward, step_backward, tuple(stacks)
+
+
 def _size(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, not {value!r}")
@@ -430,7 +485,7 @@ class RNN:
     def _step_functions(self):
         """(forward, backward, parameter names of one layer and direction)."""
         if self.nonlinearity == "relu":
-            raise NotImplementedError("RNN(nonlinearity='relu'): this build has no derived elman_relu cell")
+            return _variant_step('elman_relu')
         return rnn_forward, rnn_backward, ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
     @property

@@ -13,8 +13,8 @@ from derive.spec import ops
 from derive.numeric import evaluate as ev
 
 
-def test_presets_are_the_seven_lstms_and_three_other_cells():
-    assert derive.presets() == ["cifg", "coursera", "coursera_rnn", "elman", "graves", "gru", "lipton",
+def test_presets_are_the_seven_lstms_and_four_other_cells():
+    assert derive.presets() == ["cifg", "coursera", "coursera_rnn", "elman", "elman_relu", "graves", "gru", "lipton",
                                 "nicodjimenez", "pytorch", "tmva"]
 
 

@@ -2,7 +2,7 @@
 
 The engine's reference run (derive.numeric.evaluate, the backward equations through
 time) gives the same gradients as autograd through torch.nn.LSTM, torch.nn.GRU
-torch.nn.RNN(nonlinearity="tanh") and torch.nn.LSTM(proj_size=k) with the same weights: each preset's
+torch.nn.RNN(nonlinearity="tanh" and "relu") and torch.nn.LSTM(proj_size=k) with the same weights: each preset's
 forward equations, layout and gate order are torch's, and its backward pass
 is right.
 """
@@ -26,6 +26,7 @@ MODULES = {
     "pytorch": lambda D, H: torch.nn.LSTM(D, H),
     "gru": lambda D, H: torch.nn.GRU(D, H),
     "elman": lambda D, H: torch.nn.RNN(D, H, nonlinearity="tanh"),
+    "elman_relu": lambda D, H: torch.nn.RNN(D, H, nonlinearity="relu"),
     "lstm_proj": lambda D, H: torch.nn.LSTM(D, H, proj_size=H - 1),
 }
 SMALLER = {"proj_size": 1}  # a dimension this much below hidden_size (torch: proj_size < hidden_size)

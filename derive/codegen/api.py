@@ -27,6 +27,7 @@ import re
 import sympy as sp
 
 from derive.engine.backprop import spell_hidden
+from derive.spec import functions
 from derive.codegen.emit import Emitter, tagged
 from derive.codegen.plan import Plan
 from derive.codegen.torch_classes import CLASS_NAME, class_context
@@ -249,6 +250,8 @@ def module_context(p: Plan) -> dict:
         "shape_lines": _shape_lines(p),
         "needs_softmax": bool(pred) and any("softmax(" in line for line in pred["lines"]),
         "needs_basis": any("_basis(" in line for line in fwd["loop"] + bwd["loop"] + bwd["post"]),
+        "helpers": functions.helpers_for("\n".join(fwd["pre"] + fwd["loop"] + bwd["loop"] + bwd["stacked"] + bwd["post"]
+                                                   + (pred["lines"] if pred else []))),
         "fwd": fwd,
         "bwd": bwd,
         "pred": pred,
@@ -300,9 +303,9 @@ def api_prefix(cell) -> str:
 # APIs
 
 
-TORCH_PREFIX = {"pytorch": "lstm", "gru": "gru", "elman": "rnn"}
-TORCH_MODULE = {"pytorch": "torch.nn.LSTM", "gru": "torch.nn.GRU", "elman": "torch.nn.RNN"}
-TORCH_OPTIONS = {"elman": "nonlinearity='tanh', "}
+TORCH_PREFIX = {"pytorch": "lstm", "gru": "gru", "elman": "rnn", "elman_relu": "rnn"}
+TORCH_MODULE = {"pytorch": "torch.nn.LSTM", "gru": "torch.nn.GRU", "elman": "torch.nn.RNN", "elman_relu": "torch.nn.RNN"}
+TORCH_OPTIONS = {"elman": "nonlinearity='tanh', ", "elman_relu": "nonlinearity='relu', "}
 
 
 def torch_api(p: Plan, e: Emitter, ctx: dict) -> dict:
@@ -365,7 +368,7 @@ def torch_api(p: Plan, e: Emitter, ctx: dict) -> dict:
         "prefix": prefix,
         "module": TORCH_MODULE[cell.name],
         "options": TORCH_OPTIONS.get(cell.name, ""),
-        "api_names": [f"{prefix}_forward", f"{prefix}_backward", CLASS_NAME[cell.name]],
+        "api_names": [f"{prefix}_forward", f"{prefix}_backward"] + ([CLASS_NAME[cell.name]] if cell.name in CLASS_NAME else []),
         "checks": list(checks.lines),
         "arrays": checks.arrays,
         "assemble": assemble,
@@ -608,5 +611,5 @@ def _outs(p: Plan, out: str) -> str:
     return f"np.ascontiguousarray({seq}[:, 1:].transpose(1, 0, 2))"
 
 
-API = {"pytorch": torch_api, "gru": torch_api, "elman": torch_api, "coursera": coursera_api,
+API = {"pytorch": torch_api, "gru": torch_api, "elman": torch_api, "elman_relu": torch_api, "coursera": coursera_api,
        "coursera_rnn": coursera_rnn_api}

@@ -40,7 +40,7 @@ from typing import Iterable
 
 import sympy as sp
 
-from derive.spec import ops
+from derive.spec import functions, ops
 from derive.engine.backprop import derive_cell, spell_hidden
 from derive.derivation import Derivation
 from derive.errors import DeriveError
@@ -283,7 +283,8 @@ def upstream(d: Derivation) -> Derivation:
 # Names the emitted code defines or uses, that a notation's names must not shadow.
 RESERVED = {"np", "range", "reversed", "sigmoid", "softmax", "t", "dtype", "cache", "grads", "_basis", "_check",
             "_forward", "_backward", "_predict", "_as_float", "_bptt", "_bptt_truncated", "_aged",
-            "_check_truncate", "truncate", "k", "numbers", "values"}
+            "_check_truncate", "truncate", "k", "numbers", "values"} | {
+            row.numpy for row in functions.FUNCTIONS.values() if row.helper is not None}
 
 
 class Names:
@@ -306,7 +307,7 @@ def forward_values(d: Derivation) -> dict:
     out = {}
     for node in d.nodes:
         if node.preact_of is not None:
-            for act in (ops.sigmoid, sp.tanh):
+            for act in functions.GATES:
                 out[act(sp.Symbol(node.name))] = sp.Symbol(node.preact_of)
     return out
 
@@ -405,8 +406,10 @@ def plan(derivation: Derivation) -> Plan:
             if whole and node.preact_of is not None:
                 gate = node.preact_of
                 eq = gate_eqs[gate]
-                if eq.rhs.func not in (ops.sigmoid, sp.tanh):
-                    raise fail(f"the gate `{gate}` is not a sigmoid or a tanh of its pre-activation")
+                row = functions.BY_CLASS.get(eq.rhs.func)
+                if row is None or not row.gate or not row.in_value:
+                    raise fail(f"the gate `{gate}` is not a function of its pre-activation whose derivative "
+                               f"reads the stored value (sigmoid, tanh, exp, relu, sqrt)")
                 slot = Slot(gate, "gate", expr, owner, feat(owner), act=eq.rhs.func, text=eq.text, tag=eq.tag,
                             home=gate if gate in outs else None)
             elif whole and owner not in outs:

@@ -29,7 +29,7 @@ def _variant(condition: str, sibling: str) -> tuple[tuple, dict]:
     """The class's branch for an option a sibling preset derives, and what the
     module must know of that preset to call its (generic) sequence functions:
     its stacks (torch's weight names -> the notation's), the gradient names."""
-    from derive.codegen.api import api_prefix
+    from derive.codegen.api import TORCH_PREFIX, api_prefix
     from derive.derivation import derive
 
     d = derive(sibling)
@@ -37,7 +37,8 @@ def _variant(condition: str, sibling: str) -> tuple[tuple, dict]:
     (x,) = cell.names("input")
     table = {
         "module": sibling,
-        "prefix": api_prefix(cell),
+        "prefix": TORCH_PREFIX.get(sibling, api_prefix(cell)),
+        "torch_api": sibling in TORCH_PREFIX,  # its functions take torch's stacked weights already
         "stacks": {k: tuple(v) for k, v in cell.stacks.items()},
         "grads": {m: d.gradient_name(m) for v in cell.stacks.values() for m in v},
         "dx": d.gradient_name(x),
@@ -51,7 +52,9 @@ def _unsupported(condition: str, what: str) -> tuple:
 
 
 def class_context(preset: str, prefix: str, module: str, gates: int, finals: list[str], initial: list[str]) -> dict:
-    """The class template's variables for one torch preset."""
+    """The class template's variables for one torch preset (none for a variant preset)."""
+    if preset not in CLASS_NAME:
+        return {"class_name": None}
     from derive.derivation import presets
 
     option, signature = OPTION.get(preset, ("", ""))
