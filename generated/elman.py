@@ -350,9 +350,16 @@ def _sibling(name):
 
 # The sibling cells an option uses: torch's stacked weights -> the notation's
 # parameters, and the names of their gradients.
-_VARIANTS = {
-    "elman_relu": {'module': 'elman_relu', 'prefix': 'rnn', 'torch_api': True, 'stacks': {'weight_ih': ('W_ih',), 'weight_hh': ('W_hh',), 'bias_ih': ('b_ih',), 'bias_hh': ('b_hh',)}, 'grads': {'W_ih': 'dW_ih', 'W_hh': 'dW_hh', 'b_ih': 'db_ih', 'b_hh': 'db_hh'}, 'dx': 'dx', 'dstates': ('dh_prev',)},
-}
+_VARIANTS = {'elman_relu': {'module': 'elman_relu',
+                            'prefix': 'rnn',
+                            'torch_api': True,
+                            'stacks': {'weight_ih': ('W_ih',),
+                                       'weight_hh': ('W_hh',),
+                                       'bias_ih': ('b_ih',),
+                                       'bias_hh': ('b_hh',)},
+                            'grads': {'W_ih': 'dW_ih', 'W_hh': 'dW_hh', 'b_ih': 'db_ih', 'b_hh': 'db_hh'},
+                            'dx': 'dx',
+                            'dstates': ('dh_prev',)}}
 
 
 def _variant_step(name):

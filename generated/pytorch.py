@@ -463,9 +463,33 @@ def _sibling(name):
 
 # The sibling cells an option uses: torch's stacked weights -> the notation's
 # parameters, and the names of their gradients.
-_VARIANTS = {
-    "lstm_proj": {'module': 'lstm_proj', 'prefix': 'lstm', 'torch_api': False, 'stacks': {'weight_ih': ('W_ii', 'W_if', 'W_ig', 'W_io'), 'weight_hh': ('W_hi', 'W_hf', 'W_hg', 'W_ho'), 'bias_ih': ('b_ii', 'b_if', 'b_ig', 'b_io'), 'bias_hh': ('b_hi', 'b_hf', 'b_hg', 'b_ho'), 'weight_hr': ('W_hr',)}, 'grads': {'W_ii': 'dW_ii', 'W_if': 'dW_if', 'W_ig': 'dW_ig', 'W_io': 'dW_io', 'W_hi': 'dW_hi', 'W_hf': 'dW_hf', 'W_hg': 'dW_hg', 'W_ho': 'dW_ho', 'b_ii': 'db_ii', 'b_if': 'db_if', 'b_ig': 'db_ig', 'b_io': 'db_io', 'b_hi': 'db_hi', 'b_hf': 'db_hf', 'b_hg': 'db_hg', 'b_ho': 'db_ho', 'W_hr': 'dW_hr'}, 'dx': 'dx', 'dstates': ('dh_prev', 'dc_prev')},
-}
+_VARIANTS = {'lstm_proj': {'module': 'lstm_proj',
+                           'prefix': 'lstm',
+                           'torch_api': False,
+                           'stacks': {'weight_ih': ('W_ii', 'W_if', 'W_ig', 'W_io'),
+                                      'weight_hh': ('W_hi', 'W_hf', 'W_hg', 'W_ho'),
+                                      'bias_ih': ('b_ii', 'b_if', 'b_ig', 'b_io'),
+                                      'bias_hh': ('b_hi', 'b_hf', 'b_hg', 'b_ho'),
+                                      'weight_hr': ('W_hr',)},
+                           'grads': {'W_ii': 'dW_ii',
+                                     'W_if': 'dW_if',
+                                     'W_ig': 'dW_ig',
+                                     'W_io': 'dW_io',
+                                     'W_hi': 'dW_hi',
+                                     'W_hf': 'dW_hf',
+                                     'W_hg': 'dW_hg',
+                                     'W_ho': 'dW_ho',
+                                     'b_ii': 'db_ii',
+                                     'b_if': 'db_if',
+                                     'b_ig': 'db_ig',
+                                     'b_io': 'db_io',
+                                     'b_hi': 'db_hi',
+                                     'b_hf': 'db_hf',
+                                     'b_hg': 'db_hg',
+                                     'b_ho': 'db_ho',
+                                     'W_hr': 'dW_hr'},
+                           'dx': 'dx',
+                           'dstates': ('dh_prev', 'dc_prev')}}
 
 
 def _variant_step(name):

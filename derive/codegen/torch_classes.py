@@ -14,6 +14,8 @@ one-layer functions; it holds no recurrence of its own.
 
 from __future__ import annotations
 
+import pprint
+
 CLASS_NAME = {"pytorch": "LSTM", "gru": "GRU", "elman": "RNN"}
 OPTION = {"pytorch": ("proj_size", ", proj_size=0"), "elman": ("nonlinearity", ', nonlinearity="tanh"')}
 
@@ -78,6 +80,7 @@ def class_context(preset: str, prefix: str, module: str, gates: int, finals: lis
         "option_signature": signature,
         "variants": variants,
         "siblings": tables,
+        "siblings_text": pprint.pformat(tables, width=100, sort_dicts=False).replace("\n", "\n" + " " * 12),
         "key_examples": ", ".join(keys + (["weight_hr_l0"] if option == "proj_size" else [])),
         "key_note": "; weight_hr_* with proj_size > 0" if option == "proj_size" else "",
         "hx_text": "(h_0, c_0), each (num_layers * directions, N, features)" if len(finals) > 1
