@@ -363,7 +363,8 @@ def torch_api(p: Plan, e: Emitter, ctx: dict) -> dict:
     returned = last[0] if len(last) == 1 else "(" + ", ".join(last) + ")"
     finals_text = finals[0] if len(finals) == 1 else "(" + ", ".join(finals) + ")"
     return {
-        **class_context(cell.name, prefix, TORCH_MODULE[cell.name], len(stacks[weight_stacks[0]]), finals, initial),
+        **class_context(cell.name, prefix, TORCH_MODULE[cell.name], len(stacks[weight_stacks[0]]), finals, initial,
+                        TORCH_PREFIX),
         "template": "numpy_torch.py.j2",
         "prefix": prefix,
         "module": TORCH_MODULE[cell.name],

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import pprint
 
+from derive.derivation import derive, presets
+
 CLASS_NAME = {"pytorch": "LSTM", "gru": "GRU", "elman": "RNN"}
 OPTION = {"pytorch": ("proj_size", ", proj_size=0"), "elman": ("nonlinearity", ', nonlinearity="tanh"')}
 
@@ -27,20 +29,17 @@ VARIANTS: dict[str, list[tuple[str, str]]] = {
 UNSUPPORTED = {"lstm_proj": "LSTM(proj_size>0)", "elman_relu": "RNN(nonlinearity='relu')"}
 
 
-def _variant(condition: str, sibling: str) -> tuple[tuple, dict]:
+def _variant(condition: str, sibling: str, torch_prefix: dict[str, str]) -> tuple[tuple, dict]:
     """The class's branch for an option a sibling preset derives, and what the
     module must know of that preset to call its (generic) sequence functions:
     its stacks (torch's weight names -> the notation's), the gradient names."""
-    from derive.codegen.api import TORCH_PREFIX, api_prefix
-    from derive.derivation import derive
-
     d = derive(sibling)
     cell = d.cell
     (x,) = cell.names("input")
     table = {
         "module": sibling,
-        "prefix": TORCH_PREFIX.get(sibling, api_prefix(cell)),
-        "torch_api": sibling in TORCH_PREFIX,  # its functions take torch's stacked weights already
+        "prefix": torch_prefix.get(sibling, "lstm" if len(cell.links) == 2 else "rnn"),  # as api.api_prefix
+        "torch_api": sibling in torch_prefix,  # its functions take torch's stacked weights already
         "stacks": {k: tuple(v) for k, v in cell.stacks.items()},
         "grads": {m: d.gradient_name(m) for v in cell.stacks.values() for m in v},
         "dx": d.gradient_name(x),
@@ -53,17 +52,18 @@ def _unsupported(condition: str, what: str) -> tuple:
     return condition, [f"raise NotImplementedError({what!r})"]
 
 
-def class_context(preset: str, prefix: str, module: str, gates: int, finals: list[str], initial: list[str]) -> dict:
-    """The class template's variables for one torch preset (none for a variant preset)."""
+def class_context(preset: str, prefix: str, module: str, gates: int, finals: list[str], initial: list[str],
+                  torch_prefix: dict[str, str]) -> dict:
+    """The class template's variables for one torch preset (none for a variant
+    preset); ``torch_prefix``: the presets whose modules have torch's API, and
+    their functions' prefix."""
     if preset not in CLASS_NAME:
         return {"class_name": None}
-    from derive.derivation import presets
-
     option, signature = OPTION.get(preset, ("", ""))
     variants, tables = [], {}
     for condition, sibling in VARIANTS.get(preset, []):
         if sibling in presets():
-            branch, tables[sibling] = _variant(condition, sibling)
+            branch, tables[sibling] = _variant(condition, sibling, torch_prefix)
             variants.append(branch)
         else:
             variants.append(_unsupported(condition, f"{UNSUPPORTED[sibling]}: this build has no derived "
