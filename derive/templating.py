@@ -3,7 +3,7 @@
 Contract. ``render(name, **context)`` renders ``templates/<name>``. Templates
 ship inside the wheel as the package ``derive.templates`` (pyproject maps the
 top-level templates/ folder there); from a source checkout they are read from
-templates/ beside the package. A missing variable is an error, never an empty
+templates/ beside the package first. A missing variable is an error, never an empty
 string.
 """
 
@@ -17,11 +17,12 @@ import jinja2
 
 
 def _template_text(name: str) -> str:
+    # a source checkout (or git worktree) reads its own templates, even when an
+    # editable install of another checkout maps ``derive.templates`` elsewhere
     checkout = Path(__file__).resolve().parent.parent
-    if (checkout / "pyproject.toml").is_file() and (checkout / "templates" / name).is_file():
-        # a source checkout (or git worktree) reads its own templates, even when an
-        # editable install of another checkout maps ``derive.templates`` elsewhere
-        return (checkout / "templates" / name).read_text("utf-8")
+    beside = checkout / "templates" / name
+    if (checkout / "pyproject.toml").is_file() and beside.is_file():
+        return beside.read_text("utf-8")
     try:
         root = resources.files("derive.templates")
         candidate = root.joinpath(name)
@@ -29,8 +30,7 @@ def _template_text(name: str) -> str:
             return candidate.read_text("utf-8")
     except ModuleNotFoundError:
         pass
-    path = Path(__file__).resolve().parent.parent / "templates" / name
-    return path.read_text("utf-8")
+    return beside.read_text("utf-8")
 
 
 def template_texts() -> dict[str, str]:

@@ -73,7 +73,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["rnn_forward", "rnn_backward"]
+__all__ = ["rnn_forward", "rnn_backward", "RNN"]
 
 
 # |z| beyond which sigmoid(z) is 0 or 1 to the dtype's precision: -log(eps)
@@ -302,3 +302,429 @@ def rnn_backward(d_output, cache, dh_n=None, *, truncate=None):
         "bias_ih": grads["dbias_ih"],
         "bias_hh": grads["dbias_hh"],
     }
+
+
+
+# ---------------------------------------------------------------------------
+# torch.nn.RNN as a class: layers, directions and lengths, composed from the
+# one-layer functions above (rnn_forward, rnn_backward).
+
+
+def _reversed_within(seq, lengths):
+    """Each sequence of the batch reversed within its own length (step t of
+    sequence n becomes step lengths[n]-1-t); the steps past its end stay where
+    they are. Its own inverse."""
+    T, N = seq.shape[:2]
+    t = np.arange(T)[:, None]
+    steps = np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+    return seq[steps, np.arange(N)[None, :]]
+
+
+def _as_array(name, value):
+    """``value`` as a floating ndarray (integers become float64), else a ValueError naming it."""
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # anything np.asarray refuses
+        raise ValueError(f"{name}: expected an array, got {type(value).__name__} ({exc})") from None
+    if array.dtype.kind in "iub":
+        array = array.astype(np.float64)
+    if array.dtype.kind != "f":
+        raise ValueError(f"{name}: expected real numbers, got an array of dtype {array.dtype}")
+    return array
+
+
+def _sibling(name):
+    """The module generated/<name>.py beside this file: the derived one-layer
+    functions of the variant cell an option asks for."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
+    spec = importlib.util.spec_from_file_location(f"_derive_generated_{name}", path)
+    if spec is None or not os.path.exists(path):
+        raise NotImplementedError(f"this option uses {name}.py, generated beside this module; not found at {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The sibling cells an option uses: torch's stacked weights -> the notation's
+# parameters, and the names of their gradients.
+_VARIANTS = {'elman_relu': {'module': 'elman_relu',
+                            'prefix': 'rnn',
+                            'torch_api': True,
+                            'stacks': {'weight_ih': ('W_ih',),
+                                       'weight_hh': ('W_hh',),
+                                       'bias_ih': ('b_ih',),
+                                       'bias_hh': ('b_hh',)},
+                            'grads': {'W_ih': 'dW_ih', 'W_hh': 'dW_hh', 'b_ih': 'db_ih', 'b_hh': 'db_hh'},
+                            'dx': 'dx',
+                            'dstates': ('dh_prev',)}}
+
+
+def _variant_step(name):
+    """The one-layer forward and backward of the sibling cell ``name`` (its
+    derived sequence functions), in the shape of this module's: torch's
+    stacked weights, states as (1, N, features); and its parameter names."""
+    table = _VARIANTS[name]
+    sibling = _sibling(name)
+    forward = getattr(sibling, table["prefix"] + "_forward")
+    backward = getattr(sibling, table["prefix"] + "_backward")
+    stacks = table["stacks"]
+    if table["torch_api"]:  # its functions take torch's stacked weights already
+        return forward, backward, tuple(stacks)
+    states = len(table["dstates"])
+
+    def step_forward(x, *arrays):
+        params = {}
+        for (stack, members), array in zip(stacks.items(), arrays[states:]):
+            rows = array.shape[0] // len(members)
+            params.update((m, array[k * rows:(k + 1) * rows]) for k, m in enumerate(members))
+        output, finals, cache = forward(x, params, *(s[0] for s in arrays[:states]))
+        finals = finals if isinstance(finals, tuple) else (finals,)
+        return output, tuple(f[None] for f in finals), cache
+
+    def step_backward(d_output, cache, *dfinals):
+        grads = backward(d_output, cache, *(d[0] for d in dfinals))
+        result = {"x": grads[table["dx"]]}
+        result.update((key, grads[g][None]) for key, g in zip(('h0',), table["dstates"]))
+        for stack, members in stacks.items():
+            result[stack] = np.concatenate([grads[table["grads"][m]] for m in members])
+        return result
+
+    return step_forward, step_backward, tuple(stacks)
+
+
+def _size(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, not {value!r}")
+    return int(value)
+
+
+class RNN:
+    """torch.nn.RNN in NumPy: the module's constructor, state_dict names and
+    call, and a backward pass that returns the gradients torch autograd gives.
+
+        RNN(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+            bidirectional=False, nonlinearity="tanh", *, dtype=np.float32, seed=None)
+
+    A fresh instance holds torch's initial values: every parameter uniform in
+    +-1/sqrt(hidden_size), drawn by np.random.default_rng(seed) (the values
+    differ from torch's own draw; load_state_dict copies a torch model's).
+
+        module.load_state_dict(torch_module.state_dict())   # or any dict of arrays
+        output, h_n = module(input, hx=None, lengths=None)
+        grads = module.backward(grad_output, grad_h_n=None)
+
+    state_dict keys are torch's (weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, with _reverse for the
+    second direction); load_state_dict takes NumPy arrays or anything np.asarray
+    takes (a CPU torch tensor that does not require grad, or
+    ``tensor.detach().numpy()``), checks the names and shapes, and keeps a copy
+    of each value in its own dtype (integers become float64). The computation
+    runs in the common floating dtype of the input and the parameters
+    (float32 stays float32).
+
+    input is (T, N, input_size), or (N, T, input_size) with batch_first=True
+    (3-D only: an unbatched 2-D input is refused); hx is h_0, (num_layers * directions, N, hidden_size)
+    (zeros when None). ``lengths`` (N integers in 1..T, a list, an array or a
+    CPU tensor) gives each sequence its own length, as
+    pack_padded_sequence(input, lengths, enforce_sorted=False) does: output
+    past a sequence's end is zero (output keeps all T steps, as
+    pad_packed_sequence(..., total_length=T) gives), the input there is never
+    read and its gradient is zero, and h_n holds each sequence's
+    state at its own last step (the reverse direction reads each sequence
+    backwards from its own last step).
+
+    backward(grad_output, grad_h_n=None) runs backpropagation through
+    time for the last call (once per call, as torch's graph is freed) and
+    returns the gradients of sum(output * grad_output) + sum(h_n * grad_h_n):
+    a dict keyed "input" (in the input's layout), "h0" (also when hx was None), and every
+    state_dict name.
+
+    How it runs. Each layer and direction is one call of rnn_forward
+    (the derived one-layer recurrence of this module) per distinct sequence
+    length: the batch runs together up to the shortest length, then the
+    sequences still running continue from their states, as torch's packed
+    sequences do; the backward pass chains rnn_backward the other
+    way, handing each segment's initial-state gradients to the segment before.
+    A layer's input is the previous layer's output (both directions
+    concatenated). Nothing of the recurrence is written here.
+
+    Not supported: inter-layer dropout (torch's dropout argument; the
+    computation is torch's with dropout=0 or in eval mode), unbatched input,
+    PackedSequence objects (give the padded input and its lengths instead).
+    """
+
+    _GATES = 1
+    _STATES = 1
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 bidirectional=False, nonlinearity="tanh", *, dtype=np.float32, seed=None):
+        self.input_size = _size("input_size", input_size, 1)
+        self.hidden_size = _size("hidden_size", hidden_size, 1)
+        self.num_layers = _size("num_layers", num_layers, 1)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', not {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        self._step = self._step_functions()
+        rng = np.random.default_rng(seed)
+        bound = 1.0 / np.sqrt(self.hidden_size)
+        self._params = {name: rng.uniform(-bound, bound, shape).astype(dtype)
+                        for name, shape in self._shapes().items()}
+        self._tape = None
+
+    def __repr__(self):
+        options = [f"{self.input_size}", f"{self.hidden_size}"]
+        if self.num_layers != 1:
+            options.append(f"num_layers={self.num_layers}")
+        for name, default in (("bias", True), ("batch_first", False), ("bidirectional", False)):
+            if getattr(self, name) != default:
+                options.append(f"{name}={getattr(self, name)}")
+        if self.nonlinearity != "tanh":
+            options.append(f"nonlinearity={self.nonlinearity!r}")
+        return f"{type(self).__name__}({', '.join(options)})"
+
+    # -- the one-layer step and the parameters ---------------------------------
+
+    def _step_functions(self):
+        """(forward, backward, parameter names of one layer and direction)."""
+        if self.nonlinearity == "relu":
+            return _variant_step('elman_relu')
+        return rnn_forward, rnn_backward, ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+    @property
+    def _directions(self):
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    @property
+    def _out_size(self):
+        """Features of h (and of each direction's output)."""
+        return self.hidden_size
+
+    def _state_sizes(self):
+        """Features of each state: h."""
+        return (self._out_size,)
+
+    def _shapes(self):
+        """{state_dict name: shape}, in torch's order."""
+        rows, out = self._GATES * self.hidden_size, self._out_size
+        shapes = {}
+        for layer in range(self.num_layers):
+            width = self.input_size if layer == 0 else out * len(self._directions)
+            for suffix in self._directions:
+                shapes[f"weight_ih_l{layer}{suffix}"] = (rows, width)
+                shapes[f"weight_hh_l{layer}{suffix}"] = (rows, out)
+                if self.bias:
+                    shapes[f"bias_ih_l{layer}{suffix}"] = (rows,)
+                    shapes[f"bias_hh_l{layer}{suffix}"] = (rows,)
+        return shapes
+
+    def state_dict(self):
+        """{name: a copy of the array}, keyed and ordered as torch's module."""
+        return {name: value.copy() for name, value in self._params.items()}
+
+    def load_state_dict(self, state_dict):
+        """Copy every parameter from ``state_dict`` (torch's names; arrays or
+        anything np.asarray takes). Missing or unexpected names and wrong
+        shapes raise a KeyError / ValueError naming them; nothing is loaded then."""
+        shapes = self._shapes()
+        missing = [name for name in shapes if name not in state_dict]
+        unexpected = [name for name in state_dict if name not in shapes]
+        if missing or unexpected:
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected} "
+                           f"(for {self!r})")
+        loaded = {}
+        for name, shape in shapes.items():
+            value = _as_array(name, state_dict[name])
+            if value.shape != shape:
+                raise ValueError(f"{name}: expected shape {shape}, got {tuple(value.shape)}")
+            loaded[name] = np.array(value, copy=True)
+        self._params = loaded
+
+    # -- the forward pass ------------------------------------------------------
+
+    def _layer_params(self, layer, suffix, dtype):
+        """The step functions' parameter arrays of one layer and direction (zero biases without bias)."""
+        names = self._step[2]
+        rows = self._GATES * self.hidden_size
+        values = []
+        for name in names:
+            key = f"{name}_l{layer}{suffix}"
+            if key in self._params:
+                values.append(self._params[key].astype(dtype, copy=False))
+            else:  # bias=False
+                values.append(np.zeros(rows, dtype))
+        return values
+
+    def _initial(self, hx, N, dtype):
+        """The initial states, each (num_layers * directions, N, features)."""
+        layers = self.num_layers * len(self._directions)
+        sizes = self._state_sizes()
+        names = ('h0',)
+        if hx is None:
+            return [np.zeros((layers, N, size), dtype) for size in sizes]
+        given = (hx,) if self._STATES == 1 else hx
+        if self._STATES > 1 and (not isinstance(hx, (tuple, list)) or len(hx) != self._STATES):
+            raise ValueError(f"hx: expected a tuple {names}, got {type(hx).__name__}")
+        states = []
+        for name, value, size in zip(names, given, sizes):
+            value = _as_array(f"hx ({name})", value)
+            if value.shape != (layers, N, size):
+                raise ValueError(f"hx ({name}): expected shape {(layers, N, size)}, got {tuple(value.shape)}")
+            states.append(value.astype(dtype, copy=False))
+        return states
+
+    def _lengths(self, lengths, T, N):
+        if lengths is None:
+            return np.full(N, T, dtype=np.int64)
+        try:
+            array = np.asarray(lengths)
+        except Exception as exc:
+            raise ValueError(f"lengths: expected N integers, got {type(lengths).__name__} ({exc})") from None
+        if array.shape != (N,) or array.dtype.kind not in "iu":
+            raise ValueError(f"lengths: expected {N} integers (one per sequence), got shape {array.shape} "
+                             f"of dtype {array.dtype}")
+        if N and (array.min() < 1 or array.max() > T):
+            raise ValueError(f"lengths: every length must be in 1..{T} (the input's steps), got {array.tolist()}")
+        return array.astype(np.int64)
+
+    def _run_direction(self, x, states, params, lengths, reverse):
+        """One layer in one direction over the batch, segment by segment of the
+        distinct lengths; returns its output, final states and its tape."""
+        forward = self._step[0]
+        T, N = x.shape[:2]
+        if reverse:
+            x = _reversed_within(x, lengths)
+        states = [s.copy() for s in states]
+        output = np.zeros((T, N, self._out_size), x.dtype)
+        tape, start = [], 0
+        for stop in np.unique(lengths):
+            stop = int(stop)
+            rows = np.flatnonzero(lengths >= stop)
+            if len(rows) == N:
+                rows = slice(None)
+            out, finals, cache = forward(x[start:stop, rows], *(s[rows][None] for s in states), *params)
+            finals = finals if isinstance(finals, tuple) else (finals,)
+            output[start:stop, rows] = out
+            for s, f in zip(states, finals):
+                s[rows] = f[0]
+            tape.append((start, stop, rows, cache))
+            start = stop
+        if reverse:
+            output = _reversed_within(output, lengths)
+        return output, states, tape
+
+    def __call__(self, input, hx=None, lengths=None):
+        x = _as_array("input", input)
+        if x.ndim != 3:
+            raise ValueError(f"input: expected a 3-D array ({'N, T' if self.batch_first else 'T, N'}, "
+                             f"input_size), got shape {tuple(x.shape)}")
+        if self.batch_first:
+            x = x.transpose(1, 0, 2)
+        T, N, features = x.shape
+        if features != self.input_size:
+            raise ValueError(f"input: expected {self.input_size} features (input_size), got {features}")
+        if T == 0:
+            raise ValueError("input: expected at least one step")
+        dtype = np.result_type(x, *self._params.values(), np.float32)
+        x = x.astype(dtype, copy=False)
+        initial = self._initial(hx, N, dtype)
+        lengths = self._lengths(lengths, T, N)
+        finals = [np.empty_like(s) for s in initial]
+        tapes = []
+        layer_input = x
+        for layer in range(self.num_layers):
+            outputs = []
+            for k, suffix in enumerate(self._directions):
+                index = layer * len(self._directions) + k
+                params = self._layer_params(layer, suffix, dtype)
+                out, states, tape = self._run_direction(layer_input, [s[index] for s in initial], params,
+                                                        lengths, reverse=k == 1)
+                for final, state in zip(finals, states):
+                    final[index] = state
+                outputs.append(out)
+                tapes.append((layer, suffix, params, tape))
+            layer_input = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
+        self._tape = {"tapes": tapes, "lengths": lengths, "shape": (T, N), "dtype": dtype}
+        output = layer_input.transpose(1, 0, 2) if self.batch_first else layer_input
+        return output, finals[0]
+
+    # -- backpropagation through time ------------------------------------------
+
+    def _back_direction(self, doutput, dfinals, tape, lengths, reverse, width):
+        """The gradients of one layer and direction: its input's, its initial
+        states' and its parameters' (the step functions' keys)."""
+        backward, names = self._step[1], self._step[2]
+        T, N = doutput.shape[:2]
+        if reverse:
+            doutput = _reversed_within(doutput, lengths)
+        dx = np.zeros((T, N, width), doutput.dtype)
+        dstates = [d.copy() for d in dfinals]
+        dparams = {name: 0 for name in names}
+        for start, stop, rows, cache in reversed(tape):
+            grads = backward(np.ascontiguousarray(doutput[start:stop, rows]), cache,
+                             *(d[rows][None] for d in dstates))
+            dx[start:stop, rows] = grads["x"]
+            for d, key in zip(dstates, ('h0',)):
+                d[rows] = grads[key][0]
+            for name in names:
+                dparams[name] = dparams[name] + grads[name]
+        if reverse:
+            dx = _reversed_within(dx, lengths)
+        return dx, dstates, dparams
+
+    def backward(self, grad_output, grad_h_n=None):
+        """The gradients of sum(output * grad_output) + sum(h_n * grad_h_n)        for the last call: {"input": ..., "h0": ..., and every state_dict name}."""
+        if self._tape is None:
+            raise ValueError("backward: no forward pass to go back through (call the module first; "
+                             "each call serves one backward pass)")
+        tape, self._tape = self._tape, None
+        T, N = tape["shape"]
+        dtype, lengths = tape["dtype"], tape["lengths"]
+        directions = len(self._directions)
+        width = self._out_size * directions
+        shape = (N, T, width) if self.batch_first else (T, N, width)
+        grad = _as_array("grad_output", grad_output)
+        if grad.shape != shape:
+            raise ValueError(f"grad_output: expected shape {shape} (the output's), got {tuple(grad.shape)}")
+        grad = grad.astype(dtype, copy=False)
+        if self.batch_first:
+            grad = grad.transpose(1, 0, 2)
+        dfinals = []
+        for name, value, size in zip(('grad_h_n',), (grad_h_n, ), self._state_sizes()):
+            expected = (self.num_layers * directions, N, size)
+            if value is None:
+                dfinals.append(np.zeros(expected, dtype))
+                continue
+            value = _as_array(name, value)
+            if value.shape != expected:
+                raise ValueError(f"{name}: expected shape {expected}, got {tuple(value.shape)}")
+            dfinals.append(value.astype(dtype, copy=False))
+        grads = {}
+        dinitial = [np.zeros_like(d) for d in dfinals]
+        by_layer = {}
+        for layer, suffix, params, steps in tape["tapes"]:
+            by_layer.setdefault(layer, []).append((suffix, steps))
+        for layer in reversed(range(self.num_layers)):
+            width = self.input_size if layer == 0 else self._out_size * directions
+            dinput = None
+            for k, (suffix, steps) in enumerate(by_layer[layer]):
+                index = layer * directions + k
+                part = grad[..., k * self._out_size:(k + 1) * self._out_size]
+                dx, dstates, dparams = self._back_direction(part, [d[index] for d in dfinals], steps, lengths,
+                                                            reverse=k == 1, width=width)
+                dinput = dx if dinput is None else dinput + dx
+                for target, d in zip(dinitial, dstates):
+                    target[index] = d
+                for name, value in dparams.items():
+                    key = f"{name}_l{layer}{suffix}"
+                    if key in self._params:
+                        grads[key] = value
+            grad = dinput
+        result = {"input": grad.transpose(1, 0, 2) if self.batch_first else grad}
+        result.update(zip(('h0',), dinitial))
+        result.update((name, grads[name]) for name in self._params)
+        return result

@@ -305,7 +305,7 @@ def test_every_module_has_the_fused_structure(name):
     tree = ast.parse(text)
     funcs = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
     p = plan(derive.derive(name))
-    per_step = sum(s.role != "input" for s in p.sources)
+    per_step = sum(s.role != "input" for s in p.sources) + len(p.readouts)  # a readout: one product per step
     inputs = sum(s.role == "input" for s in p.sources)
 
     def products(nodes):  # a @ b, or np.matmul(a, b, out=...)
@@ -319,7 +319,17 @@ def test_every_module_has_the_fused_structure(name):
         (loop,) = [n for n in body if isinstance(n, ast.For)]
         assert products([loop]) == inside, fname
         assert products(body[:body.index(loop)]) == before, fname
-    assert products(funcs["_backward"].body) == len(p.sources) + inputs
+    assert products(funcs["_backward"].body) == len(p.sources) + inputs + len(p.readouts)
+
+
+def test_a_projection_is_a_readout_of_the_fused_module():
+    """torch's projection h = m @ W_hr.T: one product per step forward, dh kept per
+    step, dW_hr one product after the loop (not the unfused module)."""
+    p = plan(derive.derive("lstm_proj"))
+    assert [(r.out, r.param, r.operand, r.grad) for r in p.readouts] == [("h", "W_hr", "m", "dh")]
+    text = (GENERATED / "lstm_proj.py").read_text("utf-8")
+    assert "def _bptt(" in text and "unfused" not in text.lower()
+    assert "dW_hr = dh_seq.reshape(T * N, proj_size).T @ m_seq.reshape(T * N, hidden_size)" in text
 
 
 # ---------------------------------------------------------------------------

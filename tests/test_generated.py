@@ -407,15 +407,16 @@ def test_gru_module_is_torch_nn_gru(dtype, tol):
 
 
 @needs_torch
-def test_elman_module_is_torch_nn_rnn_tanh():
-    gen = module("elman")
+@pytest.mark.parametrize("name, nonlinearity", [("elman", "tanh"), ("elman_relu", "relu")])
+def test_elman_module_is_torch_nn_rnn(name, nonlinearity):
+    gen = module(name)
     x, h0, _, weights = _torch_case(T=6, N=2, D=3, H=5, seed=4, gates=1)
     rng = np.random.default_rng(5)
     output, h_n, cache = gen.rnn_forward(x, h0, *weights)
     d_output, dh_n = rng.standard_normal(output.shape), rng.standard_normal(h_n.shape)
     grads = gen.rnn_backward(d_output, cache, dh_n=dh_n)
     assert list(grads) == ["x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"]
-    net = torch.nn.RNN(3, 5, nonlinearity="tanh").to(torch.float64)
+    net = torch.nn.RNN(3, 5, nonlinearity=nonlinearity).to(torch.float64)
     out_t, (hn_t,), ref = _torch_module_grads(net, x, (h0,), weights, d_output, (dh_n,))
     assert rel_err(output, out_t.detach().numpy()) <= 1e-12 and rel_err(h_n, hn_t.detach().numpy()) <= 1e-12
     for key, value in ref.items():
@@ -456,10 +457,10 @@ def test_gru_bad_shapes_name_argument_expected_and_received(arg, bad, message):
         gen.gru_backward(np.zeros_like(output), cache, dh_n=np.zeros((3, 6)))
 
 
-@pytest.mark.parametrize("name", ["pytorch", "gru", "elman"])
+@pytest.mark.parametrize("name", ["pytorch", "gru", "elman", "elman_relu"])
 def test_a_cache_serves_one_backward_pass(name):
     gen = module(name)
-    x, h0, c0, weights = _torch_case(gates={"pytorch": 4, "gru": 3, "elman": 1}[name])
+    x, h0, c0, weights = _torch_case(gates={"pytorch": 4, "gru": 3, "elman": 1, "elman_relu": 1}[name])
     forward, backward = (getattr(gen, n) for n in gen.__all__)
     output, _, cache = forward(x, h0, c0, *weights) if name == "pytorch" else forward(x, h0, *weights)
     backward(np.ones_like(output), cache, truncate=2)

@@ -4,8 +4,8 @@ and the error measures.
 
 The references never read a derived backward equation:
 
-- ``pytorch``, ``gru`` and ``elman`` run torch.nn.LSTM, torch.nn.GRU and
-  torch.nn.RNN(nonlinearity='tanh') themselves, the sequence's weights copied in;
+- ``pytorch``, ``gru``, ``elman`` and ``elman_relu`` run torch.nn.LSTM, torch.nn.GRU and
+  torch.nn.RNN(nonlinearity='tanh' / 'relu') themselves, the sequence's weights copied in;
 - the other five LSTM presets have their forward written by hand in torch;
 - every other cell (``coursera_rnn``, ``cifg``, the examples, a user's spec)
   runs a small torch interpreter of its forward equations (``d.forward``);
@@ -35,13 +35,14 @@ import sympy as sp
 
 import derive
 from derive.numeric import evaluate
-from derive.spec import ops
+from derive.spec import functions, ops
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "generated"
 EXAMPLES = [str(ROOT / "examples" / "mgu.toml"), str(ROOT / "examples" / "janet.toml")]
 CELLS = derive.presets() + EXAMPLES
-TORCH_MODULES = {"pytorch": "LSTM", "gru": "GRU", "elman": "RNN"}  # presets that are a torch.nn module
+TORCH_MODULES = {"pytorch": "LSTM", "gru": "GRU", "elman": "RNN", "elman_relu": "RNN"}  # presets that are a torch.nn module
+NONLINEARITY = {"elman": "tanh", "elman_relu": "relu"}
 HAND_WRITTEN = {"coursera", "graves", "lipton", "nicodjimenez", "tmva"}
 
 try:
@@ -426,7 +427,7 @@ def _torch_module(name: str, d, seq, xs):
     W_ih = np.concatenate([P[p] for p in cell.stacks["weight_ih"]])
     D, H = W_ih.shape[1], P[cell.stacks["weight_hh"][0]].shape[0]
     kind = TORCH_MODULES[short(name)]
-    net = (torch.nn.RNN(D, H, nonlinearity="tanh") if kind == "RNN" else getattr(torch.nn, kind)(D, H)).to(torch.float64)
+    net = (torch.nn.RNN(D, H, nonlinearity=NONLINEARITY[short(name)]) if kind == "RNN" else getattr(torch.nn, kind)(D, H)).to(torch.float64)
     with torch.no_grad():
         for stack, members in cell.stacks.items():
             getattr(net, stack + "_l0").copy_(torch.from_numpy(np.concatenate([P[p] for p in members])))
@@ -452,13 +453,17 @@ def seven_point(f, value: float, h: float) -> float:
     return (45 * d[0] - 9 * d[1] + d[2]) / (60 * h)
 
 
-def finite_differences(loss, seq, derivation, h: float = 5e-3) -> dict:
+def finite_differences(loss, seq, derivation, h: float | None = None) -> dict:
     """Central (seven-point) differences of ``loss(seq)`` in every entry of every
     parameter, initial state and input; evaluate.run's keys. The loss is
     evaluated in extended precision (np.longdouble, the kernels and modules keep
     any float dtype), so that rounding stays far below 1e-10 even where a
-    gradient is a thousandth of the loss."""
+    gradient is a thousandth of the loss. The step is 5e-3, or 1e-5 for a cell
+    with a kink (relu, abs, maximum, minimum), so that no difference straddles
+    one (a random sequence puts no argument within 3e-5 of a kink)."""
     d = derivation
+    if h is None:
+        h = 1e-5 if any(functions.kinks(eq.rhs) for eq in d.forward) else 5e-3
     out = {}
     wide = np.longdouble
     seq = evaluate.Sequence(

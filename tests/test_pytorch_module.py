@@ -2,7 +2,7 @@
 
 The engine's reference run (derive.numeric.evaluate, the backward equations through
 time) gives the same gradients as autograd through torch.nn.LSTM, torch.nn.GRU
-and torch.nn.RNN(nonlinearity="tanh") with the same weights: each preset's
+torch.nn.RNN(nonlinearity="tanh" and "relu") and torch.nn.LSTM(proj_size=k) with the same weights: each preset's
 forward equations, layout and gate order are torch's, and its backward pass
 is right.
 """
@@ -26,7 +26,10 @@ MODULES = {
     "pytorch": lambda D, H: torch.nn.LSTM(D, H),
     "gru": lambda D, H: torch.nn.GRU(D, H),
     "elman": lambda D, H: torch.nn.RNN(D, H, nonlinearity="tanh"),
+    "elman_relu": lambda D, H: torch.nn.RNN(D, H, nonlinearity="relu"),
+    "lstm_proj": lambda D, H: torch.nn.LSTM(D, H, proj_size=H - 1),
 }
+SMALLER = {"proj_size": 1}  # a dimension this much below hidden_size (torch: proj_size < hidden_size)
 
 
 @pytest.mark.parametrize("preset", sorted(MODULES))
@@ -37,7 +40,7 @@ def test_engine_gradients_equal_the_torch_module(preset, T, B, D, H):
     dims = {cell.batch_dim: B}
     for dim in cell.dims:
         if dim != cell.batch_dim:
-            dims[dim] = D if "input" in dim else H
+            dims[dim] = D if "input" in dim else H - SMALLER.get(dim, 0)
     seq = ev.random_sequence(d, dims, T, np.random.default_rng(T * 100 + B))
     _, grads = ev.run(d, seq)
 

@@ -1,7 +1,7 @@
 """The README tells the truth: every ```python block runs as pasted.
 
 Each block runs in a fresh interpreter, in a scratch folder that holds a copy
-of examples/ (the README's paths are relative to a checkout), with only what
+of examples/ and generated/ (the README's paths are relative to a checkout), with only what
 the block itself imports. Output shown in the README as ``# ...`` comments is
 not compared (it is abridged); a block that raises fails the test.
 """
@@ -33,6 +33,7 @@ def test_the_readme_has_python_blocks():
 @pytest.mark.parametrize("line,code", python_blocks(), ids=lambda v: f"line{v}" if isinstance(v, int) else "")
 def test_python_block_runs_as_pasted(line, code, tmp_path):
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    shutil.copytree(ROOT / "generated", tmp_path / "generated")
     env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=600)

@@ -38,6 +38,7 @@ import derive
 from derive.numeric import evaluate as ev
 from derive.numeric import judge
 from derive.numeric.gradcheck import restarted_loss, states_entering
+from derive.spec import functions
 
 ROOT = Path(__file__).resolve().parent.parent
 CELLS = derive.presets() + [str(ROOT / "examples" / "mgu.toml"), str(ROOT / "examples" / "janet.toml")]
@@ -141,12 +142,16 @@ def test_grad_check_passes_for_full_bptt_only_and_the_gap_shrinks_with_k(name):
     """Seed 003's question: finite differences of the loss check the full
     gradient; every truncated one fails the check by a measured amount."""
     fd = finite_differences(name, T)
+    d, _ = _case(name)
     assert relative_error(engine(name, None), fd) <= AGREE
     gaps = [relative_error(engine(name, k), fd) for k in range(1, T + 1)]
     assert gaps[0] > GAP_AT_K1, gaps
     for k in range(1, T):
         assert gaps[k] <= gaps[k - 1] + AGREE, (k + 1, gaps)
-    assert all(g > 100 * AGREE for g in gaps[:-1]), gaps  # every k < T fails a 1e-6 grad check clearly
+    # every k < T fails a 1e-6 grad check clearly; not so with relu, which cuts the chain exactly
+    # at a step where every unit is off (elman_relu: the gaps beyond such a step are 0)
+    if not any(functions.kinks(eq.rhs) for eq in d.forward):
+        assert all(g > 100 * AGREE for g in gaps[:-1]), gaps
     assert gaps[-1] <= AGREE, gaps
 
 

@@ -10,9 +10,10 @@ random digits, so the unrolled loss is an expression in w alone, and
 gradient, from the backward equations run through time in 50-digit mpmath,
 must agree to 1e-25 relative.
 
-tanh, exp and log enter the unrolled loss as opaque SymPy functions whose
-derivative is SymPy's own rule for them (``sympy.tanh(x).fdiff()`` …) but that
-carry no assumption handlers: SymPy's ``tanh`` asks assumptions of its whole
+tanh, exp, log, relu, softplus, abs, sqrt, maximum and minimum enter the
+unrolled loss as opaque SymPy functions whose derivative is SymPy's own rule
+for them (``sympy.diff(sympy.tanh(x), x)``, ``sympy.diff(sympy.Max(a, b), a)`` …,
+never the engine's table) but that carry no assumption handlers: SymPy's ``tanh`` asks assumptions of its whole
 argument at every product-rule step, which turns seconds into minutes.
 
 SymPy needs seconds per entry, so the default run checks, per preset, the
@@ -35,7 +36,7 @@ import sympy as sp
 
 import derive
 from derive.numeric import evaluate as ev
-from derive.spec import ops
+from derive.spec import functions, ops
 
 DPS = 50
 STEPS = 3
@@ -43,31 +44,53 @@ FULL = os.environ.get("DERIVE_FULL_UNROLLED") == "1"
 
 # -- the reference: the forward pass on SymPy scalars --------------------------
 
-_x = sp.Dummy("x")
+_x = sp.Dummy("x", real=True)
+_y = sp.Dummy("y", real=True)
 
 
-def _opaque(f, name):
-    rule = f(_x).fdiff()  # SymPy's own derivative of f, at a dummy point
+def _opaque(f, name, mp, arity=1):
+    """A SymPy function class ``name`` whose derivative is SymPy's own of ``f``
+    (``sympy.diff(f(x), x)``, at dummy points) and whose value is ``mp`` in mpmath."""
+    xs = (_x, _y)[:arity]
+    rules = [sp.diff(f(*xs), x) for x in xs]
 
     def fdiff(self, argindex=1):
-        return _wrap(rule).xreplace({_x: self.args[0]})
+        return _wrap(rules[argindex - 1]).xreplace(dict(zip(xs, self.args)))
 
-    return type(name, (sp.Function,), {"nargs": 1, "fdiff": fdiff})
+    return type(name, (sp.Function,), {"nargs": arity, "fdiff": fdiff, "mp": staticmethod(mp)})
 
 
-Tanh, Exp, Log = _opaque(sp.tanh, "Tanh"), _opaque(sp.exp, "Exp"), _opaque(sp.log, "Log")
+Tanh = _opaque(sp.tanh, "Tanh", mpmath.tanh)
+Exp = _opaque(sp.exp, "Exp", mpmath.exp)
+Log = _opaque(sp.log, "Log", mpmath.log)
+Sqrt = _opaque(sp.sqrt, "Sqrt", mpmath.sqrt)
+# SymPy's own Max, Min, Abs and Heaviside (H(0) = 1/2; no kink is visited): relu' = H(x), max' = H(a - b), …
+Relu = _opaque(lambda x: sp.Max(x, 0), "Relu", lambda x: max(x, 0))
+Softplus = _opaque(lambda x: sp.log(1 + sp.exp(x)), "Softplus", lambda x: mpmath.log(1 + mpmath.exp(x)))
+Abs = _opaque(sp.Abs, "Abs", abs)
+Maximum = _opaque(sp.Max, "Maximum", max, 2)
+Minimum = _opaque(sp.Min, "Minimum", min, 2)
 _WRAP = {sp.tanh: Tanh, sp.exp: Exp, sp.log: Log}
+_MP = {Tanh: mpmath.tanh, Exp: mpmath.exp, Log: mpmath.log, sp.tanh: mpmath.tanh, sp.exp: mpmath.exp,
+       sp.Heaviside: lambda x, *h: mpmath.mpf(1) if x > 0 else mpmath.mpf(0) if x < 0 else mpmath.mpf("0.5"),
+       sp.sign: mpmath.sign}
 
 
 def _wrap(e):
     if e.func in _WRAP:
         return _WRAP[e.func](_wrap(e.args[0]))
+    if e.func is sp.Pow and e.exp == sp.S.Half:
+        return Sqrt(_wrap(e.base))
     return e.func(*[_wrap(a) for a in e.args]) if e.args else e
 
 
 def _scalar(opaque, exact):
     # a number folds to a number; anything with w in it stays a function of it
-    return lambda x: exact(x) if x.is_Number else opaque(x)
+    return lambda *xs: exact(*xs) if all(x.is_Number for x in xs) else opaque(*xs)
+
+
+def _fold(f):
+    return lambda *xs: f(*xs).evalf(DPS) if any(x.is_Float for x in xs) else f(*xs)
 
 
 _exp = np.frompyfunc(_scalar(Exp, sp.exp), 1, 1)
@@ -78,6 +101,12 @@ REFERENCE = ev.Backend(
         sp.tanh: np.frompyfunc(_scalar(Tanh, sp.tanh), 1, 1),
         sp.exp: _exp,
         sp.log: np.frompyfunc(_scalar(Log, sp.log), 1, 1),
+        functions.relu: np.frompyfunc(_scalar(Relu, lambda x: sp.Max(x, 0)), 1, 1),
+        functions.softplus: np.frompyfunc(_scalar(Softplus, _fold(lambda x: sp.log(1 + sp.exp(x)))), 1, 1),
+        functions.absolute: np.frompyfunc(_scalar(Abs, sp.Abs), 1, 1),
+        functions.sqrt: np.frompyfunc(_scalar(Sqrt, _fold(sp.sqrt)), 1, 1),
+        functions.maximum: np.frompyfunc(_scalar(Maximum, sp.Max), 2, 1),
+        functions.minimum: np.frompyfunc(_scalar(Minimum, sp.Min), 2, 1),
     },
     lambda x: x,
     lambda z, axis: _exp(z) / np.sum(_exp(z), axis=axis, keepdims=True),
@@ -102,8 +131,8 @@ def _mp(e, env, memo):
     elif e.is_Pow:
         r = _mp(e.base, env, memo) ** (int(e.exp) if e.exp.is_Integer else _mp(e.exp, env, memo))
     else:
-        f = {Tanh: mpmath.tanh, Exp: mpmath.exp, Log: mpmath.log, sp.tanh: mpmath.tanh, sp.exp: mpmath.exp}[e.func]
-        r = f(_mp(e.args[0], env, memo))
+        f = getattr(e.func, "mp", None) or _MP[e.func]
+        r = f(*[_mp(a, env, memo) for a in e.args])
     memo[e] = r
     return r
 

@@ -4,7 +4,9 @@ Contract. :func:`run` times forward + backward of an emitted module against
 its torch.nn counterpart on the CPU (``--cell``, :data:`CELLS`):
 ``generated/pytorch.py`` against ``torch.nn.LSTM`` (the default),
 ``generated/gru.py`` against ``torch.nn.GRU``, ``generated/elman.py`` against
-``torch.nn.RNN(nonlinearity='tanh')``. The module is rendered from the spec
+``torch.nn.RNN(nonlinearity='tanh')``; with ``--layers L`` or
+``--bidirectional`` the module's class against the same stacked torch.nn
+module (:mod:`derive.cli.benchmark_stacked`). The module is rendered from the spec
 in this run, so it is the committed file when ``lstm-derive build --check``
 passes. A third side is a naive per-step NumPy reference written the way the
 course notebook is (separate gate products per step, weight gradients
@@ -49,6 +51,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from derive.cli.benchmark_stacked import stacked_flops
 
 SIZES = [(20, 1, 10, 16), (50, 32, 64, 128), (100, 64, 256, 256)]
 DTYPES = ["float32", "float64"]
@@ -273,7 +277,8 @@ def inputs(cell: Cell, dtype: str, size: tuple[int, int, int, int], seed: int = 
 
 
 def worker(impl: str, dtype: str, size: tuple[int, int, int, int], threads: int, repeats: int, pause: float,
-           module_path: str, mode: str = "time", cell_name: str = "lstm") -> dict:
+           module_path: str, mode: str = "time", cell_name: str = "lstm", layers: int = 1,
+           bidirectional: bool = False) -> dict:
     import numpy as np
     from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -281,7 +286,12 @@ def worker(impl: str, dtype: str, size: tuple[int, int, int, int], threads: int,
     T, B, D, H = size
     x, states, weights, d_output = inputs(cell, dtype, size)
 
-    if impl == "generated":
+    if (layers > 1 or bidirectional) and impl in ("generated", "torch"):
+        from derive.cli.benchmark_stacked import stacked_call
+
+        call = stacked_call(impl, load_generated(module_path), cell.torch_module, dtype, size, layers, bidirectional,
+                            threads)
+    elif impl == "generated":
         gen = load_generated(module_path)
         forward, backward = getattr(gen, cell.forward), getattr(gen, cell.backward)
 
@@ -357,9 +367,9 @@ def worker(impl: str, dtype: str, size: tuple[int, int, int, int], threads: int,
 
 
 def _worker_main(argv: list[str]) -> int:
-    impl, dtype, size, threads, repeats, pause, path, mode, cell = argv
+    impl, dtype, size, threads, repeats, pause, path, mode, cell, layers, bidirectional = argv
     result = worker(impl, dtype, tuple(int(s) for s in size.split(",")), int(threads), int(repeats), float(pause), path,
-                    mode, cell)
+                    mode, cell, int(layers), bidirectional == "1")
     print(json.dumps(result))
     return 0
 
@@ -383,6 +393,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", action="append", metavar="T,B,D,H", help="only this size (repeatable)")
     p.add_argument("--skip-naive", action="store_true", help="leave out the naive reference")
     p.add_argument("--json", metavar="FILE", help="also write every measurement here")
+    p.add_argument("--layers", type=int, default=1,
+                   help="layers of the module: >1 (or --bidirectional) times the class (LSTM, GRU, RNN) against "
+                        "the same torch.nn module, without the naive reference (default 1)")
+    p.add_argument("--bidirectional", action="store_true", help="both directions (the class; see --layers)")
 
 
 def _measure(impl, dtype, size, args, module_path, repeats, mode="time") -> dict:
@@ -394,7 +408,8 @@ def _measure(impl, dtype, size, args, module_path, repeats, mode="time") -> dict
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     cmd = [sys.executable, "-m", "derive.cli.benchmark", "--worker", impl, dtype, ",".join(map(str, size)),
-           str(args.threads), str(repeats), str(args.pause), module_path, mode, args.cell]
+           str(args.threads), str(repeats), str(args.pause), module_path, mode, args.cell, str(args.layers),
+           "1" if args.bidirectional else "0"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"worker {impl} {dtype} {size} failed:\n{out.stderr}")
@@ -476,12 +491,14 @@ def run(args: argparse.Namespace) -> int:
 
     sizes = [tuple(int(v) for v in s.split(",")) for s in args.size] if args.size else SIZES
     dtypes = args.dtype or DTYPES
-    impls = [i for i in IMPLS if not (args.skip_naive and i == "naive")]
+    stacked = args.layers > 1 or args.bidirectional
+    impls = [i for i in IMPLS if not ((args.skip_naive or stacked) and i == "naive")]
     _check_agreement(module_path, cell)
 
     info = machine()
-    print(f"# lstm-derive bench: generated/{cell.preset}.py vs torch.nn.{cell.torch_module}, forward + backward",
-          flush=True)
+    config = f"(num_layers={args.layers}, bidirectional={args.bidirectional})" if stacked else ""
+    print(f"# lstm-derive bench: generated/{cell.preset}.py vs torch.nn.{cell.torch_module}{config}, "
+          f"forward + backward", flush=True)
     print(f"machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}; {info['system']}")
     print(f"threads: {args.threads} for NumPy's BLAS and for torch; {args.rounds} worker processes per "
           f"implementation and size, in turns; {args.pause} s between timed samples of at least "
@@ -504,7 +521,7 @@ def run(args: argparse.Namespace) -> int:
                         pools["torch"] = m["threadpools"]
                     results.append(m)
 
-    print(table(results, sizes, dtypes, impls, args.runs, cell.gates))
+    print(table(results, sizes, dtypes, impls, args.runs, cell.gates, args.layers, 2 if args.bidirectional else 1))
     print()
     print(f"load average at the end: {_load()}")
     print("BLAS and OpenMP libraries in use (threadpoolctl):")
@@ -518,7 +535,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def table(results, sizes, dtypes, impls, runs, gates: int = 4) -> str:
+def table(results, sizes, dtypes, impls, runs, gates: int = 4, layers: int = 1, directions: int = 1) -> str:
     def get(run, dtype, size, impl):
         return next(m for m in results if m["run"] == run and m["dtype"] == dtype and tuple(m["size"]) == tuple(size)
                     and m["impl"] == impl)
@@ -532,7 +549,7 @@ def table(results, sizes, dtypes, impls, runs, gates: int = 4) -> str:
     for dtype in dtypes:
         for size in sizes:
             T, B, D, H = size
-            flops = matmul_flops(T, B, D, H, gates)
+            flops = stacked_flops(T, B, D, H, gates, layers, directions)
             cells = {h: [] for h in head}
             for r in range(1, runs + 1):
                 g, t = get(r, dtype, size, "generated"), get(r, dtype, size, "torch")
@@ -553,7 +570,8 @@ def table(results, sizes, dtypes, impls, runs, gates: int = 4) -> str:
             cells["(T, B, D, H)"] = [f"({T}, {B}, {D}, {H})"]
             lines.append("| " + " | ".join(" / ".join(cells[h]) for h in head) + " |")
     note = ("Each cell shows run 1 / run 2 / …; times are medians over the timed samples, per call; "
-            f"`% of rate` is the matrix-product work of forward + backward ({6 * gates}·T·B·H·(D+H) flops) over the time, "
+            f"`% of rate` is the matrix-product work of forward + backward ({6 * gates}·T·B·H·(D+H) flops"
+            f"{', summed over layers and directions, D a layer input' if layers * directions > 1 else ''}) over the time, "
             "as a share of the NumPy matmul rate measured in the same run (the best of 20 products of two "
             "1024 x 1024 matrices); peak is the rise of the resident set over one warm forward + backward.")
     return "\n".join(lines) + "\n\n" + note

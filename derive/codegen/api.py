@@ -27,8 +27,10 @@ import re
 import sympy as sp
 
 from derive.engine.backprop import spell_hidden
+from derive.spec import functions
 from derive.codegen.emit import Emitter, tagged
 from derive.codegen.plan import Plan
+from derive.codegen.torch_classes import CLASS_NAME, class_context
 from derive.derivation import command_argument, is_preset, regenerate_command
 from derive.codegen.numpy_printer import Lines, dim_text, shape_text
 from derive.spec.pyprint import equation_text
@@ -213,6 +215,9 @@ def structure_text(p: Plan) -> str:
         what = "the value" if s.kind == "value" else "the sum"
         text += (f" {what.capitalize()} {s.name} = {_py(spell_hidden(d.nodes)(s.expr))} has a block of its own"
                  f" in the gates buffer{', kept for the backward pass' if s.kind == 'inner' else ''}.")
+    for r in p.readouts:
+        text += (f" The state {r.out} = {r.operand} through {r.param} is one product per step; its adjoint "
+                 f"{r.grad} is kept per step, and d{r.param} is one product after the loop.")
     text += (f" Backpropagation through time carries only the state gradients "
              f"({', '.join(d.gradient_name(l.prev) for l in cell.links)}); the weight, bias and input gradients "
              f"are one product each over all steps after it.")
@@ -245,6 +250,8 @@ def module_context(p: Plan) -> dict:
         "shape_lines": _shape_lines(p),
         "needs_softmax": bool(pred) and any("softmax(" in line for line in pred["lines"]),
         "needs_basis": any("_basis(" in line for line in fwd["loop"] + bwd["loop"] + bwd["post"]),
+        "helpers": functions.helpers_for("\n".join(fwd["pre"] + fwd["loop"] + bwd["loop"] + bwd["stacked"] + bwd["post"]
+                                                   + (pred["lines"] if pred else []))),
         "fwd": fwd,
         "bwd": bwd,
         "pred": pred,
@@ -296,9 +303,9 @@ def api_prefix(cell) -> str:
 # APIs
 
 
-TORCH_PREFIX = {"pytorch": "lstm", "gru": "gru", "elman": "rnn"}
-TORCH_MODULE = {"pytorch": "torch.nn.LSTM", "gru": "torch.nn.GRU", "elman": "torch.nn.RNN"}
-TORCH_OPTIONS = {"elman": "nonlinearity='tanh', "}
+TORCH_PREFIX = {"pytorch": "lstm", "gru": "gru", "elman": "rnn", "elman_relu": "rnn"}
+TORCH_MODULE = {"pytorch": "torch.nn.LSTM", "gru": "torch.nn.GRU", "elman": "torch.nn.RNN", "elman_relu": "torch.nn.RNN"}
+TORCH_OPTIONS = {"elman": "nonlinearity='tanh', ", "elman_relu": "nonlinearity='relu', "}
 
 
 def torch_api(p: Plan, e: Emitter, ctx: dict) -> dict:
@@ -356,11 +363,13 @@ def torch_api(p: Plan, e: Emitter, ctx: dict) -> dict:
     returned = last[0] if len(last) == 1 else "(" + ", ".join(last) + ")"
     finals_text = finals[0] if len(finals) == 1 else "(" + ", ".join(finals) + ")"
     return {
+        **class_context(cell.name, prefix, TORCH_MODULE[cell.name], len(stacks[weight_stacks[0]]), finals, initial,
+                        TORCH_PREFIX),
         "template": "numpy_torch.py.j2",
         "prefix": prefix,
         "module": TORCH_MODULE[cell.name],
         "options": TORCH_OPTIONS.get(cell.name, ""),
-        "api_names": [f"{prefix}_forward", f"{prefix}_backward"],
+        "api_names": [f"{prefix}_forward", f"{prefix}_backward"] + ([CLASS_NAME[cell.name]] if cell.name in CLASS_NAME else []),
         "checks": list(checks.lines),
         "arrays": checks.arrays,
         "assemble": assemble,
@@ -565,7 +574,8 @@ def generic_api(p: Plan, e: Emitter, ctx: dict) -> dict:
         "initial": [initial[l.prev] for l in cell.links],
         "finals": [finals[l.prev] for l in cell.links],
         "final_of": [(finals[l.prev], l.out, p.seq[l.out], e.L.step(p.seq[l.out], "-1")) for l in cell.links],
-        "assemble": assemble_weights(p) + ([f"{p.names['b']} = {bias}"] if bias else []) + to_core,
+        "assemble": _stacked_from_members(p, assemble_weights(p) + ([f"{p.names['b']} = {bias}"] if bias else []))
+        + to_core,
         "call": forward_call(e, args),
         "seqs": ctx["fwd"]["returns"],
         "output": _outs(p, out),
@@ -583,6 +593,15 @@ def generic_api(p: Plan, e: Emitter, ctx: dict) -> dict:
     }
 
 
+def _stacked_from_members(p: Plan, lines: list[str]) -> list[str]:
+    """``lines`` after the statements that build each stack the notation names
+    ([stacks], torch's weight_ih) and the fused core reads, from its members."""
+    read = " ".join(lines) + " " + " ".join(s.weight for s in p.sources)
+    built = [f"{k} = {v[0] if len(v) == 1 else 'np.concatenate([' + ', '.join(v) + '])'}"
+             for k, v in p.cell.stacks.items() if re.search(rf"\b{k}\b", read)]
+    return built + lines
+
+
 def _outs(p: Plan, out: str) -> str:
     """The public (T, ...) sequence of a link output, from its T+1 slots."""
     seq = p.seq[out]
@@ -593,5 +612,5 @@ def _outs(p: Plan, out: str) -> str:
     return f"np.ascontiguousarray({seq}[:, 1:].transpose(1, 0, 2))"
 
 
-API = {"pytorch": torch_api, "gru": torch_api, "elman": torch_api, "coursera": coursera_api,
+API = {"pytorch": torch_api, "gru": torch_api, "elman": torch_api, "elman_relu": torch_api, "coursera": coursera_api,
        "coursera_rnn": coursera_rnn_api}

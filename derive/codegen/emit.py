@@ -11,6 +11,7 @@ Contract. :class:`Emitter` gives the templates the statements of
 - ``_bptt_truncated``: BPTT(k), the same derived statements on a stack of k
   adjoints per state (one per loss still inside its window, by age: see
   derive.codegen.render's docstring);
+  the statements of one backward step are :class:`derive.codegen.step_body.StepBody`'s;
 - ``_backward``: what needs every step, after either loop: the weight, bias
   and input gradients, one product each;
 - ``_predict``: the loss head's forward on all steps at once.
@@ -28,9 +29,9 @@ import sympy as sp
 
 from derive.spec import ops
 from derive.engine.backprop import spell_hidden
-from derive.codegen.cse import shared_subexpressions
 from derive.codegen.plan import CodegenError, Layout, Plan, Slot, Source
 from derive.codegen.products import Products, _linear
+from derive.codegen.step_body import StepBody
 from derive.codegen.numpy_printer import FUNCTION_NAMES, Lines, assign_into, dim_text, numpy_text, shape_text
 from derive.spec.pyprint import equation_text, to_python
 from derive.engine.rules import matmul_rule, unbroadcast
@@ -90,6 +91,8 @@ class Emitter:
         for src in p.sources:
             if src.role == "value":
                 out[src.var] = L.step(src.seq, "t")
+        for r in p.readouts:
+            out[r.operand] = L.step(r.seq, "t")
         for x in self.cell.names("input"):
             out[x] = L.step(p.seq[x], "t")
         return out
@@ -111,6 +114,10 @@ class Emitter:
         for src in p.sources:
             if src.role == "value" and name in (src.name, src.var):
                 return L.all_steps(src.seq, dim_text(src.size), T, self.batch)
+        for r in p.readouts:
+            if name in (r.operand, r.grad):
+                kept, of = (r.seq, r.operand) if name == r.operand else (r.dseq, r.out)
+                return L.all_steps(kept, dim_text(self.feat(of)), T, self.batch)
         raise self.fail(f"`{name}` is not kept for after the loop")
 
     # -- dimensions ------------------------------------------------------------------
@@ -211,9 +218,13 @@ class Emitter:
         for s in p.sources:
             if s.role == "value":
                 pre.add(f"{s.seq} = np.empty({self.seq_shape(s.size)}, dtype)", f"{s.var} of every step")
+        for r in p.readouts:
+            pre.add(f"{r.seq} = np.empty({self.seq_shape(self.feat(r.operand))}, dtype)",
+                    f"{r.operand} of every step, for the gradient of {r.param}")
         return {"args": args, "dims": dims, "pre": list(pre), "loop": list(self._forward_loop()),
-                "has_values": any(s.role == "value" for s in p.sources),
-                "returns": [p.seq[l.out] for l in cell.links] + [n["gates"]] + [s.seq for s in p.sources if s.role == "value"]}
+                "has_values": any(s.role == "value" for s in p.sources) or bool(p.readouts),
+                "returns": [p.seq[l.out] for l in cell.links] + [n["gates"]] + [s.seq for s in p.sources if s.role == "value"]
+                + [r.seq for r in p.readouts]}
 
     def _scatter(self, target: str, s: Source, product: str, why: str, first: bool = False, whole: bool = False,
                  stacked: bool = False) -> list[str]:
@@ -279,7 +290,14 @@ class Emitter:
         equations = {e.target: e for e in cell.equations}
         outs = {l.out for l in cell.links}
         value_sources = {s.name: s for s in p.sources if s.role == "value"}
+        readout_of = {r.out: r for r in p.readouts}
+        kept = {r.operand: r for r in p.readouts}
         for node in self.d.nodes:
+            if node.name in readout_of:
+                r = readout_of[node.name]
+                loop.add(f"{r.out} = {L.project_into(r.param, r.operand, L.step(p.seq[r.out], 't + 1'))}",
+                         tagged(equations[r.out]) if r.out in equations else None)
+                continue
             if node.kind in ("matmul", "concat") or node.preact_of is not None:
                 continue
             comment = tagged(equations[node.name]) if node.name in equations else None
@@ -326,6 +344,9 @@ class Emitter:
             elif node.name in outs:
                 ready_inner(expr)
                 loop.add(assign_into(node.name, expr, L.step(p.seq[node.name], "t + 1"), names), comment)
+            elif node.name in kept:  # the operand of a readout, kept for its weight gradient
+                ready_inner(expr)
+                loop.add(assign_into(node.name, expr, L.step(kept[node.name].seq, "t"), names), comment)
             else:  # a value the spec names, used within the step
                 ready_inner(expr)
                 loop.add(f"{node.name} = {numpy_text(expr, names)}", comment)
@@ -373,6 +394,9 @@ class Emitter:
                 params.append(eq)
                 continue
             rhs = eq.rhs.xreplace(folded).xreplace(p.spelled)
+            if kind == "cell" and self._readout_product(rhs, f"`{text}`"):
+                steps.append((name, rhs, text))  # a readout's back product: one product in the step
+                continue
             if kind == "cell" and rhs.has(ops.matmul, ops.take) and _linear(rhs, L) is not None:
                 folded[sp.Symbol(name)] = rhs
                 continue
@@ -389,6 +413,19 @@ class Emitter:
         self._analysis = (steps, input_grads, params)
         return self._analysis
 
+    def _readout_product(self, rhs: sp.Expr, what: str) -> bool:
+        """Whether ``rhs`` is the product of readout adjoints with their weights
+        (dm = dh @ W_hr); a product with a readout's weight of another adjoint fails."""
+        readouts = {r.param: r for r in self.p.readouts}
+        terms = _linear(rhs, self.L) if readouts else None
+        if not terms or not any(t.param in readouts for t in terms):
+            return False
+        for t in terms:
+            r = readouts.get(t.param)
+            if r is None or t.lo is not None or t.transposed or t.adjoint != sp.Symbol(r.grad):
+                raise self.fail(f"{what} is not the product of a readout's adjoint with its weight")
+        return True
+
     def backward(self) -> dict:
         if self._backward is None:
             self._backward = self._build_backward()
@@ -402,7 +439,7 @@ class Emitter:
         # are spent (less memory: one T-long buffer, not two), unless a parameter
         # gradient reads the gates after the loop.
         reuse = not any(re.search(rf"\b{n['gates_all']}\b", g.text) for g in grads)
-        body = _StepBody(self, steps, reuse)
+        body = StepBody(self, steps, reuse)
         full, stacked = body.lines(stacked=False), body.lines(stacked=True)
 
         post, results = self._after_loops(grads, input_grads, reuse)
@@ -414,10 +451,12 @@ class Emitter:
         arrays += [(p.seq[l.out], self.stored_shape(l.out, 1)) for l in cell.links]
         dims = self.bind_dims(arrays, self.core_dims())
         cache = [p.seq[x] for x in cell.names("input")] + [p.seq[l.out] for l in cell.links] + [n["gates"]]
-        cache += [s.seq for s in p.sources if s.role == "value"]
+        cache += [s.seq for s in p.sources if s.role == "value"] + [r.seq for r in p.readouts]
         cache += [s.weight for s in p.sources] + self.loop_params()
         init = [(g, shape_text(self.d.shapes[l.prev])) for g, l in zip(state_grads, cell.links)]
         buffers = [f"{s.dgather} = np.empty({self.seq_shape(s.rows)}, dtype)" for s in p.sources if s.dgather]
+        buffers += [f"{r.dseq} = np.empty({self.seq_shape(self.feat(r.out))}, dtype)  # {r.grad} of every step"
+                    for r in p.readouts]
         if not reuse:
             buffers.append(f"{n['dgates']} = np.empty_like({n['gates']})")
         # what the loops read: the arrays and dimensions their text names
@@ -426,6 +465,7 @@ class Emitter:
         candidates += [p.seq[l.out] for l in cell.links] + [s.seq for s in p.sources if s.role == "value"]
         candidates += [s.weight for s in p.sources if s.role != "input"] + self.loop_params()
         candidates += [s.dgather for s in p.sources if s.dgather]
+        candidates += [r.seq for r in p.readouts] + [r.dseq for r in p.readouts]
         candidates += sorted(self.core_dims() - {T}) + [T]
         loop_args = [c for c in dict.fromkeys(candidates) if c and re.search(rf"\b{re.escape(c)}\b", text)]
         if T not in loop_args:
@@ -615,185 +655,3 @@ class Emitter:
 class ParamGrad:
     def __init__(self, name: str, param: str, text: str, comment: str):
         self.name, self.param, self.text, self.comment = name, param, text, comment
-
-
-class _StepBody:
-    """The statements of one backward step, for the full loop and for the
-    truncated one (``stacked``: every adjoint carries a leading axis of ages)."""
-
-    def __init__(self, e: Emitter, steps, reuse: bool):
-        self.e, self.p, self.L, self.n = e, e.p, e.L, e.n
-        self.reuse = reuse
-        d = e.d
-        self.glue = [s for s in steps if d.kind(s[0]) == "glue"]
-        self.body = [s for s in steps if d.kind(s[0]) != "glue"]
-        # slot adjoints the derivation does not name (the GRU's dz_n * r) are written too
-        self.unnamed = [s for s in self.p.slots if s.grad is None]
-        self.unnamed_var = {s.name: self.p.fresh("d" + s.name) for s in self.unnamed}
-        exprs = [rhs for _, rhs, _ in self.body] + [s.adjoint for s in self.unnamed]
-        self.pairs, reduced = shared_subexpressions(exprs, self.p.fresh)
-        self.reduced = reduced[:len(self.body)]
-        self.unnamed_reduced = dict(zip([s.name for s in self.unnamed], reduced[len(self.body):]))
-        self.product_of = {s.product: s for s in self.p.sources if s.role != "input"}
-        self.slot_of_grad = {s.grad: s for s in self.p.slots if s.grad}
-        self.inline = self._inlined_products()
-
-    def _inlined_products(self) -> dict[str, str]:
-        """Products used once, as a term of a state gradient: written in that statement."""
-        counts: dict[str, int] = {}
-        for expr in list(self.reduced) + [v for _, v in self.pairs] + list(self.unnamed_reduced.values()):
-            for s in expr.free_symbols:
-                counts[s.name] = counts.get(s.name, 0) + 1
-        out = {}
-        for (name, _, _), rhs in zip(self.body, self.reduced):
-            for term in sp.Add.make_args(rhs):
-                if isinstance(term, sp.Symbol) and term.name in self.product_of and counts[term.name] == 1:
-                    out[term.name] = name
-        return out
-
-    def _needed(self) -> tuple[list[str], list]:
-        """Stored values the step reads, and values it recomputes (in graph order)."""
-        e, p = self.e, self.p
-        stored = e.stored()
-        symbols = set()
-        for _, rhs, _ in self.glue + self.body:
-            symbols |= {s.name for s in rhs.free_symbols}
-        for s in p.slots:
-            symbols |= {x.name for x in s.adjoint.free_symbols}
-        recompute = []
-        for node in reversed(e.d.nodes):  # a value the step neither stores nor receives: its forward equation again
-            if node.name in symbols and node.name not in stored and node.kind == "elementwise" and not node.hidden:
-                if p.slot_named(node.name) is not None or node.preact_of is not None:
-                    continue
-                expr = node.expr.xreplace(e.inner)
-                if any(x.name in e.nodes and e.nodes[x.name].hidden for x in expr.free_symbols):
-                    raise e.fail(f"`{node.equation}` cannot be computed again in the backward step")
-                recompute.append((node.name, expr))
-                symbols |= {s.name for s in expr.free_symbols}
-        return [k for k in stored if k in symbols], list(reversed(recompute))
-
-    def scratch(self, stacked: bool) -> list[str]:
-        n = self.n
-        step = self.L.step(n["gates"], "0")
-        if not stacked:
-            return [f"{n['dz']} = np.empty_like({step})"] if self.reuse else []
-        lines = [f"{n['dz']} = np.empty((k,) + {step}.shape, {n['gates']}.dtype)"]
-        for s in self.p.sources:
-            if s.dgather:
-                lines.append(f"{s.dgather}_t = np.empty((k,) + {self.L.step(s.dgather, '0')}.shape, {n['gates']}.dtype)")
-        return lines
-
-    def lines(self, stacked: bool) -> Lines:
-        e, p, L, n, d = self.e, self.p, self.L, self.n, self.e.d
-        opts = {"feature_from_end": L.feature_from_end} if stacked else {}
-        loop = Lines()
-        stored = e.stored()
-        reads, recompute = self._needed()
-        for name in reads:
-            loop.add(f"{name} = {stored[name]}")
-        ext = self.e.cell.loss.external
-        symbols = {s.name for _, rhs, _ in self.glue + self.body for s in rhs.free_symbols}
-        if ext in symbols:
-            loop.add(f"{ext} = {L.step(n['ext'], 't')}")
-        for name, expr in recompute:
-            loop.add(f"{name} = {numpy_text(expr)}", f"{name} = {to_python(expr)}, again")
-        if not self.reuse and not stacked:
-            loop.add(f"{n['dz']} = {L.step(n['dgates'], 't')}", "the slot adjoints of step t go here")
-        finals = dict(zip([d.gradient_name(l.prev) for l in e.cell.links], e.backward_finals()))
-        for name, rhs, text in self.glue:
-            if not stacked:
-                loop.add(f"{name} = {numpy_text(rhs)}", text)
-                continue
-            carried = [a.args[0] for a in sp.Add.make_args(rhs) if isinstance(a, ops.later)]
-            fresh = sp.Add(*[a for a in sp.Add.make_args(rhs) if not isinstance(a, ops.later)])
-            if len(carried) != 1 or not isinstance(carried[0], sp.Symbol):
-                raise e.fail(f"`{text}` is not a gluing equation of one carried adjoint")
-            args = [carried[0].name] + ([numpy_text(fresh)] if fresh != 0 else []) + [finals[carried[0].name]]
-            loop.add(f"{name} = _aged({', '.join(args)})", text)
-        if stacked and self.glue:
-            loop.add(" = ".join(finals.values()) + " = None", "the final states' gradients joined the last step's loss")
-
-        emitted: set[str] = set()
-        temps = dict(self.pairs)
-        dz = n["dz"]
-
-        # a slot adjoint that is a shared temporary is computed straight into its block
-        temp_slot = {v.name: self.p.slot_named(k) for k, v in self.unnamed_reduced.items() if isinstance(v, sp.Symbol)
-                     and v.name in dict(self.pairs)}
-
-        def ensure(expr: sp.Expr) -> None:
-            for s in sorted(expr.free_symbols, key=lambda s: s.name):
-                if s.name in temps and s.name not in emitted:
-                    ensure(temps[s.name])
-                    emitted.add(s.name)
-                    slot = temp_slot.get(s.name)
-                    if slot is not None:
-                        emitted.add(slot.name)
-                        loop.add(assign_into(s.name, temps[s.name], e.slot_block(dz, slot, stacked), **opts),
-                                 f"the adjoint of {to_python(e.spell(slot.expr))}: {to_python(slot.adjoint)}")
-                    else:
-                        loop.add(f"{s.name} = {numpy_text(temps[s.name], **opts)}")
-                elif s.name in self.product_of and s.name not in emitted and s.name not in self.inline:
-                    emitted.add(s.name)
-                    loop.add(f"{s.name} = {product(self.product_of[s.name])}")
-
-        def slot_adjoint(slot: Slot) -> None:
-            if slot.grad is not None:
-                if slot.grad not in emitted:
-                    raise e.fail(f"the product of {slot.grad} is needed before {slot.grad} is computed")
-                return
-            if slot.name in emitted:
-                return
-            value = self.unnamed_reduced[slot.name]
-            ensure(value)
-            if slot.name in emitted:  # the shared temporary it is went into its block
-                return
-            emitted.add(slot.name)
-            loop.add(assign_into(self.unnamed_var[slot.name], value, e.slot_block(dz, slot, stacked), **opts),
-                     f"the adjoint of {to_python(e.spell(slot.expr))}: {to_python(slot.adjoint)}")
-
-        def product(src: Source) -> str:
-            """The source's adjoint from its slots' adjoints: one product (its slots gathered first if apart)."""
-            for part in src.parts:
-                slot_adjoint(part.slot)
-            if src.direct is not None:
-                lo, hi = src.direct
-                dZ = dz if (lo, hi) == (0, p.total) else L.block(dz, dim_text(lo), dim_text(hi), stacked)
-            else:
-                dZ = f"{src.dgather}_t"
-                if not stacked:
-                    loop.add(f"{dZ} = {L.step(src.dgather, 't')}", f"the adjoints of the {src.var} terms, gathered")
-                for lo, hi, r0, r1 in src.runs:
-                    loop.add(f"{L.block(dZ, dim_text(r0), dim_text(r1), stacked)} = "
-                             f"{L.block(dz, dim_text(lo), dim_text(hi), stacked)}")
-            return L.back_project(src.weight, dZ, stacked)
-
-        for (name, _, text), rhs in zip(self.body, self.reduced):
-            ensure(rhs)
-            if name in self.slot_of_grad:
-                slot = self.slot_of_grad[name]
-                loop.add(assign_into(name, rhs, e.slot_block(dz, slot, stacked), **opts), text)
-            else:
-                inline = [s for s in sp.Add.make_args(rhs) if isinstance(s, sp.Symbol) and self.inline.get(s.name) == name]
-                if inline:
-                    rest = rhs - inline[0]
-                    text_rhs = product(self.product_of[inline[0].name])
-                    loop.add(f"{name} = {text_rhs}" + ("" if rest == 0 else f" + {numpy_text(rest, **opts)}"), text)
-                else:
-                    loop.add(f"{name} = {numpy_text(rhs, **opts)}", text)
-            emitted.add(name)
-        for slot in self.unnamed:  # every slot's adjoint is kept for the products after the loop
-            slot_adjoint(slot)
-        for src in p.sources:
-            if src.role != "input" and src.product not in emitted and src.product not in self.inline:
-                raise e.fail(f"the adjoint of `{src.var}` is never used")
-        gates_t = L.step(n["gates"], "t")
-        if stacked:
-            target = gates_t if self.reuse else L.step(n["dgates"], "t")
-            loop.add(f"np.sum({dz}, axis=0, out={target})", "every loss's adjoints of step t, summed")
-            for s in p.sources:
-                if s.dgather:
-                    loop.add(f"np.sum({s.dgather}_t, axis=0, out={L.step(s.dgather, 't')})")
-        elif self.reuse:
-            loop.add(f"{gates_t} = {dz}", "step t's gates are spent: their slot keeps their adjoints")
-        return loop

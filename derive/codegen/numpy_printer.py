@@ -21,12 +21,12 @@ from typing import Iterable
 import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
-from derive.spec import ops
+from derive.spec import functions, ops
 from derive.spec.pyprint import PythonPrinter, to_python
 
 # How each elementwise function is spelled in an emitted module (each accepts
-# ``out=``), and the ufunc of each operator. Data, one row each.
-FUNCTION_NAMES: dict[type, str] = {ops.sigmoid: "sigmoid", sp.tanh: "np.tanh", sp.exp: "np.exp", sp.log: "np.log"}
+# ``out=``; the rows of derive.spec.functions), and the ufunc of each operator.
+FUNCTION_NAMES: dict[type, str] = {row.function: row.numpy for row in functions.FUNCTIONS.values()}
 OPERATOR_UFUNCS: dict[type, str] = {sp.Mul: "np.multiply", sp.Add: "np.add"}
 
 
@@ -53,20 +53,13 @@ class NumpyPrinter(PythonPrinter):
         text = self.names.get(expr.name, expr.name)
         return text + "[:, None]" if expr.name in self.expand else text
 
-    def _print_Function(self, expr):
-        name = FUNCTION_NAMES.get(expr.func)
-        if name is not None:
-            return f"{name}({self._print(expr.args[0])})"
-        return super()._print_Function(expr)
-
-    def _print_tanh(self, expr):
-        return f"np.tanh({self._print(expr.args[0])})"
-
-    def _print_exp(self, expr):
-        return f"np.exp({self._print(expr.args[0])})"
-
-    def _print_log(self, expr):
-        return f"np.log({self._print(expr.args[0])})"
+    def _print(self, expr, **kwargs):
+        name = FUNCTION_NAMES.get(getattr(expr, "func", None))
+        if name is None:
+            return super()._print(expr, **kwargs)
+        if expr.func is sp.Heaviside and expr.args[1] == 0:
+            return f"({self._print(expr.args[0])} > 0)"  # the step relu' reads: [h > 0]
+        return f"{name}({', '.join(self._print(a) for a in expr.args)})"
 
     def _print_Rational(self, expr):
         return repr(float(expr))
@@ -128,7 +121,8 @@ def assign_into(target: str, expr: sp.Expr, dest: str, names: dict[str, str] | N
         head = expr.func(*expr.args[:-1], evaluate=False)
         return [f"{target} = {OPERATOR_UFUNCS[expr.func]}({p.doprint(head)}, {p.doprint(expr.args[-1])}, out={dest})"]
     if expr.func in FUNCTION_NAMES:
-        return [f"{target} = {FUNCTION_NAMES[expr.func]}({p.doprint(expr.args[0])}, out={dest})"]
+        args = ", ".join(p.doprint(a) for a in expr.args)
+        return [f"{target} = {FUNCTION_NAMES[expr.func]}({args}, out={dest})"]
     return [f"{target} = {dest}", f"{target}[...] = {p.doprint(expr)}"]
 
 

@@ -17,7 +17,11 @@ the cell around them:
   so that each source costs one product forward and one backward per step;
 - each slot's *adjoint* (dL/d of the sum) is the chain rule through the one
   node that holds it: ``dz_f`` for a gate's pre-activation, ``dz_n * r`` for
-  the GRU's inner sum.
+  the GRU's inner sum;
+- a *readout* is a state output that is a weight product of a value of the
+  step outside every sum (torch's projection ``h = m @ W_hr.T``): its operand
+  and its adjoint are kept per step, its weight gradient is one product after
+  the loop.
 
 Then it CHECKS the structure against the derived backward equations, never
 trusting it: the products in a state or input gradient must be exactly the
@@ -36,7 +40,7 @@ from typing import Iterable
 
 import sympy as sp
 
-from derive.spec import ops
+from derive.spec import functions, ops
 from derive.engine.backprop import derive_cell, spell_hidden
 from derive.derivation import Derivation
 from derive.errors import DeriveError
@@ -220,6 +224,22 @@ class Source:
 
 
 @dataclass
+class Readout:
+    """A state output that is a weight product of a value of the step, outside
+    every sum (torch's projection ``h = m @ W_hr.T``): one product per step
+    forward; backward, its adjoint (dh) is kept per step and the weight's
+    gradient is one product after the loop (dW_hr = dh_allᵀ m_all)."""
+
+    out: str
+    param: str
+    operand: str
+    node: object
+    seq: str = ""  # the operand of every step, kept for the weight gradient
+    grad: str = ""  # the adjoint of ``out``
+    dseq: str = ""  # that adjoint at every step
+
+
+@dataclass
 class Plan:
     derivation: Derivation  # the cell with a given gradient on its output (upstream loss)
     full: Derivation  # the preset as defined (its loss head, if any)
@@ -232,6 +252,7 @@ class Plan:
     seq: dict[str, str]  # input, link output or value source -> its stored sequence
     fresh: object = None
     spelled: dict = field(default_factory=dict)  # an inner slot's sum as the derivation spells it -> its symbol
+    readouts: list[Readout] = field(default_factory=list)
 
     @property
     def cell(self):
@@ -262,7 +283,8 @@ def upstream(d: Derivation) -> Derivation:
 # Names the emitted code defines or uses, that a notation's names must not shadow.
 RESERVED = {"np", "range", "reversed", "sigmoid", "softmax", "t", "dtype", "cache", "grads", "_basis", "_check",
             "_forward", "_backward", "_predict", "_as_float", "_bptt", "_bptt_truncated", "_aged",
-            "_check_truncate", "truncate", "k", "numbers", "values"}
+            "_check_truncate", "truncate", "k", "numbers", "values"} | {
+            row.numpy for row in functions.FUNCTIONS.values() if row.helper is not None}
 
 
 class Names:
@@ -285,7 +307,7 @@ def forward_values(d: Derivation) -> dict:
     out = {}
     for node in d.nodes:
         if node.preact_of is not None:
-            for act in (ops.sigmoid, sp.tanh):
+            for act in functions.GATES:
                 out[act(sp.Symbol(node.name))] = sp.Symbol(node.preact_of)
     return out
 
@@ -331,13 +353,18 @@ def plan(derivation: Derivation) -> Plan:
         return [(op, sp.Integer(0), feat(op))]
 
     gate_names = {n.preact_of for n in d.nodes if n.preact_of is not None}
+    link_outs = {l.out for l in cell.links}
     projections: dict[str, tuple] = {}
+    readouts: list[Readout] = []
     for node in d.nodes:
         if node.kind == "transpose":
             raise fail(f"`{node.equation}` transposes an array of the step")
         if node.kind != "matmul":
             continue
         w, operand, transposed = _weight_and_operand(node, layout)
+        if node.name in link_outs and _is_readout(w, operand, transposed, cell, nodes, gate_names | link_outs):
+            readouts.append(Readout(node.name, w.name, operand.name, node))
+            continue
         if not (isinstance(w, sp.Symbol) and w.name in cell.symbols and cell.role(w.name) == "param"):
             raise fail(f"in `{node.equation}` a product is not a parameter times an array of the step")
         if not isinstance(operand, sp.Symbol):
@@ -379,8 +406,10 @@ def plan(derivation: Derivation) -> Plan:
             if whole and node.preact_of is not None:
                 gate = node.preact_of
                 eq = gate_eqs[gate]
-                if eq.rhs.func not in (ops.sigmoid, sp.tanh):
-                    raise fail(f"the gate `{gate}` is not a sigmoid or a tanh of its pre-activation")
+                row = functions.BY_CLASS.get(eq.rhs.func)
+                if row is None or not row.gate or not row.in_value:
+                    raise fail(f"the gate `{gate}` is not a function of its pre-activation whose derivative "
+                               f"reads the stored value (sigmoid, tanh, exp, relu, sqrt)")
                 slot = Slot(gate, "gate", expr, owner, feat(owner), act=eq.rhs.func, text=eq.text, tag=eq.tag,
                             home=gate if gate in outs else None)
             elif whole and owner not in outs:
@@ -498,10 +527,15 @@ def plan(derivation: Derivation) -> Plan:
         src.dgather = fresh("dgates_" + src.var) if src.direct is None else ""
         if src.role == "value":
             seq[src.name] = src.seq
+    for r in readouts:
+        r.seq, r.grad = fresh(r.operand + "_seq"), _adjoint_name(d, r.out) or ""
+        if not r.grad:
+            raise fail(f"the derivation gives no name to the adjoint of `{r.out}`")
+        r.dseq = fresh(r.grad + "_seq")
     names = {key: fresh(key) for key in ("T", "gates", "dgates", "gates_all", "dgates_all", "z", "dz", "b", "db")}
     names["ext"] = fresh(cell.loss.external + "_seq")
     spelled = {spell(s.expr): sp.Symbol(s.name) for s in slots if s.kind == "inner"}
-    return Plan(d, full, layout, slots, sources, start, absorbed, names, seq, fresh, spelled)
+    return Plan(d, full, layout, slots, sources, start, absorbed, names, seq, fresh, spelled, readouts)
 
 
 def _weight_and_operand(node, layout: Layout):
@@ -516,6 +550,14 @@ def _weight_and_operand(node, layout: Layout):
     else:
         w, operand = a, b
     return w, operand, transposed
+
+
+def _is_readout(w, operand, transposed: bool, cell, nodes: dict, excluded: set) -> bool:
+    """``w`` a parameter (stored (out, in)) times a named elementwise value of the step, no gate nor state."""
+    return (not transposed and isinstance(w, sp.Symbol) and w.name in cell.symbols and cell.role(w.name) == "param"
+            and isinstance(operand, sp.Symbol) and operand.name in nodes and nodes[operand.name].kind == "elementwise"
+            and not nodes[operand.name].hidden and nodes[operand.name].preact_of is None
+            and operand.name not in excluded)
 
 
 def _sums_of_products(expr: sp.Expr, products: set) -> list[sp.Expr]:

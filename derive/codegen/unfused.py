@@ -18,7 +18,7 @@ import re
 
 import sympy as sp
 
-from derive.spec import ops
+from derive.spec import functions, ops
 from derive.codegen.api import Checks, _param_source, _wrap, api_prefix, common_context
 from derive.codegen.plan import CodegenError, Names, RESERVED, upstream
 from derive.derivation import Derivation
@@ -164,6 +164,7 @@ def unfused_context(full: Derivation, reason: str) -> dict:
         "state_shapes": [(initial[l.prev], out_T[l.prev], l.out, l.prev, shape_text(d.shapes[l.prev])) for l in links],
         "needs_softmax": "softmax(" in lines_all,
         "needs_basis": "_basis(" in lines_all,
+        "helpers": functions.helpers_for(lines_all),
         "grad_names": [(v, k) for k, v in grads.items()] + [(v, k) for k, v in input_grads.items()]
         + [(g, initial[l.prev]) for g, l in zip(state_grads, links)],
     })

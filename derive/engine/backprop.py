@@ -38,7 +38,7 @@ from typing import Callable
 
 import sympy as sp
 
-from derive.spec import ops
+from derive.spec import functions, ops
 from derive.spec.cell import Cell, Equation, Shape, infer_shape
 from derive.errors import SpecError
 from derive.engine.rules import KIND_OF_OP, LOSS_RULES, RULES, Node, Term
@@ -46,7 +46,8 @@ from derive.engine.rules import KIND_OF_OP, LOSS_RULES, RULES, Node, Term
 t = sp.Symbol("t", integer=True, positive=True)
 T = sp.Symbol("T", integer=True, positive=True)
 
-_ACTIVATIONS = (ops.sigmoid, sp.tanh)
+# v = f(affine) with f one of these makes v a gate (derive.spec.functions: sigmoid, tanh, exp, relu, …)
+_ACTIVATIONS = functions.GATES
 
 
 @dataclass(frozen=True)
@@ -296,7 +297,7 @@ class _Namer:
                 z = sp.Symbol(node.name)
                 v = sp.Symbol(node.preact_of)
                 for act in _ACTIVATIONS:
-                    # σ(z_f) is stored as f, tanh(z_c) as c̃: derivatives read f(1 − f), 1 − c̃²
+                    # σ(z_f) is stored as f, tanh(z_c) as c̃, exp(z_i) as i: derivatives read f(1 − f), 1 − c̃², i
                     self.forward_values[act(z)] = v
 
     def claim(self, name: str, of: str) -> str:

@@ -33,7 +33,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from derive.spec import ops
+from derive.spec import functions, ops
 from derive.engine.rules import LOSS_RULES
 
 
@@ -43,11 +43,6 @@ class Backend:
     functions: Mapping[Any, Callable]
     number: Callable[[sp.Expr], Any]
     softmax: Callable[[np.ndarray, int], np.ndarray]
-
-
-def _stable_sigmoid(x):
-    # σ(x) = ½(1 + tanh(x/2)): no overflow at |x| = 1e4, unlike 1/(1+e^{−x})
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 def _float_softmax(z, axis):
@@ -63,35 +58,14 @@ def _object_softmax(exp):
     return softmax
 
 
-_mp = {f: np.frompyfunc(g, 1, 1) for f, g in [
-    (ops.sigmoid, lambda x: 1 / (1 + mpmath.exp(-x))),
-    (sp.tanh, mpmath.tanh),
-    (sp.exp, mpmath.exp),
-    (sp.log, mpmath.log),
-]}
-
-
-def _symbolic(f):
-    """f applied to a SymPy scalar: a number folds to a number (a Float keeps
-    its precision); anything else stays unevaluated, since SymPy's eval() of
-    tanh/exp queries assumptions over the whole argument, which makes building
-    an unrolled loss take minutes instead of a second."""
-    def apply(x):
-        return f(x) if x.is_Number else f(x, evaluate=False)
-    return apply
-
-
-_sym_exp = _symbolic(sp.exp)
-_sym = {f: np.frompyfunc(g, 1, 1) for f, g in [
-    (ops.sigmoid, lambda x: 1 / (1 + _sym_exp(-x))),
-    (sp.tanh, _symbolic(sp.tanh)),
-    (sp.exp, _sym_exp),
-    (sp.log, _symbolic(sp.log)),
-]}
+# The elementwise functions on each kind of number: the rows of derive.spec.functions.
+_rows = functions.FUNCTIONS.values()
+_mp = {row.function: np.frompyfunc(row.mpmath, row.arity, 1) for row in _rows}
+_sym = {row.function: np.frompyfunc(row.sympy, row.arity, 1) for row in _rows}
 
 FLOAT = Backend(
     "float",
-    {ops.sigmoid: _stable_sigmoid, sp.tanh: np.tanh, sp.exp: np.exp, sp.log: np.log},
+    {row.function: row.float64 for row in _rows},
     lambda x: float(x),
     _float_softmax,
 )
@@ -136,7 +110,7 @@ def evaluate(expr: sp.Expr, env: Mapping[str, Any], backend: Backend = FLOAT, di
             return base ** backend.number(exp)
         f = backend.functions.get(e.func)
         if f is not None:
-            return f(ev(e.args[0]))
+            return f(*[ev(a) for a in e.args])
         if isinstance(e, ops.matmul):
             return np.matmul(ev(e.args[0]), ev(e.args[1]))
         if isinstance(e, ops.transpose):

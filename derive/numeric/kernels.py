@@ -43,7 +43,7 @@ from typing import Any, Callable, Mapping, Sequence as Seq
 import numpy as np
 import sympy as sp
 
-from derive.spec import ops
+from derive.spec import functions, ops
 from derive.numeric.evaluate import bptt, chain_equations, check_truncate, gradients
 
 LATER = "later:"
@@ -91,6 +91,9 @@ def _basis(axis, ndim, k, n):
 
 
 NUMPY_OPS: dict[str, Callable] = {
+    # the elementwise functions by their class names (derive.spec.functions), then the array ops
+    **{row.function.__name__: row.float64 for row in functions.FUNCTIONS.values() if isinstance(row.function, type)
+       and issubclass(row.function, sp.Function) and row.function.__module__.startswith("derive.")},
     "sigmoid": stable_sigmoid,
     "matmul": np.matmul,
     "transpose": np.transpose,

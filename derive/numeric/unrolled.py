@@ -2,7 +2,8 @@
 
 Contract. ``check(derivation)`` runs the engine on a fixed, deterministic
 sequence (T = 2, every size 2, every number a small rational k/36 chosen by
-formula, no random generator) and returns an :class:`UnrolledCheck` for one
+formula, no random generator; positive in a cell with a kink, relu's or
+maximum's, so that every unit is on) and returns an :class:`UnrolledCheck` for one
 weight entry w (the output gate's recurrent weight when the cell has one, else
 a weight on the previous state: the question of seed 003):
 
@@ -33,7 +34,7 @@ import numpy as np
 import sympy as sp
 
 from derive.numeric import evaluate as ev
-from derive.spec import ops
+from derive.spec import functions, ops
 from derive.numeric.judge import backward_steps
 
 DPS = 40
@@ -67,13 +68,20 @@ def _positive(k: int) -> sp.Rational:
 
 
 class _Numbers:
-    def __init__(self):
+    """The numbers in order; ``away_from_kinks``: every value in [1/36, 1/2] (a cell
+    with relu: every unit on, so that the checked gradient is not a dead unit's 0)."""
+
+    def __init__(self, away_from_kinks: bool = False):
         self.k = 0
+        self.away = away_from_kinks
 
     def array(self, shape, positive=False):
         out = np.empty(shape, dtype=object)
         for idx in np.ndindex(*shape):
-            out[idx] = _positive(self.k) if positive else _value(self.k)
+            if positive:
+                out[idx] = _positive(self.k)
+            else:
+                out[idx] = abs(_value(self.k)) + sp.Rational(1, 36) if self.away else _value(self.k)
             self.k += 1
         return out
 
@@ -81,7 +89,7 @@ class _Numbers:
 def _sequence(derivation, dims) -> ev.Sequence:
     """The check's numbers, exact rationals, in a fixed order."""
     cell = derivation.cell
-    nums = _Numbers()
+    nums = _Numbers(any(functions.kinks(eq.rhs) for eq in cell.equations))
 
     def shape(name):
         return ev.concrete_shape(cell.symbols[name].shape, dims)

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import sympy as sp
 
-from derive.spec import ops
+from derive.spec import functions, ops
 from derive.errors import ExprError, SpecError
 from derive.spec.expr import Scope, default_functions, parse, parse_equation, suggest
 
@@ -569,8 +569,11 @@ def infer_shape(expr: sp.Expr, shapes: Mapping[str, Shape]) -> Shape:
         return out
     if isinstance(expr, sp.Pow):
         return infer_shape(expr.base, shapes)
-    if isinstance(expr, tuple(ops.ELEMENTWISE_FUNCTIONS.values())):
-        return infer_shape(expr.args[0], shapes)
+    if expr.func in functions.BY_CLASS:
+        out = ()
+        for arg in expr.args:
+            out = broadcast(out, infer_shape(arg, shapes), f"`{sp.sstr(expr)}`")
+        return out
     if isinstance(expr, ops.matmul):
         a, b = (infer_shape(x, shapes) for x in expr.args)
         if not a or not b:

@@ -11,8 +11,9 @@ Accepted:
 - numbers (int or float literals);
 - ``+ - * /`` (elementwise), ``@`` (matrix product), unary ``-``/``+``;
 - ``x ** k`` with a literal exponent of magnitude at most 16;
-- ``x.T``; calls of the scope's functions (``sigmoid``, ``tanh``, ``exp``,
-  ``log``, ``concat``, ``softmax``, …), optionally spelled ``np.tanh``;
+- ``x.T``; calls of the scope's functions (the elementwise ones of
+  :mod:`derive.spec.functions`: ``sigmoid``, ``tanh``, ``exp``, ``log``, ``relu``,
+  ``maximum(a, b)``, …; and ``concat``, ``softmax``, …), optionally spelled ``np.tanh``;
 - subscripts: ``x[k]`` (one unit) and slices of one axis, ``W[:, :n_a]``;
   an open end (``dxc[x_dim:]``) or a negative bound needs ``Scope.shape_of``;
 - ``np.concatenate([a, b], axis=k)``, ``np.vstack([a, b])``, ``np.hstack([a, b])``
@@ -37,7 +38,7 @@ from typing import Callable
 
 import sympy as sp
 
-from derive.spec import ops
+from derive.spec import functions, ops
 from derive.errors import ExprError
 
 MAX_LENGTH = 10_000
@@ -85,7 +86,7 @@ def default_functions(feature_axis: int) -> dict[str, Callable[..., sp.Expr]]:
     """The functions every formula may call, by name."""
     axis = sp.Integer(feature_axis)
     table: dict[str, Callable[..., sp.Expr]] = {
-        name: (lambda f: (lambda x: f(x)))(f) for name, f in ops.ELEMENTWISE_FUNCTIONS.items()
+        name: (lambda f: (lambda *xs: f(*xs)))(row.function) for name, row in functions.FUNCTIONS.items()
     }
     table["concat"] = lambda *parts: ops.concat(axis, *parts)
     table["softmax"] = lambda z: ops.softmax(z, axis)

@@ -38,7 +38,7 @@ import re
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from derive.spec import ops
+from derive.spec import functions, ops
 from derive.spec.cell import Cell
 
 # ---------------------------------------------------------------------------
@@ -213,7 +213,7 @@ class ArrayLatexPrinter(LatexPrinter):
         if exp.is_Integer and exp.is_negative:
             return r"\frac{1}{" + self._print(base**-exp) + "}"
         e = self._print(exp)
-        if isinstance(base, (sp.tanh, ops.sigmoid, sp.exp, sp.log)) and exp.is_Integer:
+        if base.func in functions.BY_CLASS and exp.is_Integer and base.func is not sp.Heaviside:
             return self._function(base, power=e)
         b = self._print(base)
         if isinstance(base, (sp.Add, sp.Mul, sp.Pow)) or (isinstance(base, sp.Symbol) and _needs_group(b)) or (
@@ -222,27 +222,25 @@ class ArrayLatexPrinter(LatexPrinter):
         return b + "^{" + e + "}"
 
     # -- functions -----------------------------------------------------------------
-    _FUNCTION_TEX = {"sigmoid": r"\sigma", "tanh": r"\tanh", "exp": r"\exp", "log": r"\log"}
-
     def _function(self, expr, power: str | None = None) -> str:
-        head = self._FUNCTION_TEX[type(expr).__name__]
+        """An elementwise function, with the LaTeX head of its row in derive.spec.functions."""
+        if expr.func is sp.Heaviside:  # the step of relu' and of maximum/minimum at a tie
+            x, at_zero = expr.args
+            relation = "> 0" if at_zero == 0 else r"\geq 0" if at_zero == 1 else None
+            if relation is not None:
+                return r"\mathbb{1}\left[" + self._print(x) + " " + relation + r"\right]"
+            return r"H_{" + self._print(at_zero) + "}" + paren(self._print(x))
+        head = functions.BY_CLASS[expr.func].latex
         if power is not None:
             head += "^{" + power + "}"
-        return head + paren(self._print(expr.args[0]))
-
-    def _print_tanh(self, expr, exp=None):
-        return self._function(expr, exp)
-
-    def _print_exp(self, expr, exp=None):
-        return self._function(expr, exp)
-
-    def _print_log(self, expr, exp=None):
-        return self._function(expr, exp)
+        if expr.func is functions.sqrt and power is None:
+            return head + "{" + self._print(expr.args[0]) + "}"
+        return head + paren(", ".join(self._print(a) for a in expr.args))
 
     def _print(self, expr, **kwargs):
-        # array ops whose own _latex (in derive.spec.ops) this printer refines
-        if isinstance(expr, ops.sigmoid):
+        if getattr(expr, "func", None) in functions.BY_CLASS:
             return self._function(expr)
+        # array ops whose own _latex (in derive.spec.ops) this printer refines
         if isinstance(expr, ops.concat) and int(expr.args[0]) == 1 and self.feature_axis == 1:
             return r"\begin{bmatrix} " + " & ".join(self._print(p) for p in expr.args[1:]) + r" \end{bmatrix}"
         if isinstance(expr, ops.take) and int(expr.args[1]) != self.feature_axis:

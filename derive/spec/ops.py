@@ -3,8 +3,8 @@
 Contract. Every SymPy ``Symbol`` in a cell stands for a whole array (a vector
 per example, a batch of them, or a weight matrix). Arithmetic on symbols is
 elementwise with NumPy broadcasting: ``*`` is the Hadamard product ``⊙``,
-``+`` adds with broadcasting, ``sigmoid``/``tanh``/``exp``/``log`` act per
-entry. Because elementwise algebra is ordinary commutative scalar algebra,
+``+`` adds with broadcasting, ``sigmoid``/``tanh``/``exp``/``relu``/… act per
+entry (their table is :mod:`derive.spec.functions`). Because elementwise algebra is ordinary commutative scalar algebra,
 SymPy can differentiate it per unit with ``diff``.
 
 Everything that couples entries is one of the unevaluated functions below;
@@ -33,7 +33,6 @@ __all__ = [
     "pick",
     "basis",
     "later",
-    "ELEMENTWISE_FUNCTIONS",
     "ARRAY_FUNCTIONS",
 ]
 
@@ -182,14 +181,6 @@ class later(sp.Function):
     def _latex(self, printer) -> str:
         return r"\left.{" + _tex(printer, self.args[0]) + r"}\right|_{t+1}"
 
-
-# Functions a spec or a formula may apply per entry, by the name it uses.
-ELEMENTWISE_FUNCTIONS: dict[str, sp.FunctionClass] = {
-    "sigmoid": sigmoid,
-    "tanh": sp.tanh,
-    "exp": sp.exp,
-    "log": sp.log,
-}
 
 # Functions that couple entries; their rules are in derive.engine.rules.
 ARRAY_FUNCTIONS = (matmul, transpose, outer, concat, take, batch_sum, softmax, pick, basis, later)

@@ -13,19 +13,17 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from derive.spec import ops
+from derive.spec import functions, ops
 
 _MATMUL_PREC = PRECEDENCE["Mul"]
 
 
 class PythonPrinter(StrPrinter):
-    def _print_Function(self, expr):
-        if isinstance(expr, ops.sigmoid):
-            return f"sigmoid({self._print(expr.args[0])})"
-        return super()._print_Function(expr)
-
-    def _print_tanh(self, expr):
-        return f"tanh({self._print(expr.args[0])})"
+    def _print(self, expr, **kwargs):
+        row = functions.BY_CLASS.get(getattr(expr, "func", None))
+        if row is not None:  # an elementwise function, by the name formulas use
+            return f"{row.name}({', '.join(self._print(a) for a in expr.args)})"
+        return super()._print(expr, **kwargs)
 
     def _print_matmul(self, expr):
         a, b = expr.args

@@ -15,7 +15,7 @@ from typing import Mapping
 
 import sympy as sp
 
-from derive.spec import ops
+from derive.spec import functions, ops
 from derive.spec.cell import ShapeError, broadcast, fmt_shape, same_dim
 
 Shape = tuple
@@ -74,8 +74,11 @@ def _shape(e, walk, shapes) -> Shape:
         if walk(e.exp) != ():
             raise ShapeError(f"the exponent of `{_text(e)}` must be a number")
         return walk(e.base)
-    if isinstance(e, tuple(ops.ELEMENTWISE_FUNCTIONS.values())):
-        return walk(e.args[0])
+    if e.func in functions.BY_CLASS:
+        out = ()
+        for arg in e.args:
+            out = broadcast(out, walk(arg), f"`{_text(e)}`")
+        return out
     if isinstance(e, ops.matmul):
         a, b = (walk(x) for x in e.args)
         left, right = (_text(x) for x in e.args)

@@ -222,12 +222,12 @@ class Context:
         # a derivative applied to an already activated value: sigmoid(ft), tanh(cct)
         for f in extra:
             for node in sp.preorder_traversal(show(f)):
-                if isinstance(node, (ops.sigmoid, sp.tanh)) and isinstance(node.args[0], sp.Symbol) \
+                if isinstance(node, tuple(_terms()._ACTS)) and isinstance(node.args[0], sp.Symbol) \
                         and node.args[0].name in self.gate_acts:
                     g = node.args[0].name
                     act = self.gate_acts[g]
                     right = _terms().derivative_of(g, act)
-                    fn = "sigmoid" if isinstance(node, ops.sigmoid) else "tanh"
+                    fn = _terms()._ACTS[node.func]
                     return "activated_twice", (
                         f"`{g}` is already {act}(…), the stored gate value: `{fn}({g})` applies the activation a "
                         f"second time; the derivative of the {act} is `{_terms()._py(right)}`")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from derive.spec import ops
+from derive.spec import functions, ops
 from derive.spec.cell import ShapeError, fmt_shape
 from derive.spec.expr import MAX_EXPONENT
 from derive.verifier.latex_tokens import LatexError, Tok, _FUNCTION_TARGETS, _MATRICES, _NEXT_MARKERS, _T, _TIME_MARKERS, _TRANSPOSE, _split, _t, keys, tokens_of
@@ -37,11 +37,13 @@ _BINARY = _ELEMENTWISE_OPS | _DOT_OPS | _DIV_OPS | _OUTER_OPS
 _STOP = {("chr", c) for c in "+-=,;&)]|:"} | _BINARY | {("cmd", "\\right|"), ("cmd", "\\\\")}
 
 
-_FUNCTION_CMDS = {"\\sigma": ops.sigmoid, "\\tanh": sp.tanh, "\\exp": sp.exp, "\\log": sp.log, "\\ln": sp.log}
+# The functions by their LaTeX commands (\\sigma, \\max) and by the words a formula spells out
+# (``sigmoid``, ``relu``; \\operatorname{relu} reads as the word): the rows of derive.spec.functions.
+_FUNCTION_CMDS = {cmd: row.function for row in functions.FUNCTIONS.values() for cmd in row.latex_read
+                  if cmd.startswith("\\") and cmd[1:].isalpha()}
 
 
-_FUNCTION_WORDS = {"sigmoid": ops.sigmoid, "sigma": ops.sigmoid, "tanh": sp.tanh, "exp": sp.exp, "log": sp.log,
-                   "ln": sp.log, "softmax": "softmax"}
+_FUNCTION_WORDS = {**{w: row.function for row in functions.FUNCTIONS.values() for w in row.words}, "softmax": "softmax"}
 
 
 _LOSS = [keys(tokens_of(s)) for s in ("L", "J", "E", r"\ell", "l", r"\mathcal{L}", r"\mathcal{J}", "L(t)", "l(t)")]
@@ -222,7 +224,7 @@ class _Parser:
                 value = self.slice(value, start)
                 continue
             if self.at("chr", "'"):
-                raise self.fail("a prime `'` is read only after \\sigma or \\tanh (their derivatives)")
+                raise self.fail("a prime `'` is read only after a function such as \\sigma or \\tanh (its derivative)")
             return value
 
     def arg_tokens(self, what: str) -> list[Tok]:
@@ -399,6 +401,8 @@ class _Parser:
             if tok.value in _FUNCTION_CMDS:
                 self.take()
                 return self.function(_FUNCTION_CMDS[tok.value], tok), False
+            if tok.value == "\\mathbb" and self.at("num", "1", 1) and self.at("chr", "[", 2):
+                return self.indicator(tok), False
             if tok.value == "\\sum":
                 return self.summation(tok), False
             if tok.value == "\\left.":
@@ -503,6 +507,25 @@ class _Parser:
         nxt = self.peek()
         if nxt is None:
             raise self.fail("a function needs an argument", tok)
+        row = functions.BY_CLASS.get(f)
+        if row is not None and row.arity > 1:  # maximum(a, b): the arguments in one bracket, split at commas
+            if not (nxt.kind == "chr" and nxt.value in "(["):
+                raise self.fail(f"`{row.name}` takes {row.arity} arguments in brackets: ({', '.join('ab'[:row.arity])})", tok)
+            parts = _split(self.bracket(), ",")
+            if len(parts) != row.arity or not all(parts):
+                raise self.fail(f"`{row.name}` takes {row.arity} arguments", tok)
+            args = []
+            for part in parts:
+                p = self.sub(part)
+                args.append(p.expr())
+                p.expect_end()
+            if derivative:
+                raise self.fail(f"a prime is not read after `{row.name}` (it has {row.arity} arguments)", tok)
+            out = f(*args)
+            if power is not None:
+                out = out ** power
+            self.shape(out, tok)
+            return out
         if nxt.kind == "chr" and nxt.value in "([":
             inner = self.bracket()
             p = self.sub(inner)
@@ -517,17 +540,28 @@ class _Parser:
             arg = self.postfix()
         if f == "softmax":
             out = ops.softmax(arg, sp.Integer(self.r.feature_axis))
-        elif derivative:
-            if f is ops.sigmoid:
-                out = ops.sigmoid(arg) * (1 - ops.sigmoid(arg))
-            elif f is sp.tanh:
-                out = 1 - sp.tanh(arg) ** 2
-            else:
-                raise self.fail("a prime is read only after \\sigma or \\tanh", tok)
+        elif derivative:  # f'(x), as its row of derive.spec.functions writes it
+            if row is None:
+                raise self.fail("a prime is read only after an elementwise function such as \\sigma or \\tanh", tok)
+            out = row.partials(f(arg), arg)[0]
         else:
             out = f(arg)
         if power is not None:
             out = out ** power
+        self.shape(out, tok)
+        return out
+
+    def indicator(self, tok) -> sp.Expr:
+        r"""``\mathbb{1}\left[x > 0\right]``: the step of relu' (1 where x > 0, else 0)."""
+        self.take()
+        self.take()
+        inner = self.bracket()
+        if len(inner) < 3 or not (inner[-2].kind == "cmd" and inner[-2].value == "\\rangle"
+                                  and inner[-1].kind == "num" and float(inner[-1].value) == 0):
+            raise self.fail(r"read `\mathbb{1}\left[x > 0\right]` (1 where x > 0, else 0)", tok)
+        p = self.sub(inner[:-2])
+        out = sp.Heaviside(p.expr(), 0)
+        p.expect_end()
         self.shape(out, tok)
         return out
 
@@ -618,5 +652,5 @@ class _Parser:
         return ops.basis(sp.Integer(axis), sp.Integer(ndim), sp.Integer(int(arg[0].value)), shape[axis])
 
 
-_KNOWN_CMDS = set(_FUNCTION_CMDS) | {"\\frac", "\\sum", "\\left.", "\\right|", "\\odot", "\\circ", "\\cdot", "\\times",
+_KNOWN_CMDS = set(_FUNCTION_CMDS) | {"\\mathbb", "\\frac", "\\sum", "\\left.", "\\right|", "\\odot", "\\circ", "\\cdot", "\\times",
                                     "\\otimes", "\\div", "\\partial", "\\top", "\\intercal"}

@@ -18,7 +18,7 @@ from typing import Any
 
 import sympy as sp
 
-from derive.spec import ops
+from derive.spec import functions, ops
 from derive.errors import ExprError
 
 MAX_LENGTH = 10_000
@@ -355,7 +355,8 @@ _NEXT_MARKERS = [keys(tokens_of(r"\langle t+1 \rangle")), keys(tokens_of("(t+1)"
 _STEP_MARKERS = _TIME_MARKERS + _NEXT_MARKERS + [keys(tokens_of("t-1")), keys(tokens_of("(t-1)"))]
 
 
-_FUNCTION_TARGETS = {"tanh": sp.tanh, "sigmoid": ops.sigmoid, "exp": sp.exp, "log": sp.log}
+# a notation name that stands for a function (the one-argument rows of derive.spec.functions)
+_FUNCTION_TARGETS = {row.name: row.function for row in functions.FUNCTIONS.values() if row.arity == 1}
 
 
 def _marker_in_last_group(k: tuple) -> tuple | None:

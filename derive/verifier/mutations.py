@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from derive.spec import ops
-from derive.verifier.terms import _py, expand, is_elementwise, reference
+from derive.spec import functions, ops
+from derive.verifier.terms import _py, derivative_of, expand, is_elementwise, reference
 
 
 def repairs(ctx, name: str, F: sp.Expr) -> list[tuple[str, str, sp.Expr]]:
@@ -94,7 +94,7 @@ def mutations(ctx, name: str) -> list[tuple[str, str, sp.Expr]]:
         args = list(node.args)
         for gate, act in acts.items():
             g = sp.Symbol(gate)
-            dfac = [g, 1 - g] if act == "sigmoid" else [1 - g**2]
+            dfac = list(sp.Mul.make_args(derivative_of(gate, act)))
             if not all(f in args for f in dfac):
                 continue
             rest = [a for a in args if a not in dfac]
@@ -124,7 +124,7 @@ def mutations(ctx, name: str) -> list[tuple[str, str, sp.Expr]]:
     return [(label, desc, prune_zeros(e)) for label, desc, e in out]
 
 
-_ACT_FN = {"sigmoid": ops.sigmoid, "tanh": sp.tanh}
+_ACT_FN = {row.name: row.function for row in functions.FUNCTIONS.values()}
 
 
 def _has_gradient(e: sp.Expr, ctx) -> bool:

@@ -20,14 +20,16 @@ import numpy as np
 import sympy as sp
 
 from derive.numeric import evaluate as ev
-from derive.spec import ops
+from derive.spec import functions, ops
 from derive.numeric.judge import concrete
 
 
 TOL = 1e-9
 
 
-_ACTS = {ops.sigmoid: "sigmoid", sp.tanh: "tanh"}
+# the gate functions whose derivative is written in the stored gate value (sigmoid, tanh, exp, relu,
+# sqrt): the rows of derive.spec.functions; a wrong derivative is diagnosed against theirs
+_ACTS = {row.function: row.name for row in functions.FUNCTIONS.values() if row.gate and row.in_value}
 
 
 @dataclass
@@ -113,7 +115,7 @@ def is_elementwise(e: sp.Expr) -> bool:
 
 
 def gate_acts(derivation) -> dict[str, str]:
-    """Gate output name -> 'sigmoid' | 'tanh' for ``v = act(affine)``."""
+    """Gate output name -> its function's name ('sigmoid', 'tanh', 'exp', …) for ``v = act(affine)``."""
     out = {}
     for eq in derivation.forward:
         rhs = eq.rhs
@@ -124,8 +126,8 @@ def gate_acts(derivation) -> dict[str, str]:
 
 
 def derivative_of(gate: str, act: str) -> sp.Expr:
-    g = sp.Symbol(gate)
-    return g * (1 - g) if act == "sigmoid" else 1 - g**2
+    """act' written in the stored gate value (sigmoid: g*(1 - g), tanh: 1 - g**2, exp: g, relu: [g > 0])."""
+    return functions.gate_derivative(act, sp.Symbol(gate))
 
 
 def reference(ctx, name: str) -> sp.Expr:

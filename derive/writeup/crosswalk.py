@@ -106,8 +106,10 @@ def _crosswalk(d) -> dict:
             other = _derive(p)
         except Exception:  # noqa: BLE001 - a preset that does not load is left out, not fatal
             continue
-        if cell_family(other) == family:
-            tables[p] = _concept_names(other)
+        names = _concept_names(other)
+        # a cell in the same names as one already there (elman_relu beside elman) adds no column
+        if cell_family(other) == family and names not in tables.values():
+            tables[p] = names
     columns = list(tables)
     if len(columns) == 1:
         return _table(columns, [], family, alone=True)

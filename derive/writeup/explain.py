@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from derive.spec import ops
+from derive.spec import functions, ops
 from derive.spec.expr import Scope, default_functions, parse_equation
 from derive.spec.latex import Notation, label_key, paren, shift_time, to_latex
 from derive.engine.rules import RULES, Term
 
-_ACTIVATIONS = (ops.sigmoid, sp.tanh)
+_ACTIVATIONS = functions.GATES  # the gate functions of derive.spec.functions
 
 
 # ---------------------------------------------------------------------------

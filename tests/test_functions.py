@@ -1,0 +1,144 @@
+"""The table of elementwise functions (derive.spec.functions), row by row.
+
+Each row's stated derivative is the SymPy class's own, its numeric forms
+(float64, mpmath, SymPy, the NumPy text of an emitted module, the lambdified
+kernels) agree with each other and with a central difference away from the
+kinks, and at each kink the convention is torch autograd's: relu'(0) = 0,
+|x|'(0) = 0, maximum and minimum split a tie 1/2, 1/2.
+"""
+
+from __future__ import annotations
+
+import os
+
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+
+from derive.codegen.numpy_printer import numpy_text
+from derive.numeric import evaluate as ev
+from derive.numeric.kernels import NUMPY_OPS
+from derive.spec import functions, ops
+from derive.spec.expr import Scope, default_functions, parse
+from derive.spec.latex import ArrayLatexPrinter
+from derive.spec.pyprint import to_python
+
+if os.environ.get("CI") == "true":
+    import torch
+else:
+    torch = pytest.importorskip("torch", reason="torch is not installed: pip install '.[test]'")
+
+ROWS = [r for r in functions.FUNCTIONS.values() if r.name not in ("heaviside", "sign")]  # not helpers
+X = [sp.Symbol(f"x{i}") for i in range(2)]
+# points away from every kink (0 for relu/abs, ties for maximum/minimum) and inside every domain (log, sqrt)
+POINTS = [(0.7, 0.3), (1.9, 2.4), (0.05, 1.3)]
+
+
+def call(row, xs=X):
+    return row.function(*xs[: row.arity])
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: r.name)
+def test_the_stated_derivative_is_the_classes_own(row):
+    y = call(row)
+    for i, stated in enumerate(functions.partials(y)):
+        own = sp.diff(y, X[i])
+        for point in POINTS:
+            at = {x: sp.Float(v) for x, v in zip(X, point)}
+            assert abs(float((own - stated).xreplace(at).evalf(30))) < 1e-25, (row.name, i, point)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: r.name)
+def test_numeric_forms_agree_with_each_other_and_with_a_central_difference(row):
+    mpmath.mp.dps = 30
+    y = call(row)
+    names = {f"x{i}": f"x{i}" for i in range(2)}
+    text = numpy_text(y, names)
+    kernel = sp.lambdify(X[: row.arity], y, modules=[NUMPY_OPS, "numpy"])
+    for point in POINTS:
+        xs = point[: row.arity]
+        f64 = float(row.float64(*(np.float64(v) for v in xs)))
+        mp = float(row.mpmath(*(mpmath.mpf(v) for v in xs)))
+        sym = float(sp.Float(row.sympy(*(sp.Float(v, 30) for v in xs))))
+        printed = float(eval(text, {"np": np, "sigmoid": NUMPY_OPS["sigmoid"], row.numpy: row.float64},
+                             {f"x{i}": np.float64(v) for i, v in enumerate(xs)}))
+        assert f64 == pytest.approx(mp, rel=1e-14) and sym == pytest.approx(mp, rel=1e-14)
+        assert printed == pytest.approx(mp, rel=1e-14) and float(kernel(*xs)) == pytest.approx(mp, rel=1e-14)
+        for i in range(row.arity):
+            stated = functions.partials(y)[i]
+            env = {f"x{k}": np.float64(v) for k, v in enumerate(xs)}
+            value = ev.evaluate(stated.xreplace({y: sp.Symbol("y")}), {**env, "y": f64})
+            h = 1e-6
+            up = list(xs); up[i] += h
+            down = list(xs); down[i] -= h
+            fd = (row.float64(*map(np.float64, up)) - row.float64(*map(np.float64, down))) / (2 * h)
+            assert float(value) == pytest.approx(float(fd), rel=1e-7, abs=1e-9), (row.name, i, point)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: r.name)
+def test_every_function_reads_back_from_its_printed_python(row):
+    scope = Scope({f"x{i}": X[i] for i in range(2)}, functions=default_functions(0))
+    y = call(row)
+    assert parse(to_python(y), scope) == y
+    for d in functions.partials(y):
+        d = sp.sympify(d)
+        assert parse(to_python(d), scope) == d
+    assert parse("np." + to_python(y), scope) == y
+
+
+def _torch_grads(name, *values):
+    xs = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in values]
+    getattr(torch, name)(*xs).backward()
+    return [float(x.grad) for x in xs]
+
+
+@pytest.mark.parametrize("name, torch_name, at", [
+    ("relu", "relu", (0.0,)),
+    ("abs", "abs", (0.0,)),
+    ("maximum", "maximum", (0.4, 0.4)),
+    ("minimum", "minimum", (-1.5, -1.5)),
+    ("relu", "relu", (-0.3,)),
+    ("maximum", "maximum", (0.4, 0.1)),
+    ("minimum", "minimum", (0.4, 0.1)),
+])
+def test_the_convention_at_a_kink_is_torchs(name, torch_name, at):
+    """relu'(0) = 0, |x|'(0) = sign(0) = 0, a tie of maximum/minimum gives 1/2 each: as
+    torch autograd, in the engine's evaluation (float64 and mpmath) and in the emitted NumPy text."""
+    row = functions.FUNCTIONS[name]
+    theirs = _torch_grads(torch_name, *at)
+    y = call(row)
+    value = row.float64(*map(np.float64, at))
+    env = {f"x{i}": np.float64(v) for i, v in enumerate(at)}
+    for i, stated in enumerate(functions.partials(y)):
+        d = sp.sympify(stated).xreplace({y: sp.Symbol("y")})
+        assert float(ev.evaluate(d, {**env, "y": value})) == theirs[i]
+        mp_env = {k: mpmath.mpf(float(v)) for k, v in env.items()}
+        assert float(ev.evaluate(d, {**mp_env, "y": mpmath.mpf(float(value))}, ev.MP)) == theirs[i]
+        text = numpy_text(d, {"y": "y", **{k: k for k in env}})
+        assert float(eval(text, {"np": np, "sigmoid": NUMPY_OPS["sigmoid"]}, {**env, "y": value})) == theirs[i]
+
+
+def test_a_relu_gate_reads_its_derivative_from_its_output():
+    import derive
+
+    d = derive.derive("elman_relu")
+    text = {str(eq.lhs): to_python(eq.rhs) for eq in d.backward}
+    assert text["dz_h"] == "dh*heaviside(h, 0)"
+    assert "> 0" in numpy_text(sp.Heaviside(sp.Symbol("h"), 0))
+
+
+def test_every_row_prints_in_latex():
+    printer = ArrayLatexPrinter({"x0": "a", "x1": "b"})
+    assert printer.doprint(functions.relu(X[0])) == r"\operatorname{relu}(a)"
+    assert printer.doprint(functions.maximum(X[0], X[1])) == r"\max(a, b)"
+    assert printer.doprint(functions.sqrt(X[0])) == r"\sqrt{a}"
+    assert printer.doprint(sp.Heaviside(X[0], 0)) == r"\mathbb{1}\left[a > 0\right]"
+    assert printer.doprint(ops.sigmoid(X[0])) == r"\sigma(a)"
+
+
+def test_gates_are_the_one_argument_functions_whose_derivative_the_engine_can_store():
+    assert {r.name for r in functions.FUNCTIONS.values() if r.gate} == {
+        "sigmoid", "tanh", "exp", "log", "relu", "softplus", "abs", "sqrt"}
+    assert {r.name for r in functions.FUNCTIONS.values() if r.gate and r.in_value} == {
+        "sigmoid", "tanh", "exp", "relu", "sqrt"}
