@@ -45,12 +45,12 @@ def register_cli(sub) -> None:
                     "every forward/backward pair of a known API (the Coursera notebook, CS231n, min-char-rnn, layer "
                     "classes), feed each backward the cache your own forward made, and compare every gradient with "
                     "central differences of your forward. Or, for one function against a preset or spec: "
-                    "lstm-derive check PRESET FILE.py:NAME (its parameters filled by the notation's names; only the file's "
+                    "lstm-derive check CELL FILE.py:NAME (its parameters filled by the notation's names; only the file's "
                     "definitions run, in the child process too). Your code RUNS: check only code you trust. Exit status 0 all right, 1 something wrong or "
                     "incomplete, 2 nothing could be checked.",
     )
-    c.add_argument("items", nargs="+", metavar="FILE | PRESET FILE.py:NAME",
-                   help="your files (.py, .ipynb), or a preset followed by FILE.py:NAME")
+    c.add_argument("items", nargs="+", metavar="FILE | CELL FILE.py:NAME",
+                   help="your files (.py, .ipynb), or CELL FILE.py:NAME, CELL being a " + CELL_HELP)
     c.add_argument("--spec", metavar="FILE", help=SPEC_HELP + " (with FILE.py:NAME)")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.add_argument("--returns", metavar="NAMES", help="comma-separated names of what the function returns, in order")

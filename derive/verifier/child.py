@@ -265,9 +265,12 @@ def check_named(spec: dict, job: dict) -> dict:
     module = importlib.import_module(job["modules"][0])
     obj = module
     for part in spec["name"].split("."):
-        obj = getattr(obj, part, None)
+        parent, obj = obj, getattr(obj, part, None)
         if obj is None:
-            return {"error": f"{spec['file']} has no `{spec['name']}`"}
+            from derive.spec.expr import suggest
+
+            near = [n for n in dir(parent) if not n.startswith("__") and callable(getattr(parent, n, None))]
+            return {"error": f"{spec['file']} has no `{spec['name']}`{suggest(part, near)}"}
     if not callable(obj):
         return {"error": f"`{spec['name']}` in {spec['file']} is not a function"}
     try:
