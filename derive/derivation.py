@@ -178,8 +178,14 @@ def is_preset(cell) -> bool:
 
 
 def command_argument(cell) -> str:
-    """How the command line names this cell: the preset's name, or the spec's file name."""
-    return cell.name if is_preset(cell) else Path(cell.path).name
+    """How the command line names this cell: the preset's name, or the spec's file name.
+
+    The file name is quoted in comments of generated files (Python, TeX, HTML),
+    so every character outside ``[A-Za-z0-9._+,=@-]`` is shown as ``?``: a
+    newline, ``%`` or ``-->`` in a file name cannot end the comment."""
+    if is_preset(cell):
+        return cell.name
+    return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._+,=@-") else "?" for ch in Path(cell.path).name)
 
 
 def regenerate_command(cell) -> str:

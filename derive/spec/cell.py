@@ -13,11 +13,21 @@ declared and defined; the equations have no cycle; every shape agrees
 defined value matches the inferred one; every parameter is used; the
 recurrent links join a defined value to a declared state of the same shape;
 the loss head names things that exist.
+
+Hostile input. A spec is data from anywhere, so: every value has the type the
+format says (text, a list of names, a table), every table's keys are known;
+every name that becomes code (``name``, symbols, dimensions, gradient names) is
+an ASCII identifier that is no Python keyword; a LaTeX field uses only the math
+commands of :mod:`derive.spec.texsafe`; shape entries are positive integers up
+to ``MAX_DIM`` or sums and products of dimensions; and the spec's size is
+bounded (``MAX_BYTES``, ``MAX_EQUATIONS``, ``MAX_SYMBOLS``), each refusal
+naming its limit.
 """
 
 from __future__ import annotations
 
 import functools
+import keyword
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +38,16 @@ import sympy as sp
 from derive.spec import ops
 from derive.errors import ExprError, SpecError
 from derive.spec.expr import Scope, default_functions, parse, parse_equation, suggest
+from derive.spec.texsafe import TexError, check_math
+
+MAX_BYTES = 64_000
+MAX_EQUATIONS = 100
+MAX_SYMBOLS = 300
+MAX_DIM = 4096
+MAX_NAME = 64
+MAX_TEXT = 2000
+# names a generated module uses itself: a symbol of that name would shadow them
+RESERVED = frozenset({"np", "numpy", "math", "self", "params", "cache", "grads"})
 
 ROLES = ("input", "state", "param", "target", "value")
 LAYOUTS = {"columns": 0, "rows": 1, "none": 0}
@@ -166,9 +186,14 @@ def load(path: str | Path, text: str | None = None) -> Cell:
     try:
         if text is None:
             text = Path(path).read_text(encoding="utf-8")
+        if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+            raise SpecError(label, f"the spec is {len(text.encode('utf-8', 'surrogatepass'))} bytes "
+                                   f"(the limit is MAX_BYTES = {MAX_BYTES})")
         data = tomllib.loads(text)
     except FileNotFoundError:
         raise SpecError(label, "no such file") from None
+    except (IsADirectoryError, PermissionError, OSError) as exc:
+        raise SpecError(label, f"cannot read it ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise SpecError(label, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
@@ -200,21 +225,66 @@ class _Loader:
             raise self.fail(f"`{key}` must be a {kind.__name__}")
         return value
 
+    def name(self, what: str, value: Any) -> str:
+        """``value`` if it is a name code can carry (ASCII identifier, no keyword)."""
+        if not isinstance(value, str):
+            raise self.fail(f"{what} must be a name (text), not {_kind(value)}")
+        if not (value.isascii() and value.isidentifier()):
+            raise self.fail(f"{what} `{_shown(value)}` is not a name: ASCII letters, digits and `_`, "
+                            "not starting with a digit")
+        if keyword.iskeyword(value):
+            raise self.fail(f"{what} `{value}` is a Python keyword")
+        if value in RESERVED:
+            raise self.fail(f"{what} `{value}` is a name the generated code uses itself; choose another")
+        if len(value) > MAX_NAME:
+            raise self.fail(f"{what} `{value[:20]}...` is longer than {MAX_NAME} characters")
+        return value
+
+    def text(self, what: str, value: Any, default: str = "") -> str:
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise self.fail(f"{what} must be text, not {_kind(value)}")
+        for i, ch in enumerate(value):
+            if not ch.isprintable():
+                raise self.fail(f"{what}: character U+{ord(ch):04X} at position {i} is not printable "
+                                "(one line of text, no control characters)")
+        if len(value) > MAX_TEXT:
+            raise self.fail(f"{what} is {len(value)} characters long (the limit is {MAX_TEXT})")
+        return value
+
+    def latex(self, what: str, value: str) -> str:
+        try:
+            return check_math(value)
+        except TexError as exc:
+            raise self.fail(f"{what}: {exc}") from None
+
     def build(self) -> Cell:
         unknown = set(self.data) - _TOP_KEYS
         if unknown:
             key = sorted(unknown)[0]
-            raise self.fail(f"unknown key `{key}`{suggest(key, _TOP_KEYS)}")
-        name = self.table("name", kind=str)
+            raise self.fail(f"unknown key `{_shown(key)}`{suggest(key, _TOP_KEYS)}")
+        name = self.name("`name`", self.data.get("name"))
+        if name in RESERVED:
+            raise self.fail(f"`name = {name}` is reserved; choose another")
+        for key in ("title", "source"):
+            self.text(f"`{key}`", self.data.get(key))
+        for d, meaning in (self.data.get("dims") or {}).items() if isinstance(self.data.get("dims"), dict) else ():
+            self.text(f"dimension `{_shown(d)}`", meaning)
         layout = self.table("layout", kind=str)
         if layout not in LAYOUTS:
             raise self.fail(f"layout `{layout}` is not one of {', '.join(LAYOUTS)}")
         feature_axis = LAYOUTS[layout]
         dims: dict[str, str] = self.table("dims")
         for d, meaning in dims.items():
-            if not d.isidentifier() or not isinstance(meaning, str):
+            self.name("dimension", d)
+            if d in RESERVED:
+                raise self.fail(f"dimension `{d}` has a reserved name; choose another")
+            if not isinstance(meaning, str):
                 raise self.fail(f"dimension `{d}` must be a name with a text meaning")
         batch = self.data.get("batch")
+        if batch is not None and not isinstance(batch, str):
+            raise self.fail(f"`batch` must be the name of a dimension (text), not {_kind(batch)}")
         if layout == "none":
             if batch is not None:
                 raise self.fail("layout `none` has no batch dimension; drop `batch`")
@@ -294,9 +364,15 @@ class _Loader:
     def read_symbols(self, dim_syms, layout, batch) -> dict[str, SymbolInfo]:
         out: dict[str, SymbolInfo] = {}
         dim_scope = Scope(symbols={}, dims=dim_syms)
-        for name, entry in self.table("symbols").items():
-            if not name.isidentifier() or name.startswith("_"):
+        table = self.table("symbols")
+        if len(table) > MAX_SYMBOLS:
+            raise self.fail(f"{len(table)} symbols (the limit is MAX_SYMBOLS = {MAX_SYMBOLS})")
+        for name, entry in table.items():
+            self.name("symbol", name)
+            if name.startswith("_"):
                 raise self.fail(f"symbol `{name}` must be a name not starting with `_`")
+            if name in RESERVED:
+                raise self.fail(f"symbol `{name}` has a name the generated code uses itself; choose another")
             if name in dim_syms:
                 raise self.fail(f"symbol `{name}` has the name of a dimension")
             if not isinstance(entry, dict):
@@ -306,7 +382,7 @@ class _Loader:
                 key = sorted(bad)[0]
                 raise self.fail(f"symbol `{name}`: unknown key `{key}`{suggest(key, _SYMBOL_KEYS)}")
             role = entry.get("role", "value")
-            if role not in ROLES:
+            if not isinstance(role, str) or role not in ROLES:
                 raise self.fail(f"symbol `{name}`: role `{role}` is not one of {', '.join(ROLES)}")
             raw_shape = entry.get("shape")
             if raw_shape is None and role != "value":
@@ -315,35 +391,68 @@ class _Loader:
             if raw_shape is not None:
                 if not isinstance(raw_shape, list):
                     raise self.fail(f"symbol `{name}`: shape must be a list of dimensions")
-                dims = []
-                for d in raw_shape:
-                    if isinstance(d, int) and not isinstance(d, bool) and d >= 1:
-                        dims.append(sp.Integer(d))
-                        continue
-                    try:
-                        dims.append(parse(str(d), dim_scope))
-                    except ExprError as exc:
-                        raise self.fail(f"symbol `{name}`: shape entry `{d}`: {exc.message}") from None
-                shape = tuple(dims)
+                shape = tuple(self.shape_entry(name, d, dim_scope) for d in raw_shape)
+            latex = entry.get("latex")
+            latex = _tex_name(name) if latex is None else self.latex(f"symbol `{name}`: latex",
+                                                                     self.text(f"symbol `{name}`: latex", latex))
             out[name] = SymbolInfo(
-                name, role, shape, str(entry.get("latex", _tex_name(name))), str(entry.get("meaning", "")),
-                str(entry.get("concept", "")),
+                name, role, shape, latex, self.text(f"symbol `{name}`: meaning", entry.get("meaning")),
+                self.text(f"symbol `{name}`: concept", entry.get("concept")),
             )
         return out
 
+    def shape_entry(self, name: str, d: Any, dim_scope: Scope) -> sp.Expr:
+        """One entry of a shape: an integer 1..MAX_DIM, or a dimension name, or a
+        sum or product of dimensions and such integers (``"m + n"``, ``"4*H"``)."""
+        where = f"symbol `{name}`: shape entry `{_shown(str(d))}`"
+        if isinstance(d, bool) or not isinstance(d, (int, str)):
+            raise self.fail(f"{where} must be a positive integer or a dimension, not {_kind(d)}")
+        if isinstance(d, int):
+            if not 1 <= d <= MAX_DIM:
+                raise self.fail(f"{where} must be an integer from 1 to {MAX_DIM}")
+            return sp.Integer(d)
+        if len(d) > 200:
+            raise self.fail(f"{where} is longer than 200 characters")
+        try:
+            value = parse(d, dim_scope)
+        except ExprError as exc:
+            raise self.fail(f"{where}: {exc.message}") from None
+        if not _dimension_like(value):
+            raise self.fail(f"{where} must be a dimension, a positive integer up to {MAX_DIM}, or a sum or "
+                            "product of them")
+        return value
+
     def read_equations(self, declared, feature_axis, dim_syms) -> list[Equation]:
         raw = self.table("forward", kind=list)
+        if len(raw) > MAX_EQUATIONS:
+            raise self.fail(f"{len(raw)} forward equations (the limit is MAX_EQUATIONS = {MAX_EQUATIONS})")
         texts: list[tuple[str, str]] = []
         for i, item in enumerate(raw):
             if isinstance(item, str):
                 texts.append((item, ""))
             elif isinstance(item, dict) and isinstance(item.get("eq"), str):
-                texts.append((item["eq"], str(item.get("tag", ""))))
+                bad = set(item) - {"eq", "tag"}
+                if bad:
+                    raise self.fail(f"forward equation {i + 1}: unknown key `{_shown(sorted(bad)[0])}`")
+                tag = self.text(f"forward equation {i + 1}: tag", item.get("tag"))
+                if len(tag) > 32 or any(ch in tag for ch in "\\\"'`$%#{}"):
+                    raise self.fail(f"forward equation {i + 1}: a tag is a short label like `8a` "
+                                    "(at most 32 characters, no quotes, backslashes or TeX specials)")
+                texts.append((item["eq"], tag))
             else:
                 raise self.fail(f"forward equation {i + 1} must be a string or a table with `eq`")
+        for i, (text, tag) in enumerate(texts):
+            if "#" in text:
+                raise self.fail("an equation has no comments (`#`)", _shown(text))
+            # one line: the text is quoted in generated comments and docstrings
+            texts[i] = (" ".join(text.split()), tag)
         targets: dict[str, str] = {}
         for text, _ in texts:
             lhs = text.split("=")[0].strip()
+            if lhs.isidentifier():
+                self.name("the left side of an equation", lhs)
+                if lhs in RESERVED or lhs.startswith("_"):
+                    raise self.fail(f"`{lhs}` is a name the generated code uses itself; choose another", text)
             if lhs in targets:
                 raise self.fail(f"`{lhs}` is defined twice (also by `{targets[lhs]}`)", text)
             if lhs in declared and declared[lhs].role != "value":
@@ -391,7 +500,12 @@ class _Loader:
         for i, entry in enumerate(self.table("recurrent", kind=list)):
             if not isinstance(entry, dict) or not {"out", "prev", "grad"} <= set(entry):
                 raise self.fail(f"recurrent link {i + 1} needs `out`, `prev` and `grad`")
-            out, prev, grad = entry["out"], entry["prev"], entry["grad"]
+            bad = set(entry) - {"out", "prev", "grad"}
+            if bad:
+                key = sorted(bad)[0]
+                raise self.fail(f"recurrent link {i + 1}: unknown key `{_shown(key)}`"
+                                f"{suggest(key, ('out', 'prev', 'grad'))}")
+            out, prev, grad = (self.name(f"recurrent link {i + 1}: `{k}`", entry[k]) for k in ("out", "prev", "grad"))
             if out not in symbols or symbols[out].role != "value":
                 raise self.fail(f"recurrent link: `out = {out}` is not defined by an equation")
             if prev not in symbols or symbols[prev].role != "state":
@@ -414,8 +528,15 @@ class _Loader:
 
     def read_loss(self, symbols, links, dim_syms, layout, batch) -> Loss:
         spec = self.table("loss")
+        bad = set(spec) - _LOSS_KEYS
+        if bad:
+            key = sorted(bad)[0]
+            raise self.fail(f"[loss]: unknown key `{_shown(key)}`{suggest(key, _LOSS_KEYS)}")
+        for key in ("on", "external", "prediction", "target"):
+            if spec.get(key) is not None:
+                self.name(f"[loss] `{key}`", spec[key])
         kind = spec.get("kind")
-        if kind not in LOSS_KINDS:
+        if not isinstance(kind, str) or kind not in LOSS_KINDS:
             raise self.fail(f"loss kind `{kind}` is not one of {', '.join(LOSS_KINDS)}")
         on, external = spec.get("on"), spec.get("external")
         if on not in {l.out for l in links}:
@@ -435,8 +556,10 @@ class _Loader:
                 raise self.fail("cross_entropy needs the prediction to be `softmax(...)`", eq.text)
             if not same_shape(symbols[target].shape, symbols[prediction].shape):
                 raise self.fail(f"loss: target `{target}` and prediction `{prediction}` differ in shape")
+        if unit is not None and kind != "squared_error":
+            raise self.fail("loss: `unit` applies to `squared_error` only")
         if kind == "squared_error" and unit is not None:
-            if not isinstance(unit, int) or unit < 0:
+            if not isinstance(unit, int) or isinstance(unit, bool) or unit < 0 or unit >= MAX_DIM:
                 raise self.fail("loss: `unit` must be a unit index (0, 1, ...)")
         return Loss(kind, on, external, prediction, target, unit)
 
@@ -451,25 +574,60 @@ class _Loader:
                     raise self.fail(f"[{key}] `{k}` must map to text")
                 if key in ("adjoints", "preact") and k not in symbols:
                     raise self.fail(f"[{key}] names an unknown symbol `{k}`{suggest(k, symbols)}")
-                if key in ("adjoints", "preact", "book_names") and not v.isidentifier():
-                    raise self.fail(f"[{key}] `{k} = {v}`: `{v}` is not a name")
+                if key in ("adjoints", "preact", "book_names"):
+                    self.name(f"[{key}] `{_shown(k)}`", v)
+                    if v in RESERVED or v.startswith("_"):
+                        raise self.fail(f"[{key}] `{k} = {v}`: `{v}` is a name the generated code uses itself")
+                if key == "adjoint_latex":
+                    self.latex(f"[{key}] `{_shown(k)}`", v)
             out[key] = dict(table)
         return out
 
     def read_alias_table(self, key: str) -> dict[str, str]:
         table = self.data.get(key, {})
-        if not isinstance(table, dict) or not all(isinstance(v, str) and v.isidentifier() for v in table.values()):
+        if not isinstance(table, dict) or not all(isinstance(v, str) and v.isascii() and v.isidentifier()
+                                                  for v in table.values()):
             raise self.fail(f"[{key}] must map spellings to names")
         return dict(table)
 
     def read_stacks(self, symbols) -> dict[str, tuple[str, ...]]:
         table = self.data.get("stacks", {})
+        if not isinstance(table, dict):
+            raise self.fail(f"[stacks] must be a table of lists of symbols, not {_kind(table)}")
         out = {}
         for k, parts in table.items():
+            self.name("[stacks] name", k)
             if not isinstance(parts, list) or not all(p in symbols for p in parts):
                 raise self.fail(f"[stacks] `{k}` must list declared symbols")
             out[k] = tuple(parts)
         return out
+
+
+_LOSS_KEYS = {"kind", "on", "external", "prediction", "target", "unit"}
+
+
+def _kind(value: Any) -> str:
+    """How a TOML value's type is named in a message."""
+    return {str: "text", int: "an integer", float: "a number", bool: "true/false", list: "a list",
+            dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _shown(text: str) -> str:
+    """User text safe to quote in a one-line message: no control characters, short."""
+    text = "".join(ch if ch.isprintable() else "\\x%02x" % ord(ch) if ord(ch) < 256 else "\\u%04x" % ord(ch)
+                   for ch in str(text))
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _dimension_like(value: sp.Expr) -> bool:
+    """A positive integer up to MAX_DIM, a dimension, or sums and products of them."""
+    if value.is_Integer:
+        return 1 <= int(value) <= MAX_DIM
+    if isinstance(value, sp.Symbol):
+        return True
+    if isinstance(value, (sp.Add, sp.Mul)):
+        return all(_dimension_like(a) for a in value.args)
+    return False
 
 
 def _tex_name(name: str) -> str:

@@ -16,7 +16,7 @@ import sympy as sp
 
 from derive.spec import ops
 from derive.spec.cell import ShapeError, fmt_shape
-from derive.spec.expr import MAX_EXPONENT
+from derive.spec.expr import MAX_EXPONENT, bounded_power
 from derive.verifier.latex_tokens import LatexError, Tok, _FUNCTION_TARGETS, _MATRICES, _NEXT_MARKERS, _T, _TIME_MARKERS, _TRANSPOSE, _split, _t, keys, tokens_of
 
 _ELEMENTWISE_OPS = {("chr", "*"), ("cmd", "\\odot"), ("cmd", "\\circ")}
@@ -198,7 +198,10 @@ class _Parser:
                 if was_name and k in _NEXT_MARKERS:
                     value = ops.later(value)
                     continue
-                value = value ** self.exponent(arg, start)
+                try:
+                    value = bounded_power(value, self.exponent(arg, start))
+                except ValueError as exc:
+                    raise self.fail(str(exc), arg[0] if arg else start) from None
                 continue
             if self.at("chr", "_"):
                 self.take()
@@ -527,7 +530,10 @@ class _Parser:
         else:
             out = f(arg)
         if power is not None:
-            out = out ** power
+            try:
+                out = bounded_power(out, power)
+            except ValueError as exc:
+                raise self.fail(str(exc), tok) from None
         self.shape(out, tok)
         return out
 
