@@ -2,8 +2,8 @@
 
 Contract. :data:`ARTIFACTS` maps a file suffix to a renderer ``derivation ->
 text``; :func:`render_all` renders every artifact of every preset in memory.
-:func:`build` writes them into a folder (each file written to a temporary
-name and renamed, so an interrupted build leaves no half-written file) or,
+:func:`write` puts them into a folder all or nothing (the files of one build
+are replaced together; an error or a signal leaves the old set) or,
 with ``check=True``, compares them with what is there and returns the unified
 diff of every stale file. Output is byte-identical on every run and machine.
 """
@@ -11,11 +11,10 @@ diff of every stale file. Output is byte-identical on every run and machine.
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
+from derive.cli.files import write_files
 from derive.codegen.render import render_module
 from derive.derivation import Derivation, derive, presets
 from derive.writeup.listing import render_listing
@@ -53,18 +52,5 @@ def stale(files: dict[str, str], folder: Path) -> list[str]:
 
 
 def write(files: dict[str, str], folder: Path) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in sorted(files.items()):
-        path = folder / name
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; generated files are for everyone to read
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        written.append(path)
-    return written
+    """Replace the files of one build together (see :mod:`derive.cli.files`)."""
+    return write_files(files, folder)

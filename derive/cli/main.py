@@ -17,8 +17,11 @@ from derive.errors import DeriveError
 
 def _cmd_build(args) -> int:
     from derive.cli import build as build_mod
+    from derive.cli.files import check_folder
     from derive.derivation import derive, presets
 
+    if not args.check:
+        check_folder(Path(args.out))  # a file or a read-only folder: exit 2 before any work
     if args.spec:  # only the user's cells: their four files each, not the presets' forty
         names = [derive(spec).name for spec in args.spec]
         twice = sorted({n for n in names if names.count(n) > 1})
