@@ -544,6 +544,8 @@ class _Loader:
         if not isinstance(external, str) or not external.isidentifier() or external in symbols:
             raise self.fail(f"loss: `external = {external}` must be a new name")
         prediction, target, unit = spec.get("prediction"), spec.get("target"), spec.get("unit")
+        if unit is not None and kind != "squared_error":
+            raise self.fail("loss: `unit` applies to `squared_error` only")
         if kind == "upstream":
             return Loss(kind, on, external)
         if prediction not in symbols or symbols[prediction].role != "value":
@@ -556,8 +558,6 @@ class _Loader:
                 raise self.fail("cross_entropy needs the prediction to be `softmax(...)`", eq.text)
             if not same_shape(symbols[target].shape, symbols[prediction].shape):
                 raise self.fail(f"loss: target `{target}` and prediction `{prediction}` differ in shape")
-        if unit is not None and kind != "squared_error":
-            raise self.fail("loss: `unit` applies to `squared_error` only")
         if kind == "squared_error" and unit is not None:
             if not isinstance(unit, int) or isinstance(unit, bool) or unit < 0 or unit >= MAX_DIM:
                 raise self.fail("loss: `unit` must be a unit index (0, 1, ...)")

@@ -217,8 +217,11 @@ def parse(text: str, scope: Scope, on_node: Callable[[ast.AST, sp.Expr], None] |
     except SyntaxError as exc:
         col = (exc.offset - 1) if exc.offset else None
         raise ExprError(f"not a formula: {exc.msg}", text.strip(), col) from None
-    except (RecursionError, MemoryError, ValueError) as exc:
-        raise ExprError(f"not a formula: {type(exc).__name__}") from None
+    except (RecursionError, MemoryError):
+        raise ExprError("not a formula: too many operators in one chain for Python's parser "
+                        "(split it, or use parentheses)") from None
+    except ValueError as exc:
+        raise ExprError(f"not a formula: {exc}") from None
     return _Reader(text.strip(), scope, on_node).read(tree.body, 0)
 
 
