@@ -110,27 +110,58 @@ class _Parser:
         value = self.term()
         if sign == "-":
             value = -value
+        if not (self.at("chr", "+") or self.at("chr", "-")):
+            return value
+        # A long sum is built once, its shape broadcast term by term: adding and
+        # checking the whole sum at every `+` is quadratic work.
+        terms, acc = [value], self.shape(value, None)
         while self.at("chr", "+") or self.at("chr", "-"):
             op = self.take()
             rhs = self.term()
-            value = value + rhs if op.value == "+" else value - rhs
-            self.shape(value, op)
+            terms.append(rhs if op.value == "+" else -rhs)
+            acc = self._broadcast(acc, terms, sp.Add, op)
+        value = sp.Add(*terms)
+        self.shape(value, op)
         return value
+
+    def _broadcast(self, acc, parts, combine, op):
+        """The shape of ``combine(*parts)`` from that of all but the last part."""
+        from derive.spec.shapes import ShapeError, broadcast
+
+        last = self.shape(parts[-1], op)
+        if acc is None or last is None:
+            return self.shape(combine(*parts), op)
+        try:
+            return broadcast(acc, last, "")
+        except ShapeError:
+            self.shape(combine(*parts), op)  # raises the message that points at `op`
+            raise
 
     def term(self) -> sp.Expr:
         value = self.juxt()
+        factors: list[sp.Expr] = []  # a run of elementwise products, multiplied once
+        acc = None
         while self.peek() is not None and self.peek().key in _BINARY:
             op = self.take()
             rhs = self.juxt()
             if op.key in _ELEMENTWISE_OPS:
-                value = value * rhs
-            elif op.key in _DIV_OPS:
+                if not factors:
+                    factors, acc = [value], self.shape(value, op)
+                factors.append(rhs)
+                acc = self._broadcast(acc, factors, sp.Mul, op)
+                continue
+            if factors:
+                value, factors = sp.Mul(*factors), []
+            if op.key in _DIV_OPS:
                 value = value / rhs
             elif op.key in _OUTER_OPS:
                 value = ops.outer(value, rhs)
             else:
                 value = self.product(value, rhs, op)
             self.shape(value, op)
+        if factors:
+            value = sp.Mul(*factors)
+            self.shape(value, None)
         return value
 
     def juxt(self) -> sp.Expr:
