@@ -27,7 +27,6 @@ naming its limit.
 from __future__ import annotations
 
 import functools
-import keyword
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,17 +36,9 @@ import sympy as sp
 
 from derive.spec import ops
 from derive.errors import ExprError, SpecError
-from derive.spec.expr import Scope, default_functions, parse, parse_equation, suggest
-from derive.spec.texsafe import TexError, check_math
-
-MAX_BYTES = 64_000
-MAX_EQUATIONS = 100
-MAX_SYMBOLS = 300
-MAX_DIM = 4096
-MAX_NAME = 64
-MAX_TEXT = 2000
-# names a generated module uses itself: a symbol of that name would shadow them
-RESERVED = frozenset({"np", "numpy", "math", "self", "params", "cache", "grads"})
+from derive.spec.expr import Scope, default_functions, parse_equation, suggest
+from derive.spec.checks import (MAX_BYTES, MAX_DIM, MAX_EQUATIONS, MAX_SYMBOLS, RESERVED, ValueChecks, type_name,
+                                 shown)
 
 ROLES = ("input", "state", "param", "target", "value")
 LAYOUTS = {"columns": 0, "rows": 1, "none": 0}
@@ -209,7 +200,7 @@ _TOP_KEYS = {
 _SYMBOL_KEYS = {"role", "shape", "latex", "meaning", "concept"}
 
 
-class _Loader:
+class _Loader(ValueChecks):
     def __init__(self, path: str, data: dict[str, Any]):
         self.path = path
         self.data = data
@@ -225,52 +216,18 @@ class _Loader:
             raise self.fail(f"`{key}` must be a {kind.__name__}")
         return value
 
-    def name(self, what: str, value: Any) -> str:
-        """``value`` if it is a name code can carry (ASCII identifier, no keyword)."""
-        if not isinstance(value, str):
-            raise self.fail(f"{what} must be a name (text), not {_kind(value)}")
-        if not (value.isascii() and value.isidentifier()):
-            raise self.fail(f"{what} `{_shown(value)}` is not a name: ASCII letters, digits and `_`, "
-                            "not starting with a digit")
-        if keyword.iskeyword(value):
-            raise self.fail(f"{what} `{value}` is a Python keyword")
-        if value in RESERVED:
-            raise self.fail(f"{what} `{value}` is a name the generated code uses itself; choose another")
-        if len(value) > MAX_NAME:
-            raise self.fail(f"{what} `{value[:20]}...` is longer than {MAX_NAME} characters")
-        return value
-
-    def text(self, what: str, value: Any, default: str = "") -> str:
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            raise self.fail(f"{what} must be text, not {_kind(value)}")
-        for i, ch in enumerate(value):
-            if not ch.isprintable():
-                raise self.fail(f"{what}: character U+{ord(ch):04X} at position {i} is not printable "
-                                "(one line of text, no control characters)")
-        if len(value) > MAX_TEXT:
-            raise self.fail(f"{what} is {len(value)} characters long (the limit is {MAX_TEXT})")
-        return value
-
-    def latex(self, what: str, value: str) -> str:
-        try:
-            return check_math(value)
-        except TexError as exc:
-            raise self.fail(f"{what}: {exc}") from None
-
     def build(self) -> Cell:
         unknown = set(self.data) - _TOP_KEYS
         if unknown:
             key = sorted(unknown)[0]
-            raise self.fail(f"unknown key `{_shown(key)}`{suggest(key, _TOP_KEYS)}")
+            raise self.fail(f"unknown key `{shown(key)}`{suggest(key, _TOP_KEYS)}")
         name = self.name("`name`", self.data.get("name"))
         if name in RESERVED:
             raise self.fail(f"`name = {name}` is reserved; choose another")
         for key in ("title", "source"):
             self.text(f"`{key}`", self.data.get(key))
         for d, meaning in (self.data.get("dims") or {}).items() if isinstance(self.data.get("dims"), dict) else ():
-            self.text(f"dimension `{_shown(d)}`", meaning)
+            self.text(f"dimension `{shown(d)}`", meaning)
         layout = self.table("layout", kind=str)
         if layout not in LAYOUTS:
             raise self.fail(f"layout `{layout}` is not one of {', '.join(LAYOUTS)}")
@@ -284,7 +241,7 @@ class _Loader:
                 raise self.fail(f"dimension `{d}` must be a name with a text meaning")
         batch = self.data.get("batch")
         if batch is not None and not isinstance(batch, str):
-            raise self.fail(f"`batch` must be the name of a dimension (text), not {_kind(batch)}")
+            raise self.fail(f"`batch` must be the name of a dimension (text), not {type_name(batch)}")
         if layout == "none":
             if batch is not None:
                 raise self.fail("layout `none` has no batch dimension; drop `batch`")
@@ -401,27 +358,6 @@ class _Loader:
             )
         return out
 
-    def shape_entry(self, name: str, d: Any, dim_scope: Scope) -> sp.Expr:
-        """One entry of a shape: an integer 1..MAX_DIM, or a dimension name, or a
-        sum or product of dimensions and such integers (``"m + n"``, ``"4*H"``)."""
-        where = f"symbol `{name}`: shape entry `{_shown(str(d))}`"
-        if isinstance(d, bool) or not isinstance(d, (int, str)):
-            raise self.fail(f"{where} must be a positive integer or a dimension, not {_kind(d)}")
-        if isinstance(d, int):
-            if not 1 <= d <= MAX_DIM:
-                raise self.fail(f"{where} must be an integer from 1 to {MAX_DIM}")
-            return sp.Integer(d)
-        if len(d) > 200:
-            raise self.fail(f"{where} is longer than 200 characters")
-        try:
-            value = parse(d, dim_scope)
-        except ExprError as exc:
-            raise self.fail(f"{where}: {exc.message}") from None
-        if not _dimension_like(value):
-            raise self.fail(f"{where} must be a dimension, a positive integer up to {MAX_DIM}, or a sum or "
-                            "product of them")
-        return value
-
     def read_equations(self, declared, feature_axis, dim_syms) -> list[Equation]:
         raw = self.table("forward", kind=list)
         if len(raw) > MAX_EQUATIONS:
@@ -433,7 +369,7 @@ class _Loader:
             elif isinstance(item, dict) and isinstance(item.get("eq"), str):
                 bad = set(item) - {"eq", "tag"}
                 if bad:
-                    raise self.fail(f"forward equation {i + 1}: unknown key `{_shown(sorted(bad)[0])}`")
+                    raise self.fail(f"forward equation {i + 1}: unknown key `{shown(sorted(bad)[0])}`")
                 tag = self.text(f"forward equation {i + 1}: tag", item.get("tag"))
                 if len(tag) > 32 or any(ch in tag for ch in "\\\"'`$%#{}"):
                     raise self.fail(f"forward equation {i + 1}: a tag is a short label like `8a` "
@@ -443,7 +379,7 @@ class _Loader:
                 raise self.fail(f"forward equation {i + 1} must be a string or a table with `eq`")
         for i, (text, tag) in enumerate(texts):
             if "#" in text:
-                raise self.fail("an equation has no comments (`#`)", _shown(text))
+                raise self.fail("an equation has no comments (`#`)", shown(text))
             # one line: the text is quoted in generated comments and docstrings
             texts[i] = (" ".join(text.split()), tag)
         targets: dict[str, str] = {}
@@ -503,7 +439,7 @@ class _Loader:
             bad = set(entry) - {"out", "prev", "grad"}
             if bad:
                 key = sorted(bad)[0]
-                raise self.fail(f"recurrent link {i + 1}: unknown key `{_shown(key)}`"
+                raise self.fail(f"recurrent link {i + 1}: unknown key `{shown(key)}`"
                                 f"{suggest(key, ('out', 'prev', 'grad'))}")
             out, prev, grad = (self.name(f"recurrent link {i + 1}: `{k}`", entry[k]) for k in ("out", "prev", "grad"))
             if out not in symbols or symbols[out].role != "value":
@@ -531,7 +467,7 @@ class _Loader:
         bad = set(spec) - _LOSS_KEYS
         if bad:
             key = sorted(bad)[0]
-            raise self.fail(f"[loss]: unknown key `{_shown(key)}`{suggest(key, _LOSS_KEYS)}")
+            raise self.fail(f"[loss]: unknown key `{shown(key)}`{suggest(key, _LOSS_KEYS)}")
         for key in ("on", "external", "prediction", "target"):
             if spec.get(key) is not None:
                 self.name(f"[loss] `{key}`", spec[key])
@@ -575,11 +511,11 @@ class _Loader:
                 if key in ("adjoints", "preact") and k not in symbols:
                     raise self.fail(f"[{key}] names an unknown symbol `{k}`{suggest(k, symbols)}")
                 if key in ("adjoints", "preact", "book_names"):
-                    self.name(f"[{key}] `{_shown(k)}`", v)
+                    self.name(f"[{key}] `{shown(k)}`", v)
                     if v in RESERVED or v.startswith("_"):
                         raise self.fail(f"[{key}] `{k} = {v}`: `{v}` is a name the generated code uses itself")
                 if key == "adjoint_latex":
-                    self.latex(f"[{key}] `{_shown(k)}`", v)
+                    self.latex(f"[{key}] `{shown(k)}`", v)
             out[key] = dict(table)
         return out
 
@@ -593,7 +529,7 @@ class _Loader:
     def read_stacks(self, symbols) -> dict[str, tuple[str, ...]]:
         table = self.data.get("stacks", {})
         if not isinstance(table, dict):
-            raise self.fail(f"[stacks] must be a table of lists of symbols, not {_kind(table)}")
+            raise self.fail(f"[stacks] must be a table of lists of symbols, not {type_name(table)}")
         out = {}
         for k, parts in table.items():
             self.name("[stacks] name", k)
@@ -604,30 +540,6 @@ class _Loader:
 
 
 _LOSS_KEYS = {"kind", "on", "external", "prediction", "target", "unit"}
-
-
-def _kind(value: Any) -> str:
-    """How a TOML value's type is named in a message."""
-    return {str: "text", int: "an integer", float: "a number", bool: "true/false", list: "a list",
-            dict: "a table"}.get(type(value), type(value).__name__)
-
-
-def _shown(text: str) -> str:
-    """User text safe to quote in a one-line message: no control characters, short."""
-    text = "".join(ch if ch.isprintable() else "\\x%02x" % ord(ch) if ord(ch) < 256 else "\\u%04x" % ord(ch)
-                   for ch in str(text))
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _dimension_like(value: sp.Expr) -> bool:
-    """A positive integer up to MAX_DIM, a dimension, or sums and products of them."""
-    if value.is_Integer:
-        return 1 <= int(value) <= MAX_DIM
-    if isinstance(value, sp.Symbol):
-        return True
-    if isinstance(value, (sp.Add, sp.Mul)):
-        return all(_dimension_like(a) for a in value.args)
-    return False
 
 
 def _tex_name(name: str) -> str:
