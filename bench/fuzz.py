@@ -170,6 +170,8 @@ def _formula_batch(args):
     rng = random.Random(seed)
     bad, slowest = [], (0.0, "")
     presets = ["coursera", "graves", "gru", "elman", "pytorch"]
+    for preset in presets:  # each process derives its cells once; time verdicts, not that
+        check_formula(preset, "0", "python")
     for _ in range(n):
         syntax = "latex" if rng.random() < 0.3 else "python"
         text = damage(rng, latex_formula(rng) if syntax == "latex" else formula(rng))
@@ -208,6 +210,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--progress", action="store_true", help="print the running figures after each batch")
     args = ap.parse_args(argv)
     import os
 
@@ -216,10 +219,18 @@ def main(argv=None) -> int:
 
     results = {}
     for what, total, fn in (("formulas", args.formulas, _formula_batch), ("specs", args.specs, _spec_batch)):
+        if not total:
+            continue
         jobs = [(args.seed * 1_000_003 + i, min(args.batch, total - i)) for i in range(0, total, args.batch)]
         t = time.time()
+        parts, done = [], 0
         with Pool(args.workers) as pool:
-            parts = pool.map(fn, jobs, chunksize=1)
+            for job, part in zip(jobs, pool.imap(fn, jobs, chunksize=1)):
+                parts.append(part)
+                done += job[1]
+                if args.progress:
+                    print(f"  {what}: {done}/{total} in {time.time() - t:.0f} s, unexpected "
+                          f"{sum(len(p) for p, _ in parts)}, slowest {max(s for _, s in parts)[0]:.3f} s", flush=True)
         bad = [b for p, _ in parts for b in p]
         slowest = max((s for _, s in parts), default=(0.0, ""))
         results[what] = (total, bad, slowest, time.time() - t)

@@ -24,7 +24,7 @@ from derive.spec.expr import Scope, parse
 from derive.spec.texsafe import TexError, check_math
 
 MAX_BYTES = 64_000
-MAX_EQUATIONS = 100
+MAX_EQUATIONS = 50
 MAX_SYMBOLS = 300
 MAX_DIM = 4096
 MAX_NAME = 64
