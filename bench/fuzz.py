@@ -228,6 +228,8 @@ def main(argv=None) -> int:
             for job, part in zip(jobs, pool.imap(fn, jobs, chunksize=1)):
                 parts.append(part)
                 done += job[1]
+                for b in part[0]:
+                    print("   unexpected:", b[:400], flush=True)
                 if args.progress:
                     print(f"  {what}: {done}/{total} in {time.time() - t:.0f} s, unexpected "
                           f"{sum(len(p) for p, _ in parts)}, slowest {max(s for _, s in parts)[0]:.3f} s", flush=True)

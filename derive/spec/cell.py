@@ -618,6 +618,8 @@ def broadcast(a: Shape, b: Shape, what: str) -> Shape:
 def infer_shape(expr: sp.Expr, shapes: Mapping[str, Shape]) -> Shape:
     """The shape of an array expression; raises ShapeError with the operands."""
     if isinstance(expr, sp.Symbol):
+        if str(expr) not in shapes:
+            raise ShapeError(f"`{expr}` is declared without a role, and no equation defines it")
         return shapes[str(expr)]
     if expr.is_Number:
         return ()
