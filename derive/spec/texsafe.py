@@ -8,7 +8,8 @@ offending command or character. A spec's LaTeX is pasted into the write-up's
 write files (``\input``, ``\openin``, ``\write``, ``\read``, ``\include``),
 redefine anything (``\def``, ``\catcode``, ``\csname``, ``\let``, ...), leave
 math mode (``$``), comment out the rest of a line (``%``), spell a character
-by code (``^^5c``), or unbalance the braces. It is checked by allowing, not by
+by code (``^^5c``), unbalance the braces, or be read as HTML or a code span
+by Markdown (``<``, ``>``, a backtick: write ``\lt``, ``\gt``). It is checked by allowing, not by
 forbidding: only the control words in :data:`MATH_COMMANDS`, the control
 symbols in :data:`CONTROL_SYMBOLS` and the environments in
 :data:`ENVIRONMENTS` pass (``\tag`` and ``\label`` are not among them).
@@ -35,7 +36,7 @@ langle rangle lvert rvert lVert rVert vert Vert lfloor rfloor lceil rceil
 odot circ cdot times ast star otimes oplus ominus top intercal dagger prime
 sum prod log exp tanh sinh cosh sin cos max min
 ldots cdots dots vdots ddots quad qquad
-in to mapsto leftarrow rightarrow leq geq neq approx equiv sim
+in to mapsto lt gt leftarrow rightarrow leq geq neq approx equiv sim
 begin end
 """.split())
 
@@ -43,7 +44,7 @@ CONTROL_SYMBOLS = frozenset(",;:! {}|_\\")
 
 ENVIRONMENTS = frozenset("matrix bmatrix pmatrix vmatrix Bmatrix Vmatrix smallmatrix array".split())
 
-_TOKEN = re.compile(r"\\([A-Za-z]+|.)|(\^\^)|([$%#~])|([{}])", re.S)
+_TOKEN = re.compile(r"\\([A-Za-z]+|.)|(\^\^)|([$%#~<>`])|([{}])", re.S)
 
 
 class TexError(DeriveError):

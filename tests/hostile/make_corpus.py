@@ -67,6 +67,7 @@ CASES: dict[str, tuple[int, str, str]] = {
     "latex_percent": (2, "`%`", sub("latex = 'h_t'", r"latex = 'h_t % comment'")),
     "latex_unbalanced": (2, "unbalanced", sub("latex = 'h_t'", r"latex = 'h_t}}'")),
     "latex_environment": (2, "environment", sub("latex = 'h_t'", r"latex = '\begin{filecontents}{x}'")),
+    "latex_html": (2, "`<`", sub("latex = 'h_t'", "latex = 'h<script>alert(1)</script>'")),
     "latex_non_ascii": (2, "not printable", sub("latex = 'h_t'", "latex = 'h\u200b_t'")),
     "adjoint_latex_input": (2, r"`\input`", BASE + "\n[adjoint_latex]\ndh = '\\input{/etc/hostname}'\n"),
     # -- names
