@@ -230,6 +230,8 @@ def main(argv=None) -> int:
                 done += job[1]
                 for b in part[0]:
                     print("   unexpected:", b[:400], flush=True)
+                if args.progress and part[1][0] >= max(s for _, s in parts)[0]:
+                    print(f"   slowest so far {part[1][0]:.3f} s: {part[1][1][:300]!r}", flush=True)
                 if args.progress:
                     print(f"  {what}: {done}/{total} in {time.time() - t:.0f} s, unexpected "
                           f"{sum(len(p) for p, _ in parts)}, slowest {max(s for _, s in parts)[0]:.3f} s", flush=True)
