@@ -16,7 +16,7 @@ import sympy as sp
 
 from derive.spec import ops
 from derive.spec.cell import ShapeError, fmt_shape
-from derive.spec.expr import MAX_EXPONENT, bounded_power
+from derive.spec.expr import MAX_DEPTH as MAX_OPERANDS, MAX_EXPONENT, bounded_power
 from derive.verifier.latex_tokens import LatexError, Tok, _FUNCTION_TARGETS, _MATRICES, _NEXT_MARKERS, _T, _TIME_MARKERS, _TRANSPOSE, _split, _t, keys, tokens_of
 
 _ELEMENTWISE_OPS = {("chr", "*"), ("cmd", "\\odot"), ("cmd", "\\circ")}
@@ -117,6 +117,9 @@ class _Parser:
         terms, acc = [value], self.shape(value, None)
         while self.at("chr", "+") or self.at("chr", "-"):
             op = self.take()
+            if len(terms) >= MAX_OPERANDS:
+                raise self.fail(f"more than {MAX_OPERANDS} terms in one sum (the limit is {MAX_OPERANDS}, "
+                                "as for a Python formula)", op)
             rhs = self.term()
             terms.append(rhs if op.value == "+" else -rhs)
             acc = self._broadcast(acc, terms, sp.Add, op)
@@ -141,8 +144,12 @@ class _Parser:
         value = self.juxt()
         factors: list[sp.Expr] = []  # a run of elementwise products, multiplied once
         acc = None
+        count = 0
         while self.peek() is not None and self.peek().key in _BINARY:
             op = self.take()
+            count += 1
+            if count >= MAX_OPERANDS:
+                raise self.fail(f"more than {MAX_OPERANDS} factors in one product (the limit is {MAX_OPERANDS})", op)
             rhs = self.juxt()
             if op.key in _ELEMENTWISE_OPS:
                 if not factors:
@@ -174,8 +181,12 @@ class _Parser:
         if self.peek() is None:
             raise self.fail("the formula ends too early")
         value = self.postfix()
+        count = 0
         while self.peek() is not None and self.peek().key not in _STOP:
             tok = self.peek()
+            count += 1
+            if count >= MAX_OPERANDS:
+                raise self.fail(f"more than {MAX_OPERANDS} factors in one product (the limit is {MAX_OPERANDS})", tok)
             rhs = self.postfix()
             value = self.product(value, rhs, tok)
         return value
