@@ -533,7 +533,7 @@ class _Loader(ValueChecks):
         out = {}
         for k, parts in table.items():
             self.name("[stacks] name", k)
-            if not isinstance(parts, list) or not all(p in symbols for p in parts):
+            if not isinstance(parts, list) or not all(isinstance(p, str) and p in symbols for p in parts):
                 raise self.fail(f"[stacks] `{k}` must list declared symbols")
             out[k] = tuple(parts)
         return out

@@ -88,6 +88,7 @@ CASES: dict[str, tuple[int, str, str]] = {
     "batch_list": (2, "`batch` must be the name of a dimension", sub('batch = "B"', 'batch = ["B"]')),
     "loss_on_list": (2, "must be a name", sub('on = "h"', 'on = ["h"]')),
     "stacks_integer": (2, "[stacks] must be a table", sub('layout = "columns"', 'layout = "columns"\nstacks = 5')),
+    "stacks_of_tables": (2, "[stacks] `w` must list declared symbols", BASE + "\n[stacks]\nw = [{ a = 1 }]\n"),
     "title_integer": (2, "must be text", sub(TITLE, "title = 5")),
     "meaning_integer": (2, "must be text", sub(H_LATEX, "h = { latex = 'h_t', meaning = 3 }")),
     "latex_table": (2, "must be text", sub("latex = 'h_t'", "latex = { a = 1 }")),
