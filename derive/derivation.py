@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shlex
 from importlib import resources
 from pathlib import Path
 
@@ -192,7 +191,15 @@ def command_path(path: str | Path) -> str:
             p = Path(os.path.relpath(p))
         except ValueError:  # another drive
             p = Path(p.name)
-    return shlex.quote(p.as_posix())
+    return comment_safe(p.as_posix())
+
+
+def comment_safe(text: str) -> str:
+    """``text`` fit to stand in a comment of a generated file (Python, TeX, HTML)
+    and in a command line: every character outside ``[A-Za-z0-9._+,=@/-]`` is
+    shown as ``?``, so a newline, ``%``, a quote or ``-->`` in a path cannot end
+    the comment or the command."""
+    return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._+,=@/-") else "?" for ch in text)
 
 
 def command_argument(cell) -> str:

@@ -189,28 +189,7 @@ def test_check_hints_at_sequence_when_a_step_call_fails(capsys, tmp_path):
     assert code == 1 and "raised ValueError" in out and "--sequence" in out
 
 
-def test_build_cache_reads_back_a_cell_whose_inputs_did_not_change(tmp_path, monkeypatch):
-    monkeypatch.setenv("LSTM_DERIVE_CACHE", str(tmp_path / "cache"))
-    spec = tmp_path / "mgu.toml"
-    shutil.copy(MGU, spec)
-    first = build.render_one(str(spec), "out")
 
-    def no_rendering(*args, **kwargs):
-        raise AssertionError("rendered again")
-
-    monkeypatch.setattr(build, "derive", no_rendering)
-    assert build.render_one(str(spec), "out") == first  # from the cache
-    with pytest.raises(AssertionError, match="rendered again"):  # another header: another key
-        build.render_one(str(spec), "elsewhere")
-    spec.write_text(MGU.read_text("utf-8").replace('title = "Minimal', 'title = "The Minimal'), "utf-8")
-    with pytest.raises(AssertionError, match="rendered again"):  # another spec text: another key
-        build.render_one(str(spec), "out")
-    monkeypatch.setenv("LSTM_DERIVE_CACHE", "off")
-    with pytest.raises(AssertionError, match="rendered again"):
-        build.render_one(str(spec), "out")
-
-
-@pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(), reason="needs fork")
 def test_an_error_in_a_build_worker_is_one_clear_message(monkeypatch):
     from derive.errors import DeriveError, SpecError
 

@@ -7,37 +7,24 @@ worker processes when ``jobs > 1`` (the cells are independent, and a preset's
 write-up measures its own checks, which is most of the time), reporting each
 finished cell to ``progress``. The files' headers name the command that
 regenerates them into ``out``. :func:`changed` lists the files whose text
-differs from what is on disk; :func:`write` writes only those (each written to
-a temporary name and renamed, so an interrupted build leaves no half-written
-file), and :func:`stale` returns the unified diff of every stale file. Output is byte-identical on every run, machine and number of jobs.
+differs from what is on disk; :func:`write` writes only those (all or
+nothing, :mod:`derive.cli.files`), and :func:`stale` returns the unified diff of every stale file. Output is byte-identical on every run, machine and number of jobs.
 
-The build cache. A cell's four files are kept in the cache folder of
-:mod:`derive.verifier.cache` (``$LSTM_DERIVE_CACHE``, ``off`` disables it) as
-JSON, keyed by a SHA-256 of everything they depend on: every module, bundled
-cell and template of the package, the Python and library versions, the spec's
-text and the command the headers name. A rebuild with nothing changed reads them
-back instead of re-measuring every write-up's checks; any change misses.
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
-import hashlib
-import json
 import multiprocessing
 import os
-import sys
-import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Iterable
 
+from derive.cli.files import write_files
 from derive.codegen.render import render_module
 from derive.errors import DeriveError
-from derive.derivation import Derivation, derive, load_cell, presets, regenerate_command, spec_text
-from derive.templating import template_texts
-from derive.verifier.cache import cache_dir
+from derive.derivation import Derivation, derive, load_cell, presets, regenerate_command
 from derive.writeup.listing import render_listing
 from derive.writeup.document import render_markdown, render_tex
 
@@ -49,87 +36,15 @@ ARTIFACTS: dict[str, Callable[..., str]] = {
 }
 
 DEFAULT_OUT = "generated"
-CACHE_FORMAT = "1"
 
 
 def render_one(name: str, out: str | Path = DEFAULT_OUT) -> dict[str, str]:
-    """{file name: text} of the artifacts of one preset or spec file, from the
-    build cache when everything they depend on is unchanged (:func:`cache_key`)."""
+    """{file name: text} of the artifacts of one preset or spec file."""
     regenerate = regenerate_command(load_cell(name), out)
-    entry = _cache_path(cache_key(name, regenerate))
-    files = _cache_read(entry)
-    if files is None:
-        derivation: Derivation = derive(name)
-        files = {derivation.name + suffix: renderer(derivation, regenerate=regenerate)
-                 for suffix, renderer in ARTIFACTS.items()}
-        _cache_write(entry, files)
-    return files
+    derivation: Derivation = derive(name)
+    return {derivation.name + suffix: renderer(derivation, regenerate=regenerate)
+            for suffix, renderer in ARTIFACTS.items()}
 
-
-# ---------------------------------------------------------------------------
-# the build cache: a cell's four files, keyed by everything they depend on
-
-
-@functools.lru_cache(maxsize=1)
-def _fingerprint() -> str:
-    """SHA-256 of the code that renders: every module and bundled cell of the
-    package, every template, and the versions of Python and the libraries."""
-    import jinja2
-    import mpmath
-    import numpy
-    import sympy
-
-    import derive
-
-    h = hashlib.sha256()
-    h.update(f"{CACHE_FORMAT}|{sys.version}|{sympy.__version__}|{numpy.__version__}|{mpmath.__version__}|"
-             f"{jinja2.__version__}".encode())
-    package = Path(derive.__file__).resolve().parent
-    for path in sorted(list(package.rglob("*.py")) + list(package.rglob("*.toml"))):
-        h.update(b"\0" + path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
-    for name, text in template_texts().items():
-        h.update(b"\0" + name.encode() + b"\0" + text.encode("utf-8"))
-    return h.hexdigest()
-
-
-def cache_key(name: str, regenerate: str) -> str:
-    """The key of a cell's files: the code (:func:`_fingerprint`), the spec's label
-    and text, and the command their headers name."""
-    label, text = spec_text(name)
-    h = hashlib.sha256(_fingerprint().encode())
-    for part in (label, text, regenerate):
-        h.update(b"\0" + part.encode("utf-8", "surrogateescape"))
-    return h.hexdigest()[:40]
-
-
-def _cache_path(key: str) -> Path | None:
-    folder = cache_dir()
-    return folder / f"build-{key}.json" if folder is not None else None
-
-
-def _cache_read(path: Path | None) -> dict[str, str] | None:
-    if path is None or not path.is_file():
-        return None
-    try:
-        files = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    ok = isinstance(files, dict) and len(files) == len(ARTIFACTS) and \
-        all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
-    return files if ok else None
-
-
-def _cache_write(path: Path | None, files: dict[str, str]) -> None:
-    if path is None:
-        return
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".build-", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(files, fh)
-        os.replace(tmp, path)
-    except OSError:  # no cache is no error
-        pass
 
 
 def _context():
@@ -209,20 +124,9 @@ def stale(files: dict[str, str], folder: Path) -> list[str]:
 
 
 def write(files: dict[str, str], folder: Path) -> list[Path]:
-    """Write the files whose text differs from what is on disk; the paths written."""
+    """Write the files whose text differs from what is on disk, all or nothing
+    (:func:`derive.cli.files.write_files`: the changed files of one build are
+    replaced together; an error or a signal leaves the old set); the paths written."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in changed(files, folder):
-        path = folder / name
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(files[name])
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; generated files are for everyone to read
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        written.append(path)
-    return written
+    todo = {name: files[name] for name in changed(files, folder)} if folder.is_dir() else dict(files)
+    return write_files(todo, folder) if todo else []

@@ -49,7 +49,7 @@ def _cmd_numpy(args) -> int:
         print(f"lstm-derive: {exc}; writing the unfused module", file=sys.stderr)
         text = unfused_module(d, str(exc), _regenerate_one(args))
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8", newline="\n")
+        _write_one(text, Path(args.output), "-o")
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -65,6 +65,15 @@ def _regenerate_one(args) -> str | None:
     if not args.output or is_preset(load_cell(args.cell)):
         return None
     return f"lstm-derive numpy {command_path(args.cell)} -o {command_path(args.output)}"
+
+
+def _write_one(text: str, out: Path, option: str) -> None:
+    """``text`` into ``out`` whole or not at all (exit 2 when ``out`` is a folder or not writable)."""
+    from derive.cli.files import OutputError, write_files
+
+    if out.is_dir() or not out.name:
+        raise OutputError(f"{option} {out}: is a folder, not a file")
+    write_files({out.name: text}, out.parent if str(out.parent) else Path("."), option)
 
 
 def _cmd_bench(args) -> int:
@@ -97,9 +106,7 @@ def _cmd_write(args) -> int:
         sys.stdout.write(text)
         return 0
     out = Path(args.output)
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8", newline="\n")
+    _write_one(text, out, "-o")
     print(f"wrote {out}")
     if getattr(args, "pdf", False):
         try:

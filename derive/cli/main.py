@@ -35,6 +35,8 @@ def _cmd_build(args) -> int:
     from derive.cli import build as build_mod
     from derive.derivation import load_cell, presets
 
+    from derive.cli.files import check_folder
+
     out = Path(args.output)
     if args.jobs is not None and args.jobs < 1:
         print(f"lstm-derive: --jobs must be 1 or more, not {args.jobs}", file=sys.stderr)
@@ -44,6 +46,8 @@ def _cmd_build(args) -> int:
         print(f"lstm-derive: no {out.as_posix()}/ {where}: `build --check` compares the generated files of a "
               "checkout; run it at the top of one, or give -o DIR", file=sys.stderr)
         return 2
+    if not args.check:
+        check_folder(out)  # a file or a read-only folder: exit 2 before any work
     if args.spec:  # only the user's cells: their four files each, not the presets' forty
         names = [load_cell(spec).name for spec in args.spec]  # a bad spec fails here, before any work
         twice = sorted({n for n in names if names.count(n) > 1})

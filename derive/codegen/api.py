@@ -176,9 +176,9 @@ def _shape_lines(p: Plan) -> list[str]:
     rows = []
     for name, s in cell.symbols.items():
         if s.role in ("param", "input", "state", "target"):
-            rows.append((name, shape_text(s.shape), s.meaning))
+            rows.append((name, shape_text(s.shape), doc_text(s.meaning)))
     for eq in cell.equations:
-        meaning = cell.symbols[eq.target].meaning if eq.target in cell.symbols else ""
+        meaning = doc_text(cell.symbols[eq.target].meaning) if eq.target in cell.symbols else ""
         rows.append((eq.target, shape_text(p.full.shapes[eq.target]), meaning))
     rows = list(dict.fromkeys(rows))
     w1 = max(len(r[0]) for r in rows)
@@ -274,12 +274,32 @@ def common_context(full, d) -> dict:
         "header": HEADER,
         "regenerate": regenerate_command(cell),
         "spec": spec,
-        "title": cell.title,
-        "source": cell.source or "a user spec",
+        "title": doc_text(cell.title),
+        "source": doc_text(cell.source or "a user spec"),
         "forward_equations": [tagged(eq) for eq in cell.equations],
         "backward_equations": [equation_text(eq) for eq in d.backward if d.kind(str(eq.lhs)) != "book"],
         "layout_text": _LAYOUT_TEXT[cell.layout],
     }
+
+
+def doc_text(text: str) -> str:
+    r"""A spec's text as it may sit inside the module's docstring: data, never
+    code. Backslashes are doubled, a quote next to another quote (or at the
+    end) is escaped, so no triple quote can close the docstring, and any
+    character that is not printable is written as an escape (``\x0a``)."""
+    out = []
+    text = str(text)
+    for i, ch in enumerate(text):
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"' and (i + 1 == len(text) or text[i + 1] == '"' or (i and text[i - 1] == '"')):
+            out.append('\\"')
+        elif not ch.isprintable():
+            code = ord(ch)
+            out.append("\\x%02x" % code if code < 0x100 else "\\u%04x" % code if code < 0x10000 else "\\U%08x" % code)
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _wrap(text: str, width: int) -> str:

@@ -13,6 +13,15 @@ declared and defined; the equations have no cycle; every shape agrees
 defined value matches the inferred one; every parameter is used; the
 recurrent links join a defined value to a declared state of the same shape;
 the loss head names things that exist.
+
+Hostile input. A spec is data from anywhere, so: every value has the type the
+format says (text, a list of names, a table), every table's keys are known;
+every name that becomes code (``name``, symbols, dimensions, gradient names) is
+an ASCII identifier that is no Python keyword; a LaTeX field uses only the math
+commands of :mod:`derive.spec.texsafe`; shape entries are positive integers up
+to ``MAX_DIM`` or sums and products of dimensions; and the spec's size is
+bounded (``MAX_BYTES``, ``MAX_EQUATIONS``, ``MAX_SYMBOLS``), each refusal
+naming its limit.
 """
 
 from __future__ import annotations
@@ -27,7 +36,9 @@ import sympy as sp
 
 from derive.spec import functions, ops
 from derive.errors import ExprError, SpecError
-from derive.spec.expr import Scope, default_functions, parse, parse_equation, suggest
+from derive.spec.expr import Scope, default_functions, parse_equation, suggest
+from derive.spec.checks import (MAX_BYTES, MAX_DIM, MAX_EQUATIONS, MAX_SYMBOLS, RESERVED, ValueChecks, type_name,
+                                 shown)
 
 ROLES = ("input", "state", "param", "target", "value")
 LAYOUTS = {"columns": 0, "rows": 1, "none": 0}
@@ -166,9 +177,14 @@ def load(path: str | Path, text: str | None = None) -> Cell:
     try:
         if text is None:
             text = Path(path).read_text(encoding="utf-8")
+        if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+            raise SpecError(label, f"the spec is {len(text.encode('utf-8', 'surrogatepass'))} bytes "
+                                   f"(the limit is MAX_BYTES = {MAX_BYTES})")
         data = tomllib.loads(text)
     except FileNotFoundError:
         raise SpecError(label, "no such file") from None
+    except (IsADirectoryError, PermissionError, OSError) as exc:
+        raise SpecError(label, f"cannot read it ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise SpecError(label, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
@@ -184,7 +200,7 @@ _TOP_KEYS = {
 _SYMBOL_KEYS = {"role", "shape", "latex", "meaning", "concept"}
 
 
-class _Loader:
+class _Loader(ValueChecks):
     def __init__(self, path: str, data: dict[str, Any]):
         self.path = path
         self.data = data
@@ -204,17 +220,28 @@ class _Loader:
         unknown = set(self.data) - _TOP_KEYS
         if unknown:
             key = sorted(unknown)[0]
-            raise self.fail(f"unknown key `{key}`{suggest(key, _TOP_KEYS)}")
-        name = self.table("name", kind=str)
+            raise self.fail(f"unknown key `{shown(key)}`{suggest(key, _TOP_KEYS)}")
+        name = self.name("`name`", self.data.get("name"))
+        if name in RESERVED:
+            raise self.fail(f"`name = {name}` is reserved; choose another")
+        for key in ("title", "source"):
+            self.text(f"`{key}`", self.data.get(key))
+        for d, meaning in (self.data.get("dims") or {}).items() if isinstance(self.data.get("dims"), dict) else ():
+            self.text(f"dimension `{shown(d)}`", meaning)
         layout = self.table("layout", kind=str)
         if layout not in LAYOUTS:
             raise self.fail(f"layout `{layout}` is not one of {', '.join(LAYOUTS)}")
         feature_axis = LAYOUTS[layout]
         dims: dict[str, str] = self.table("dims")
         for d, meaning in dims.items():
-            if not d.isidentifier() or not isinstance(meaning, str):
+            self.name("dimension", d)
+            if d in RESERVED:
+                raise self.fail(f"dimension `{d}` has a reserved name; choose another")
+            if not isinstance(meaning, str):
                 raise self.fail(f"dimension `{d}` must be a name with a text meaning")
         batch = self.data.get("batch")
+        if batch is not None and not isinstance(batch, str):
+            raise self.fail(f"`batch` must be the name of a dimension (text), not {type_name(batch)}")
         if layout == "none":
             if batch is not None:
                 raise self.fail("layout `none` has no batch dimension; drop `batch`")
@@ -294,9 +321,15 @@ class _Loader:
     def read_symbols(self, dim_syms, layout, batch) -> dict[str, SymbolInfo]:
         out: dict[str, SymbolInfo] = {}
         dim_scope = Scope(symbols={}, dims=dim_syms)
-        for name, entry in self.table("symbols").items():
-            if not name.isidentifier() or name.startswith("_"):
+        table = self.table("symbols")
+        if len(table) > MAX_SYMBOLS:
+            raise self.fail(f"{len(table)} symbols (the limit is MAX_SYMBOLS = {MAX_SYMBOLS})")
+        for name, entry in table.items():
+            self.name("symbol", name)
+            if name.startswith("_"):
                 raise self.fail(f"symbol `{name}` must be a name not starting with `_`")
+            if name in RESERVED:
+                raise self.fail(f"symbol `{name}` has a name the generated code uses itself; choose another")
             if name in dim_syms:
                 raise self.fail(f"symbol `{name}` has the name of a dimension")
             if not isinstance(entry, dict):
@@ -306,7 +339,7 @@ class _Loader:
                 key = sorted(bad)[0]
                 raise self.fail(f"symbol `{name}`: unknown key `{key}`{suggest(key, _SYMBOL_KEYS)}")
             role = entry.get("role", "value")
-            if role not in ROLES:
+            if not isinstance(role, str) or role not in ROLES:
                 raise self.fail(f"symbol `{name}`: role `{role}` is not one of {', '.join(ROLES)}")
             raw_shape = entry.get("shape")
             if raw_shape is None and role != "value":
@@ -315,35 +348,47 @@ class _Loader:
             if raw_shape is not None:
                 if not isinstance(raw_shape, list):
                     raise self.fail(f"symbol `{name}`: shape must be a list of dimensions")
-                dims = []
-                for d in raw_shape:
-                    if isinstance(d, int) and not isinstance(d, bool) and d >= 1:
-                        dims.append(sp.Integer(d))
-                        continue
-                    try:
-                        dims.append(parse(str(d), dim_scope))
-                    except ExprError as exc:
-                        raise self.fail(f"symbol `{name}`: shape entry `{d}`: {exc.message}") from None
-                shape = tuple(dims)
+                shape = tuple(self.shape_entry(name, d, dim_scope) for d in raw_shape)
+            latex = entry.get("latex")
+            latex = _tex_name(name) if latex is None else self.latex(f"symbol `{name}`: latex",
+                                                                     self.text(f"symbol `{name}`: latex", latex))
             out[name] = SymbolInfo(
-                name, role, shape, str(entry.get("latex", _tex_name(name))), str(entry.get("meaning", "")),
-                str(entry.get("concept", "")),
+                name, role, shape, latex, self.text(f"symbol `{name}`: meaning", entry.get("meaning")),
+                self.text(f"symbol `{name}`: concept", entry.get("concept")),
             )
         return out
 
     def read_equations(self, declared, feature_axis, dim_syms) -> list[Equation]:
         raw = self.table("forward", kind=list)
+        if len(raw) > MAX_EQUATIONS:
+            raise self.fail(f"{len(raw)} forward equations (the limit is MAX_EQUATIONS = {MAX_EQUATIONS})")
         texts: list[tuple[str, str]] = []
         for i, item in enumerate(raw):
             if isinstance(item, str):
                 texts.append((item, ""))
             elif isinstance(item, dict) and isinstance(item.get("eq"), str):
-                texts.append((item["eq"], str(item.get("tag", ""))))
+                bad = set(item) - {"eq", "tag"}
+                if bad:
+                    raise self.fail(f"forward equation {i + 1}: unknown key `{shown(sorted(bad)[0])}`")
+                tag = self.text(f"forward equation {i + 1}: tag", item.get("tag"))
+                if len(tag) > 32 or any(ch in tag for ch in "\\\"'`$%#{}"):
+                    raise self.fail(f"forward equation {i + 1}: a tag is a short label like `8a` "
+                                    "(at most 32 characters, no quotes, backslashes or TeX specials)")
+                texts.append((item["eq"], tag))
             else:
                 raise self.fail(f"forward equation {i + 1} must be a string or a table with `eq`")
+        for i, (text, tag) in enumerate(texts):
+            if "#" in text:
+                raise self.fail("an equation has no comments (`#`)", shown(text))
+            # one line: the text is quoted in generated comments and docstrings
+            texts[i] = (" ".join(text.split()), tag)
         targets: dict[str, str] = {}
         for text, _ in texts:
             lhs = text.split("=")[0].strip()
+            if lhs.isidentifier():
+                self.name("the left side of an equation", lhs)
+                if lhs in RESERVED or lhs.startswith("_"):
+                    raise self.fail(f"`{lhs}` is a name the generated code uses itself; choose another", text)
             if lhs in targets:
                 raise self.fail(f"`{lhs}` is defined twice (also by `{targets[lhs]}`)", text)
             if lhs in declared and declared[lhs].role != "value":
@@ -391,7 +436,12 @@ class _Loader:
         for i, entry in enumerate(self.table("recurrent", kind=list)):
             if not isinstance(entry, dict) or not {"out", "prev", "grad"} <= set(entry):
                 raise self.fail(f"recurrent link {i + 1} needs `out`, `prev` and `grad`")
-            out, prev, grad = entry["out"], entry["prev"], entry["grad"]
+            bad = set(entry) - {"out", "prev", "grad"}
+            if bad:
+                key = sorted(bad)[0]
+                raise self.fail(f"recurrent link {i + 1}: unknown key `{shown(key)}`"
+                                f"{suggest(key, ('out', 'prev', 'grad'))}")
+            out, prev, grad = (self.name(f"recurrent link {i + 1}: `{k}`", entry[k]) for k in ("out", "prev", "grad"))
             if out not in symbols or symbols[out].role != "value":
                 raise self.fail(f"recurrent link: `out = {out}` is not defined by an equation")
             if prev not in symbols or symbols[prev].role != "state":
@@ -414,8 +464,15 @@ class _Loader:
 
     def read_loss(self, symbols, links, dim_syms, layout, batch) -> Loss:
         spec = self.table("loss")
+        bad = set(spec) - _LOSS_KEYS
+        if bad:
+            key = sorted(bad)[0]
+            raise self.fail(f"[loss]: unknown key `{shown(key)}`{suggest(key, _LOSS_KEYS)}")
+        for key in ("on", "external", "prediction", "target"):
+            if spec.get(key) is not None:
+                self.name(f"[loss] `{key}`", spec[key])
         kind = spec.get("kind")
-        if kind not in LOSS_KINDS:
+        if not isinstance(kind, str) or kind not in LOSS_KINDS:
             raise self.fail(f"loss kind `{kind}` is not one of {', '.join(LOSS_KINDS)}")
         on, external = spec.get("on"), spec.get("external")
         if on not in {l.out for l in links}:
@@ -423,6 +480,8 @@ class _Loader:
         if not isinstance(external, str) or not external.isidentifier() or external in symbols:
             raise self.fail(f"loss: `external = {external}` must be a new name")
         prediction, target, unit = spec.get("prediction"), spec.get("target"), spec.get("unit")
+        if unit is not None and kind != "squared_error":
+            raise self.fail("loss: `unit` applies to `squared_error` only")
         if kind == "upstream":
             return Loss(kind, on, external)
         if prediction not in symbols or symbols[prediction].role != "value":
@@ -436,7 +495,7 @@ class _Loader:
             if not same_shape(symbols[target].shape, symbols[prediction].shape):
                 raise self.fail(f"loss: target `{target}` and prediction `{prediction}` differ in shape")
         if kind == "squared_error" and unit is not None:
-            if not isinstance(unit, int) or unit < 0:
+            if not isinstance(unit, int) or isinstance(unit, bool) or unit < 0 or unit >= MAX_DIM:
                 raise self.fail("loss: `unit` must be a unit index (0, 1, ...)")
         return Loss(kind, on, external, prediction, target, unit)
 
@@ -451,25 +510,36 @@ class _Loader:
                     raise self.fail(f"[{key}] `{k}` must map to text")
                 if key in ("adjoints", "preact") and k not in symbols:
                     raise self.fail(f"[{key}] names an unknown symbol `{k}`{suggest(k, symbols)}")
-                if key in ("adjoints", "preact", "book_names") and not v.isidentifier():
-                    raise self.fail(f"[{key}] `{k} = {v}`: `{v}` is not a name")
+                if key in ("adjoints", "preact", "book_names"):
+                    self.name(f"[{key}] `{shown(k)}`", v)
+                    if v in RESERVED or v.startswith("_"):
+                        raise self.fail(f"[{key}] `{k} = {v}`: `{v}` is a name the generated code uses itself")
+                if key == "adjoint_latex":
+                    self.latex(f"[{key}] `{shown(k)}`", v)
             out[key] = dict(table)
         return out
 
     def read_alias_table(self, key: str) -> dict[str, str]:
         table = self.data.get(key, {})
-        if not isinstance(table, dict) or not all(isinstance(v, str) and v.isidentifier() for v in table.values()):
+        if not isinstance(table, dict) or not all(isinstance(v, str) and v.isascii() and v.isidentifier()
+                                                  for v in table.values()):
             raise self.fail(f"[{key}] must map spellings to names")
         return dict(table)
 
     def read_stacks(self, symbols) -> dict[str, tuple[str, ...]]:
         table = self.data.get("stacks", {})
+        if not isinstance(table, dict):
+            raise self.fail(f"[stacks] must be a table of lists of symbols, not {type_name(table)}")
         out = {}
         for k, parts in table.items():
-            if not isinstance(parts, list) or not all(p in symbols for p in parts):
+            self.name("[stacks] name", k)
+            if not isinstance(parts, list) or not all(isinstance(p, str) and p in symbols for p in parts):
                 raise self.fail(f"[stacks] `{k}` must list declared symbols")
             out[k] = tuple(parts)
         return out
+
+
+_LOSS_KEYS = {"kind", "on", "external", "prediction", "target", "unit"}
 
 
 def _tex_name(name: str) -> str:
@@ -559,6 +629,8 @@ def _text(expr: sp.Expr) -> str:
 def infer_shape(expr: sp.Expr, shapes: Mapping[str, Shape]) -> Shape:
     """The shape of an array expression; raises ShapeError with the operands."""
     if isinstance(expr, sp.Symbol):
+        if str(expr) not in shapes:
+            raise ShapeError(f"`{expr}` is declared without a role, and no equation defines it")
         return shapes[str(expr)]
     if expr.is_Number:
         return ()

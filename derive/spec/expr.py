@@ -26,7 +26,15 @@ is read (bottom-up), so a caller can check shapes as the formula is built and
 point at the column of the node that fails; what the hook raises propagates.
 
 Rejected quickly, before any work: texts over ``MAX_LENGTH`` characters,
-nesting deeper than ``MAX_DEPTH``, anything Python cannot parse.
+nesting deeper than ``MAX_DEPTH``, anything Python cannot parse, characters
+outside ASCII (Python would read a fullwidth ``ｈ`` as ``h``).
+
+Bounded work. Each exponent literal is at most ``MAX_EXPONENT``, and what a
+power *produces* is bounded too (SymPy folds ``(9**16)**16`` eagerly): a
+folded constant has at most ``MAX_CONSTANT_BITS`` bits in its numerator and
+denominator, and an exponent on a symbol at most ``MAX_RESULT_EXPONENT`` in
+magnitude; :func:`bounded_power` checks both *before* SymPy computes anything,
+and the LaTeX reader uses it too.
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ from derive.errors import ExprError
 MAX_LENGTH = 10_000
 MAX_DEPTH = 100
 MAX_EXPONENT = 16
+MAX_CONSTANT_BITS = 256
+MAX_RESULT_EXPONENT = 256
 
 # The keyword arguments a function accepts (literal values only).
 _KEYWORDS = {"sum": ("axis", "keepdims"), "concatenate": ("axis",)}
@@ -112,7 +122,7 @@ def default_functions(feature_axis: int) -> dict[str, Callable[..., sp.Expr]]:
     def power(x, k):
         if not (k.is_Number and abs(k) <= MAX_EXPONENT):
             raise ValueError(f"the exponent of `power` must be a number literal of magnitude at most {MAX_EXPONENT}")
-        return x**k
+        return bounded_power(x, k)
 
     def divide(a, b):
         return a / b
@@ -124,9 +134,59 @@ def default_functions(feature_axis: int) -> dict[str, Callable[..., sp.Expr]]:
     table["add"] = lambda a, b: a + b
     table["subtract"] = lambda a, b: a - b
     table["divide"] = divide
-    table["square"] = lambda x: x**2
+    table["square"] = lambda x: bounded_power(x, sp.Integer(2))
     table["power"] = power
     return table
+
+
+def _bits(r: sp.Rational) -> int:
+    return max(int(r.p).bit_length(), int(r.q).bit_length())
+
+
+def bounded_power(base: sp.Expr, exponent: sp.Expr) -> sp.Expr:
+    """``base ** exponent``, refused (ValueError naming the limit) when the
+    result would be a constant of more than ``MAX_CONSTANT_BITS`` bits or carry
+    an exponent above ``MAX_RESULT_EXPONENT``; checked before SymPy folds it."""
+    if not exponent.is_Number:
+        raise ValueError("an exponent must be a number")
+    if base.is_Rational and exponent.is_Rational:
+        if exponent.is_Integer:
+            need = abs(int(exponent)) * _bits(base)
+        else:
+            need = _bits(base) * max(1, abs(int(exponent.p)))
+        if need > MAX_CONSTANT_BITS:
+            raise ValueError(f"the power folds to a constant of about {need} bits "
+                             f"(the limit is {MAX_CONSTANT_BITS} bits)")
+    inner = base.exp if isinstance(base, sp.Pow) and base.exp.is_Number else sp.Integer(1)
+    if abs(float(inner)) * abs(float(exponent)) > MAX_RESULT_EXPONENT:
+        raise ValueError(f"the powers multiply to an exponent of {sp.sstr(inner * exponent)} "
+                         f"(the limit is {MAX_RESULT_EXPONENT})")
+    out = base ** exponent
+    if isinstance(out, sp.Pow) and out.exp.is_Number and abs(float(out.exp)) > MAX_RESULT_EXPONENT:
+        raise ValueError(f"the powers multiply to an exponent of {sp.sstr(out.exp)} "
+                         f"(the limit is {MAX_RESULT_EXPONENT})")
+    return out
+
+
+def check_constant(value: sp.Expr) -> sp.Expr:
+    """``value`` if a folded constant fits ``MAX_CONSTANT_BITS`` (numerator and
+    denominator), else ValueError naming the limit."""
+    if value.is_Rational and _bits(value) > MAX_CONSTANT_BITS:
+        raise ValueError(f"the formula folds to a constant of {_bits(value)} bits "
+                         f"(the limit is {MAX_CONSTANT_BITS} bits)")
+    return value
+
+
+def _first_non_ascii(text: str) -> str | None:
+    """A message for the first character outside ASCII, or None."""
+    import unicodedata
+
+    for i, ch in enumerate(text):
+        if not ch.isascii():
+            folded = unicodedata.normalize("NFKC", ch)
+            hint = f"; Python would read it as `{folded}`" if folded != ch and folded.isascii() else ""
+            return i, f"character `{ch}` (U+{ord(ch):04X}) is not ASCII{hint}: formulas are written in ASCII"
+    return None
 
 
 def parse(text: str, scope: Scope, on_node: Callable[[ast.AST, sp.Expr], None] | None = None) -> sp.Expr:
@@ -139,6 +199,9 @@ def parse(text: str, scope: Scope, on_node: Callable[[ast.AST, sp.Expr], None] |
         raise ExprError(f"formula too long: {len(text)} characters (the limit is {MAX_LENGTH})")
     if "\x00" in text:
         raise ExprError("formula contains a NUL character")
+    bad = _first_non_ascii(text.strip())
+    if bad is not None:
+        raise ExprError(bad[1], text.strip(), bad[0])
     # Python's own parser gives up on deep nesting with a clear message; the
     # pre-count keeps RecursionError out of the picture altogether.
     depth = peak = 0
@@ -155,8 +218,11 @@ def parse(text: str, scope: Scope, on_node: Callable[[ast.AST, sp.Expr], None] |
     except SyntaxError as exc:
         col = (exc.offset - 1) if exc.offset else None
         raise ExprError(f"not a formula: {exc.msg}", text.strip(), col) from None
-    except (RecursionError, MemoryError, ValueError) as exc:
-        raise ExprError(f"not a formula: {type(exc).__name__}") from None
+    except (RecursionError, MemoryError):
+        raise ExprError("not a formula: too many operators in one chain for Python's parser "
+                        "(split it, or use parentheses)") from None
+    except ValueError as exc:
+        raise ExprError(f"not a formula: {exc}") from None
     return _Reader(text.strip(), scope, on_node).read(tree.body, 0)
 
 
@@ -236,7 +302,10 @@ class _Reader:
             raise self.fail(node, f"operator {type(node.op).__name__} is not allowed")
         left = self.read(node.left, depth)
         right = self.read(node.right, depth)
-        return op(left, right)
+        try:
+            return check_constant(op(left, right))
+        except ValueError as exc:
+            raise self.fail(node, str(exc)) from None
 
     def read_power(self, node: ast.BinOp, depth: int) -> sp.Expr:
         exponent = node.right
@@ -249,7 +318,10 @@ class _Reader:
         if abs(value) > MAX_EXPONENT:
             raise self.fail(node.right, f"exponent {value} is too large (at most {MAX_EXPONENT})")
         power = sp.Integer(value) if isinstance(value, int) else sp.nsimplify(value)
-        return self.read(node.left, depth) ** power
+        try:
+            return bounded_power(self.read(node.left, depth), power)
+        except ValueError as exc:
+            raise self.fail(node, str(exc)) from None
 
     def read_UnaryOp(self, node: ast.UnaryOp, depth: int) -> sp.Expr:
         operand = self.read(node.operand, depth)

@@ -67,8 +67,13 @@ def _shape(e, walk, shapes) -> Shape:
         return ()
     if isinstance(e, (sp.Add, sp.Mul)):
         out: Shape = ()
-        for arg in e.args:
-            out = broadcast(out, walk(arg), f"`{_text(e)}`")
+        try:
+            for arg in e.args:
+                out = broadcast(out, walk(arg), "")
+        except ShapeError:  # printed only for the message: printing every node is quadratic work
+            out = ()
+            for arg in e.args:
+                out = broadcast(out, walk(arg), f"`{_text(e)}`")
         return out
     if isinstance(e, sp.Pow):
         if walk(e.exp) != ():

@@ -205,6 +205,13 @@ def verify(preset, quantity: str | None = None, formula: str | None = None, synt
     return judge(ctx, name, rhs, formula, syntax, claim_total=total)
 
 
+def _sizes_text(bench) -> str:
+    sizes = getattr(bench, "sizes", None) or getattr(bench, "dims", None)
+    if isinstance(sizes, dict) and sizes:
+        return ", ".join(f"{k} = {v}" for k, v in sizes.items())
+    return "small random sizes"
+
+
 def _lhs_only(ctx, formula, syntax):
     try:
         if syntax == "latex":
@@ -270,6 +277,9 @@ def judge(ctx: Context, name: str, F: sp.Expr, formula: str, syntax: str, claim_
     try:
         with np.errstate(all="ignore"):  # an overflow is reported as a non-finite value, not a warning
             got = bench.values(F)
+    except IndexError:  # an index or slice past the end of its axis at the check's sizes
+        raise ExprError("an index or slice in the formula runs past the end of its axis "
+                        f"(the check's sizes: {_sizes_text(bench)})") from None
     except (ArithmeticError, ValueError, TypeError) as exc:
         verdict.message = f"wrong: the formula cannot be evaluated ({exc})"
         verdict.diagnosis.append(_terms().Finding("not_finite", verdict.message))

@@ -16,7 +16,7 @@ import sympy as sp
 
 from derive.spec import functions, ops
 from derive.spec.cell import ShapeError, fmt_shape
-from derive.spec.expr import MAX_EXPONENT
+from derive.spec.expr import MAX_DEPTH as MAX_OPERANDS, MAX_EXPONENT, bounded_power
 from derive.verifier.latex_tokens import LatexError, Tok, _FUNCTION_TARGETS, _MATRICES, _NEXT_MARKERS, _T, _TIME_MARKERS, _TRANSPOSE, _split, _t, keys, tokens_of
 
 _ELEMENTWISE_OPS = {("chr", "*"), ("cmd", "\\odot"), ("cmd", "\\circ")}
@@ -112,27 +112,65 @@ class _Parser:
         value = self.term()
         if sign == "-":
             value = -value
+        if not (self.at("chr", "+") or self.at("chr", "-")):
+            return value
+        # A long sum is built once, its shape broadcast term by term: adding and
+        # checking the whole sum at every `+` is quadratic work.
+        terms, acc = [value], self.shape(value, None)
         while self.at("chr", "+") or self.at("chr", "-"):
             op = self.take()
+            if len(terms) >= MAX_OPERANDS:
+                raise self.fail(f"more than {MAX_OPERANDS} terms in one sum (the limit is {MAX_OPERANDS}, "
+                                "as for a Python formula)", op)
             rhs = self.term()
-            value = value + rhs if op.value == "+" else value - rhs
-            self.shape(value, op)
+            terms.append(rhs if op.value == "+" else -rhs)
+            acc = self._broadcast(acc, terms, sp.Add, op)
+        value = sp.Add(*terms)
+        self.shape(value, op)
         return value
+
+    def _broadcast(self, acc, parts, combine, op):
+        """The shape of ``combine(*parts)`` from that of all but the last part."""
+        from derive.spec.shapes import ShapeError, broadcast
+
+        last = self.shape(parts[-1], op)
+        if acc is None or last is None:
+            return self.shape(combine(*parts), op)
+        try:
+            return broadcast(acc, last, "")
+        except ShapeError:
+            self.shape(combine(*parts), op)  # raises the message that points at `op`
+            raise
 
     def term(self) -> sp.Expr:
         value = self.juxt()
+        factors: list[sp.Expr] = []  # a run of elementwise products, multiplied once
+        acc = None
+        count = 0
         while self.peek() is not None and self.peek().key in _BINARY:
             op = self.take()
+            count += 1
+            if count >= MAX_OPERANDS:
+                raise self.fail(f"more than {MAX_OPERANDS} factors in one product (the limit is {MAX_OPERANDS})", op)
             rhs = self.juxt()
             if op.key in _ELEMENTWISE_OPS:
-                value = value * rhs
-            elif op.key in _DIV_OPS:
+                if not factors:
+                    factors, acc = [value], self.shape(value, op)
+                factors.append(rhs)
+                acc = self._broadcast(acc, factors, sp.Mul, op)
+                continue
+            if factors:
+                value, factors = sp.Mul(*factors), []
+            if op.key in _DIV_OPS:
                 value = value / rhs
             elif op.key in _OUTER_OPS:
                 value = ops.outer(value, rhs)
             else:
                 value = self.product(value, rhs, op)
             self.shape(value, op)
+        if factors:
+            value = sp.Mul(*factors)
+            self.shape(value, None)
         return value
 
     def juxt(self) -> sp.Expr:
@@ -145,8 +183,12 @@ class _Parser:
         if self.peek() is None:
             raise self.fail("the formula ends too early")
         value = self.postfix()
+        count = 0
         while self.peek() is not None and self.peek().key not in _STOP:
             tok = self.peek()
+            count += 1
+            if count >= MAX_OPERANDS:
+                raise self.fail(f"more than {MAX_OPERANDS} factors in one product (the limit is {MAX_OPERANDS})", tok)
             rhs = self.postfix()
             value = self.product(value, rhs, tok)
         return value
@@ -200,7 +242,10 @@ class _Parser:
                 if was_name and k in _NEXT_MARKERS:
                     value = ops.later(value)
                     continue
-                value = value ** self.exponent(arg, start)
+                try:
+                    value = bounded_power(value, self.exponent(arg, start))
+                except ValueError as exc:
+                    raise self.fail(str(exc), arg[0] if arg else start) from None
                 continue
             if self.at("chr", "_"):
                 self.take()
@@ -547,7 +592,10 @@ class _Parser:
         else:
             out = f(arg)
         if power is not None:
-            out = out ** power
+            try:
+                out = bounded_power(out, power)
+            except ValueError as exc:
+                raise self.fail(str(exc), tok) from None
         self.shape(out, tok)
         return out
 

@@ -51,6 +51,7 @@ use.
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass
 
 import sympy as sp
@@ -262,7 +263,19 @@ class LatexReader:
 def prepare(text: str) -> list[Tok]:
     """The checks that need no notation, and the canonical tokens: length,
     NUL, nesting depth, characters, braces and environments, TeX programming
-    commands, one equation. Raises LatexError."""
+    commands, one equation. Raises LatexError. The prescan and the reader both
+    ask for the same text: it is tokenized once (tokens are frozen)."""
+    if not isinstance(text, str):
+        raise LatexError(f"a formula must be text, not {type(text).__name__}")
+    return list(_prepare_once(text))
+
+
+@functools.lru_cache(maxsize=8)
+def _prepare_once(text: str) -> tuple[Tok, ...]:
+    return tuple(_prepare_uncached(text))
+
+
+def _prepare_uncached(text: str) -> list[Tok]:
     if not isinstance(text, str):
         raise LatexError(f"a formula must be text, not {type(text).__name__}")
     if len(text) > MAX_LENGTH:

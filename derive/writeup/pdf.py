@@ -1,4 +1,10 @@
-"""Compile a write-up's LaTeX to PDF with pdflatex, and report its first error."""
+"""Compile a write-up's LaTeX to PDF with pdflatex, and report its first error.
+
+pdflatex runs with ``-no-shell-escape`` and paranoid file access
+(``openin_any=p``, ``openout_any=p``) on a copy of the file in a temporary
+folder; the spec's LaTeX is whitelisted before it gets there
+(:mod:`derive.spec.texsafe`), this is the second wall.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,11 @@ import tempfile
 from pathlib import Path
 
 
+
+
+# Environment of every pdflatex run: reproducible dates, paranoid file access.
+SAFE_TEX_ENV = {"SOURCE_DATE_EPOCH": "0", "FORCE_SOURCE_DATE": "1", "openin_any": "p", "openout_any": "p",
+                "shell_escape": "f"}
 
 
 class LatexNotFound(RuntimeError):
@@ -26,19 +37,23 @@ def compile_pdf(tex_path: Path, runs: int = 2, timeout: float = 120) -> Path:
                             "texlive-latex-recommended texlive-pictures)")
     tex_path = Path(tex_path).resolve()
     with tempfile.TemporaryDirectory(prefix="lstm-derive-") as tmp:
+        # pdflatex reads a copy in the temporary folder by a relative name: with
+        # paranoid file access it may open nothing else but TeX's own files,
+        # write nothing outside that folder, and run no shell command.
+        shutil.copyfile(tex_path, Path(tmp) / "writeup.tex")
         log = ""
         for _ in range(runs):
             proc = subprocess.run(
-                [exe, "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", f"-output-directory={tmp}",
-                 str(tex_path)],
+                [exe, "-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",
+                 "writeup.tex"],
                 cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-                env={**os.environ, "SOURCE_DATE_EPOCH": "0", "FORCE_SOURCE_DATE": "1"},
+                env={**os.environ, **SAFE_TEX_ENV, "TEXMFOUTPUT": tmp},
             )
             log = proc.stdout.decode("utf-8", "replace")
             if proc.returncode != 0:
                 raise RuntimeError(f"pdflatex failed on {tex_path}:\n{first_error(log)}")
         out = tex_path.with_suffix(".pdf")
-        shutil.copyfile(Path(tmp) / (tex_path.stem + ".pdf"), out)
+        shutil.copyfile(Path(tmp) / "writeup.pdf", out)
     return out
 
 
