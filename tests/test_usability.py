@@ -38,9 +38,7 @@ def test_repr_latex_has_no_tautology():
 
 # --------------------------------------------------------------------------- the command line
 
-import os  # noqa: E402
 import shutil  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
