@@ -37,6 +37,9 @@ _BINARY = _ELEMENTWISE_OPS | _DOT_OPS | _DIV_OPS | _OUTER_OPS
 _STOP = {("chr", c) for c in "+-=,;&)]|:"} | _BINARY | {("cmd", "\\right|"), ("cmd", "\\\\")}
 
 
+# f'(x) for a function f the reader knows: its derivative at x.
+_DERIVATIVES = {ops.sigmoid: lambda a: ops.sigmoid(a) * (1 - ops.sigmoid(a)), sp.tanh: lambda a: 1 - sp.tanh(a) ** 2,
+                sp.exp: sp.exp, sp.log: lambda a: 1 / a}
 _FUNCTION_CMDS = {"\\sigma": ops.sigmoid, "\\tanh": sp.tanh, "\\exp": sp.exp, "\\log": sp.log, "\\ln": sp.log}
 
 
@@ -222,7 +225,7 @@ class _Parser:
                 value = self.slice(value, start)
                 continue
             if self.at("chr", "'"):
-                raise self.fail("a prime `'` is read only after \\sigma or \\tanh (their derivatives)")
+                raise self.fail("a prime `'` is read only after a function: \\sigma, \\tanh, \\exp, \\log (their derivatives)")
             return value
 
     def arg_tokens(self, what: str) -> list[Tok]:
@@ -493,7 +496,11 @@ class _Parser:
         while True:
             if self.at("chr", "^"):
                 self.take()
-                power = self.exponent(self.arg_tokens("^"), tok)
+                arg = self.arg_tokens("^")
+                if [t.key for t in arg] == [("cmd", "\\prime")]:  # \sigma^{\prime}: the derivative
+                    derivative = True
+                else:
+                    power = self.exponent(arg, tok)
                 continue
             if self.at("chr", "'"):
                 self.take()
@@ -518,12 +525,9 @@ class _Parser:
         if f == "softmax":
             out = ops.softmax(arg, sp.Integer(self.r.feature_axis))
         elif derivative:
-            if f is ops.sigmoid:
-                out = ops.sigmoid(arg) * (1 - ops.sigmoid(arg))
-            elif f is sp.tanh:
-                out = 1 - sp.tanh(arg) ** 2
-            else:
-                raise self.fail("a prime is read only after \\sigma or \\tanh", tok)
+            if f not in _DERIVATIVES:
+                raise self.fail("a prime is read only after \\sigma, \\tanh, \\exp or \\log", tok)
+            out = _DERIVATIVES[f](arg)
         else:
             out = f(arg)
         if power is not None:
