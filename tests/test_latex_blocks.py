@@ -84,7 +84,7 @@ def test_continuation_lines_and_a_repeated_left_side():
         r"\end{align*}",
     ])
     lines = split_block(text)
-    assert len(lines) == 2 and lines[1].startswith("dc_{prev} = dc_{next}") and "&\\quad +" in lines[0]
+    assert len(lines) == 2 and lines[1].startswith("dc_{prev} = dc_{next}") and "\\quad +" in lines[0]
     results = verify_block("coursera", text)
     assert [(r.verdict.quantity, r.status) for r in results] == [("dc_prev", 0), ("dc_prev", 0)]
 
