@@ -147,3 +147,13 @@ def test_cli_block_of_python_lines(capsys):
 def test_cli_block_with_a_quantity_is_an_input_error(capsys):
     code, _, err = run(capsys, "verify", "coursera", "--latex", "dft", ALIGN)
     assert code == 2 and "give no QUANTITY" in err
+
+
+def test_python_lines_go_on_in_open_brackets():
+    text = ("dft = (dc*c_prev\n"
+            "       + ot*(1 - tanh(c_next)**2)*c_prev*da_next)*ft*(1 - ft)   # the notebook's dft\n"
+            "\n"
+            "dot = da_next*tanh(c_next) \\\n"
+            "      *ot*(1 - ot)\n")
+    results = verify_block("coursera", text, "python")
+    assert [(r.verdict.quantity, r.status) for r in results] == [("dft", 0), ("dot", 0)]

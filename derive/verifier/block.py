@@ -8,8 +8,9 @@ breaks ``\\`` that stand outside braces and inner environments (a
 (``\\[8pt]``). A line with nothing left of its alignment point that goes on
 with an operator (``& + \dots``, ``&\quad \odot \dots``) continues the
 equation before it; a line ``&= \dots`` with nothing on its left is another
-right side of the same quantity. Python text is cut at line ends, with the
-same two rules (a line starting with an operator continues the last one).
+right side of the same quantity. Python text is cut at line ends; a line
+goes on in the next when it leaves a bracket open or ends in ``\\``, or when
+the next starts with an operator (``+``, ``*``, ``@``, ``/``).
 
 :func:`verify_block` verifies each equation with
 :func:`derive.verifier.formula.verify` and returns one :class:`LineVerdict`
@@ -89,8 +90,9 @@ def split_block(text: str, syntax: str = "latex") -> list[str]:
             elif _CONTINUES.match(body) and out:
                 out[-1] = f"{out[-1]} {body}"
                 continue
-        elif syntax != "latex" and out and _CONTINUES.match(line) and not line.startswith("-"):
-            out[-1] = f"{out[-1]} {line}"
+        elif syntax != "latex" and out and ((_CONTINUES.match(line) and not line.startswith("-"))
+                                            or _open_brackets(out[-1]) or out[-1].endswith("\\")):
+            out[-1] = f"{out[-1].rstrip(chr(92)).rstrip()} {line}"
             continue
         lhs = _left_side(line)
         if lhs is not None:
@@ -179,6 +181,11 @@ def _latex_lines(body: str) -> list[str]:
         i += 1
     lines.append(body[start:])
     return lines
+
+
+def _open_brackets(text: str) -> bool:
+    """Whether a Python line leaves a bracket open (the equation goes on)."""
+    return sum(text.count(c) for c in "([{") > sum(text.count(c) for c in ")]}")
 
 
 def _left_side(line: str) -> str | None:
