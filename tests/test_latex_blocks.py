@@ -150,7 +150,7 @@ def test_cli_block_with_a_quantity_is_an_input_error(capsys):
 
 
 def test_python_lines_go_on_in_open_brackets():
-    text = ("dft = (dc*c_prev\n"
+    text = ("dft = (dc_next*c_prev\n"
             "       + ot*(1 - tanh(c_next)**2)*c_prev*da_next)*ft*(1 - ft)   # the notebook's dft\n"
             "\n"
             "dot = da_next*tanh(c_next) \\\n"
