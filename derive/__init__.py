@@ -28,8 +28,9 @@ import importlib
 from derive.derivation import Derivation, derive, presets
 from derive.errors import DeriveError, ExprError, SpecError
 from derive.verifier.formula import check_function, verify
+from derive.verifier.block import verify_block
 
-__all__ = ["Derivation", "derive", "presets", "verify", "check_function", "DeriveError", "ExprError", "SpecError"]
+__all__ = ["Derivation", "derive", "presets", "verify", "verify_block", "check_function", "DeriveError", "ExprError", "SpecError"]
 
 # name -> module, loaded on first attribute access
 _LAZY = {

@@ -13,9 +13,9 @@ from derive.spec import ops
 from derive.numeric import evaluate as ev
 
 
-def test_presets_are_the_eight_lstms_and_four_other_cells():
-    assert derive.presets() == ["cifg", "coursera", "coursera_rnn", "elman", "elman_relu", "graves", "gru", "lipton",
-                                "lstm_proj", "nicodjimenez", "pytorch", "tmva"]
+def test_presets_are_the_nine_lstms_and_six_other_cells():
+    assert derive.presets() == ["cifg", "coursera", "coursera_rnn", "cs231n", "cs231n_rnn", "elman", "elman_relu",
+                                "graves", "gru", "lipton", "lstm_proj", "minchar", "nicodjimenez", "pytorch", "tmva"]
 
 
 def test_an_unnamed_intermediate_is_written_out_where_a_gradient_needs_it():

@@ -43,7 +43,9 @@ EXAMPLES = [str(ROOT / "examples" / "mgu.toml"), str(ROOT / "examples" / "janet.
 CELLS = derive.presets() + EXAMPLES
 TORCH_MODULES = {"pytorch": "LSTM", "gru": "GRU", "elman": "RNN", "elman_relu": "RNN"}  # presets that are a torch.nn module
 NONLINEARITY = {"elman": "tanh", "elman_relu": "relu"}
-HAND_WRITTEN = {"coursera", "graves", "lipton", "nicodjimenez", "tmva"}
+HAND_WRITTEN = {"coursera", "graves", "lipton", "nicodjimenez", "tmva", "cs231n"}
+# CS231n's stacked Wx, Wh, b: the gates' column blocks in the assignment's order i, f, o, g
+CS231N_BLOCKS = {"Wx": ("Wx_i", "Wx_f", "Wx_o", "Wx_g"), "Wh": ("Wh_i", "Wh_f", "Wh_o", "Wh_g"), "b": ("b_i", "b_f", "b_o", "b_g")}
 
 try:
     import torch
@@ -131,6 +133,8 @@ def module(name: str):
 def api(mod) -> str:
     """coursera | coursera_rnn | torch | generic, read off the module's functions."""
     names = set(mod.__all__)
+    if hasattr(mod, "_sequence_forward"):
+        return "generic"  # a drop-in API (CS231n, min-char-rnn) over the generic pair: tests/test_dropin.py
     if "lstm_cell_forward" in names:
         return "coursera"
     if "rnn_cell_forward" in names:
@@ -141,7 +145,10 @@ def api(mod) -> str:
 
 
 def _call(mod, suffix):
-    """The module's sequence function ending in ``suffix`` (not a one-step ``*_cell_*``)."""
+    """The module's sequence function ending in ``suffix`` (not a one-step ``*_cell_*``);
+    a drop-in module's generic pair, ``_sequence_forward`` / ``_sequence_backward``."""
+    if hasattr(mod, "_sequence" + suffix):
+        return getattr(mod, "_sequence" + suffix)
     return getattr(mod, next(n for n in mod.__all__ if n.endswith(suffix) and "_cell_" not in n))
 
 
@@ -298,6 +305,15 @@ def hand_written_step(name: str, P: dict, x, state: dict) -> tuple[dict, dict]:
         c = f * c_prev + i * ct
         h = o * torch.tanh(c)
         return {"h_prev": h, "c_prev": c}, {"h": h}
+    if name == "cs231n":  # as the assignment writes it: one stacked affine map, then the blocks
+        prev_h, prev_c = state["prev_h"], state["prev_c"]
+        Wx, Wh, b = (torch.cat([P[m] for m in CS231N_BLOCKS[k]], dim=-1) for k in ("Wx", "Wh", "b"))
+        H = prev_h.shape[-1]
+        a = x @ Wx + prev_h @ Wh + b
+        i, f, o, g = _sig(a[..., :H]), _sig(a[..., H:2 * H]), _sig(a[..., 2 * H:3 * H]), torch.tanh(a[..., 3 * H:])
+        next_c = f * prev_c + i * g
+        next_h = o * torch.tanh(next_c)
+        return {"prev_h": next_h, "prev_c": next_c}, {"next_h": next_h}
     raise KeyError(name)
 
 

@@ -145,6 +145,11 @@ def _cmd_verify(args) -> int:
             quantity, formula = parts
         else:
             raise DeriveError("give QUANTITY FORMULA, or one equation `name = formula`")
+        syntax = "latex" if args.latex else "python"
+        if _is_block(formula, syntax):
+            if quantity is not None:
+                raise DeriveError("a block of equations names each quantity on its left side: give no QUANTITY")
+            return _cmd_verify_block(args, source, formula, syntax)
         verdict = verify(source, quantity, formula, "latex" if args.latex else "python", loss=args.loss,
                          total=args.total)
     except (DeriveError, RecursionError, MemoryError) as exc:
@@ -236,3 +241,36 @@ def _cmd_check_files(args, targets: list[str] | None = None) -> int:
     else:
         print(report)
     return report.status
+
+
+# ---------------------------------------------------------------------------
+# a block of equations (an `align` block pasted from a page): one verdict each
+
+
+def _is_block(formula: str, syntax: str) -> bool:
+    from derive.verifier.block import is_block
+
+    return is_block(formula, syntax)
+
+
+def _cmd_verify_block(args, source: str, text: str, syntax: str) -> int:
+    """One verdict per equation of the block, then the overall status: 0 when
+    every equation is right, else the worst (1 wrong, 2 could not be read)."""
+    import json
+
+    from derive.verifier.block import block_status, verify_block
+
+    results = verify_block(source, text, syntax, loss=args.loss, total=args.total)
+    status = block_status(results)
+    if args.json:
+        print(json.dumps({"ok": status == 0, "status": status, "lines": [r.to_dict() for r in results]},
+                         ensure_ascii=False))
+        return status
+    for r in results:
+        print(f"equation {r.number}: {r.text}")
+        print("    " + r.message.replace("\n", "\n    "))
+    right = sum(r.status == 0 for r in results)
+    print(f"{right} of {len(results)} equations right"
+          + ("" if status == 0 else f"; {sum(r.status == 1 for r in results)} wrong, "
+                                    f"{sum(r.status == 2 for r in results)} could not be read"))
+    return status

@@ -9,6 +9,8 @@ per preset, the functions the source's own code has (``API``):
   ``rnn_forward`` and their backward functions);
 - ``coursera``, ``coursera_rnn``: the course notebook's cell and sequence
   functions, with its caches and gradient keys;
+- ``cs231n``, ``cs231n_rnn``, ``minchar``: CS231n's rnn_layers.py and
+  min-char-rnn's lossFun, over the generic pair (:mod:`derive.codegen.dropin`);
 - every other cell (other presets, user specs): ``lstm_forward`` /
   ``lstm_backward`` over whole sequences in the notation's names when the cell
   carries two states (an LSTM's h and c), ``rnn_forward`` / ``rnn_backward``
@@ -28,6 +30,7 @@ import sympy as sp
 
 from derive.engine.backprop import spell_hidden
 from derive.spec import functions
+from derive.codegen import dropin
 from derive.codegen.emit import Emitter, tagged
 from derive.codegen.plan import Plan
 from derive.codegen.torch_classes import CLASS_NAME, class_context
@@ -634,3 +637,12 @@ def _outs(p: Plan, out: str) -> str:
 
 API = {"pytorch": torch_api, "gru": torch_api, "elman": torch_api, "elman_relu": torch_api, "coursera": coursera_api,
        "coursera_rnn": coursera_rnn_api}
+
+
+def _dropin(builder):
+    """A course's drop-in functions over the cell's generic whole-sequence pair."""
+    return lambda p, e, ctx: builder(p, e, ctx, generic_api(p, e, ctx))
+
+
+API.update({"cs231n": _dropin(dropin.cs231n_api), "cs231n_rnn": _dropin(dropin.cs231n_api),
+            "minchar": _dropin(dropin.minchar_api)})

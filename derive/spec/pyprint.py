@@ -10,6 +10,7 @@ generated/ and the verifier's messages use it.
 from __future__ import annotations
 
 import sympy as sp
+from sympy.core.mul import _keep_coeff
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
@@ -25,10 +26,33 @@ class PythonPrinter(StrPrinter):
             return f"{row.name}({', '.join(self._print(a) for a in expr.args)})"
         return super()._print(expr, **kwargs)
 
+    def parenthesize(self, item, level, strict=False):
+        # In Python ``*``, ``/`` and ``@`` share one precedence level, left to
+        # right: ``a*b @ W*c`` is ``((a*b) @ W)*c``. So a matrix product that is
+        # a factor of a product (or a power, a negation, a ``.T``) is always
+        # parenthesised; only on the left of another ``@`` does it stand bare.
+        if isinstance(item, ops.matmul) and level >= _MATMUL_PREC:
+            return f"({self._print(item)})"
+        return super().parenthesize(item, level, strict)
+
+    def _print_Mul(self, expr):
+        # SymPy prints a negative product at the level of a sum, where a matrix
+        # product would stand bare: -a*b @ W reads as ((-a)*b) @ W. Print the
+        # positive product (its matmul factors parenthesised) after the sign.
+        coeff, rest = expr.as_coeff_Mul()
+        if coeff.is_negative and any(isinstance(f, ops.matmul) for f in sp.Mul.make_args(rest)):
+            positive = _keep_coeff(-coeff, rest)
+            text = self._print(positive)
+            return f"-({text})" if isinstance(positive, ops.matmul) else f"-{text}"
+        return super()._print_Mul(expr)
+
     def _print_matmul(self, expr):
         a, b = expr.args
-        # @ is left-associative with * and /; parenthesise products on the right
-        return self.parenthesize(a, _MATMUL_PREC) + " @ " + self.parenthesize(b, _MATMUL_PREC + 1)
+        # @ is left-associative: a product on its left stands bare, a matmul or
+        # any other product on its right is parenthesised
+        left = self._print(a) if isinstance(a, ops.matmul) else self.parenthesize(a, _MATMUL_PREC)
+        right = self._print(b) if _binds_tighter_than_matmul(b) else f"({self._print(b)})"
+        return f"{left} @ {right}"
 
     def _print_transpose(self, expr):
         return self.parenthesize(expr.args[0], PRECEDENCE["Atom"], strict=True) + ".T"
@@ -68,6 +92,17 @@ class PythonPrinter(StrPrinter):
 
     def _print_Symbol(self, expr):
         return expr.name
+
+
+def _binds_tighter_than_matmul(e: sp.Expr) -> bool:
+    """Whether ``e`` prints as text that stands bare on the right of ``@``:
+    a name, a call, ``x.T``, ``x[...]``, ``x**k`` (k > 0), a natural number;
+    not a product, a quotient (``1/a`` prints for ``a**-1``), a sum or a sign."""
+    if isinstance(e, (sp.Symbol, sp.Sum)) or (isinstance(e, sp.Function) and not isinstance(e, ops.matmul)):
+        return True
+    if isinstance(e, sp.Pow):
+        return bool(e.exp.is_positive)
+    return bool(e.is_Integer and e >= 0)
 
 
 def to_python(expr: sp.Expr) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ['formula', 'latex_reader', 'diagnose', 'function', 'cache']
+__all__ = ['formula', 'block', 'latex_reader', 'diagnose', 'function', 'cache']
 
 
 def __getattr__(name: str):

@@ -542,7 +542,11 @@ class _Parser:
         while True:
             if self.at("chr", "^"):
                 self.take()
-                power = self.exponent(self.arg_tokens("^"), tok)
+                arg = self.arg_tokens("^")
+                if [t.key for t in arg] == [("cmd", "\\prime")]:  # \sigma^{\prime}: the derivative
+                    derivative = True
+                else:
+                    power = self.exponent(arg, tok)
                 continue
             if self.at("chr", "'"):
                 self.take()

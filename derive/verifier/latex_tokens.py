@@ -5,7 +5,7 @@ rejects what is not mathematics: more than ``MAX_LENGTH`` characters, nesting
 deeper than ``MAX_DEPTH``, TeX programming commands (``\input``, ``\def``, ...).
 :func:`tree` groups braces and environments; :func:`canon` drops what does not
 change the meaning (spacing, ``\left``/``\right``, ``\mathrm`` wrappers,
-``\tag``, ``\label``, ``&``) and renames synonyms (``\widetilde`` is ``\tilde``).
+``\tag``, ``\label``, ``&``, a line break's spacing ``[8pt]``) and renames synonyms (``\widetilde`` is ``\tilde``).
 :func:`keys` gives a token sequence a hashable spelling, so that names are
 compared after normalisation. Nothing here knows a notation: the name table is
 :mod:`derive.verifier.latex_reader`, the grammar :mod:`derive.verifier.latex_parser`.
@@ -291,6 +291,10 @@ def canon(seq, top: bool = False) -> list[Tok]:
                     continue
                 i += 1
                 continue
+            if name == "\\\\":  # a line break's spacing, \\[8pt] or \\*[2mm], is layout
+                out.append(tok)
+                i = _after_break_spacing(seq, i + 1)
+                continue
             if len(name) == 1:  # renamed to a character
                 out.append(Tok("chr", name, tok.start, tok.end))
             elif name != tok.value:
@@ -331,6 +335,20 @@ def canon(seq, top: bool = False) -> list[Tok]:
         out.append(tok)
         i += 1
     return out
+
+
+def _after_break_spacing(seq, i: int) -> int:
+    """The index after the optional ``*`` and ``[dimension]`` that follow a ``\\\\``."""
+    if i < len(seq) and seq[i].kind == "chr" and seq[i].value == "*":
+        i += 1
+    if i < len(seq) and seq[i].kind == "chr" and seq[i].value == "[":
+        j = i + 1
+        while j < len(seq) and (seq[j].kind == "num" or (seq[j].kind == "chr" and (seq[j].value.isalpha()
+                                                                                      or seq[j].value in ".-"))):
+            j += 1
+        if j < len(seq) and j > i + 1 and seq[j].kind == "chr" and seq[j].value == "]":
+            return j + 1
+    return i
 
 
 def tokens_of(text: str, top: bool = True) -> list[Tok]:
