@@ -230,9 +230,8 @@ def kernels(derivation) -> Kernels:
     forward = _Block([(str(eq.lhs), eq.rhs) for eq in d.forward])
     backward_eqs = [(str(eq.lhs), _later_free(_contribution(eq.rhs))) for eq in d.backward]
     backward = _Block(backward_eqs)
-    outside = set(d.cell_inputs)
-    cell_eqs = [(n, r) for (n, r), eq in zip(backward_eqs, d.backward)
-                if d.kind(n) in ("cell", "param", "state", "input") and n not in outside]
+    chained = {id(eq) for eq in chain_equations(d, ("cell", "param", "state", "input"))}
+    cell_eqs = [pair for pair, eq in zip(backward_eqs, d.backward) if id(eq) in chained]
     return Kernels(d, forward, backward, _Block(cell_eqs))
 
 
