@@ -142,3 +142,35 @@ def test_gates_are_the_one_argument_functions_whose_derivative_the_engine_can_st
         "sigmoid", "tanh", "exp", "log", "relu", "softplus", "abs", "sqrt"}
     assert {r.name for r in functions.FUNCTIONS.values() if r.gate and r.in_value} == {
         "sigmoid", "tanh", "exp", "relu", "sqrt"}
+
+
+# ---------------------------------------------------------------------------
+# the verifier reads the new functions in a learner's Python and LaTeX
+
+SLSTM = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "examples" / "slstm.toml")
+INDRNN = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "examples" / "indrnn.toml")
+
+
+@pytest.mark.parametrize("cell, quantity, formula, syntax", [
+    ("elman_relu", "dz_h", "dh*heaviside(h, 0)", "python"),
+    ("elman_relu", "dz_h", r"\frac{\partial L}{\partial h_t} \odot \mathbb{1}\left[h_t > 0\right]", "latex"),
+    ("elman_relu", "dz_h", r"\frac{\partial L}{\partial h_t} \odot \operatorname{relu}'(x_t W_{ih}^{\top} + b_{ih} + h_{t-1} W_{hh}^{\top} + b_{hh})", "latex"),
+    (INDRNN, "du", "sum_t(np.sum(dz_h*h_prev, axis=1, keepdims=True))", "python"),
+    (SLSTM, "dz_i", "di*i", "python"),
+    (SLSTM, "dz_i", "di*exp(i_tilde - m)", "python"),
+    (SLSTM, "di_tilde", "dz_i + dm*heaviside(i_tilde - m_prev + softplus(-f_tilde), 0.5)", "python"),
+])
+def test_the_verifier_reads_the_new_functions(cell, quantity, formula, syntax):
+    from derive.verifier.formula import verify
+
+    v = verify(cell, quantity, formula, syntax, total=quantity.startswith("d") and quantity in ("du",))
+    assert v.ok, v.message
+
+
+def test_the_verifier_says_what_is_wrong_with_a_relu_derivative():
+    from derive.verifier.formula import verify
+
+    v = verify("elman_relu", "dz_h", "dh")
+    assert not v.ok and v.status == 1
+    v = verify("elman_relu", "dz_h", "dh*heaviside(h, 0.5)")  # the wrong convention at the kink: same almost everywhere
+    assert v.ok or v.status == 1
