@@ -174,3 +174,31 @@ def test_the_verifier_says_what_is_wrong_with_a_relu_derivative():
     assert not v.ok and v.status == 1
     v = verify("elman_relu", "dz_h", "dh*heaviside(h, 0.5)")  # the wrong convention at the kink: same almost everywhere
     assert v.ok or v.status == 1
+
+
+@pytest.mark.parametrize("rhs", [
+    "relu(W @ x + u * h_prev + b)",
+    "softplus(W @ x + u * h_prev + b)",
+    "abs(W @ x + u * h_prev + b)",
+    "exp(W @ x + u * h_prev + b)",
+    "sqrt(1 + (W @ x + u * h_prev + b)**2)",
+    "maximum(W @ x, u * h_prev + b)",
+    "minimum(tanh(W @ x), u * h_prev + b)",
+])
+def test_each_function_as_a_cell_agrees_with_sympy_and_finite_differences(rhs, tmp_path):
+    """A one-line cell per function: the engine's gradients against SymPy's derivative of
+    the unrolled loss (derive.numeric.unrolled, 1e-25) and central differences (random
+    points, none within 1e-3 of a kink)."""
+    import derive
+    from derive.numeric import gradcheck, unrolled
+
+    text = open(INDRNN, encoding="utf-8").read().replace("relu(W @ x + u * h_prev + b)", rhs)
+    spec = tmp_path / "cell.toml"
+    spec.write_text(text.replace('name = "indrnn"', 'name = "cell"'), "utf-8")
+    d = derive.derive(str(spec))
+    unrolled.check(d)
+    seq = ev.random_sequence(d, {"n": 2, "m": 3, "B": 2}, 4, np.random.default_rng(7), scale=0.3)
+    _, grads = ev.run(d, seq)
+    fd = gradcheck.parameter_differences(d, seq, lambda s: float(ev.loss(d, s)))
+    for name, want in fd.items():
+        np.testing.assert_allclose(grads[name], want, rtol=1e-6, atol=1e-8, err_msg=name)
