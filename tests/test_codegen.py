@@ -296,7 +296,11 @@ def test_plan_of_janet_keeps_the_named_sum_s():
     assert [(s.name, s.kind, str(s.adjoint)) for s in p.slots] == [("s", "value", "ds"), ("c_tilde", "gate", "dz_c_tilde")]
 
 
-@pytest.mark.parametrize("name", CELLS, ids=short)
+# the stabilised sLSTM is unfused: the pre-activation of its gate i is i~ - m, not a sum of weight products
+FUSED = [c for c in CELLS if short(c) != "slstm"]
+
+
+@pytest.mark.parametrize("name", FUSED, ids=short)
 def test_every_module_has_the_fused_structure(name):
     """One matrix product per step-source in each loop (one for an LSTM, two for
     the MGU); the input product before the forward loop; the weight and input

@@ -480,7 +480,8 @@ def test_pytorch_backward_checks_its_gradient_shapes():
 
 @pytest.mark.parametrize("name", CELLS, ids=short)
 def test_stable_at_huge_pre_activations(name):
-    """|z| = 1e4: no overflow warning, no NaN, forward and backward, full and truncated, in both dtypes."""
+    """|z| = 1e4: no overflow warning, no NaN, forward and backward, full and truncated, in both dtypes.
+    (An underflow to 0 is allowed: the stabilised sLSTM's exp(i~ - m) is 0 there, as it should be.)"""
     seq = sequence(name, dims_for(name, 2, 3, 2), 3, seed=3)
     for arrays in [seq.params, *seq.steps]:
         for k in arrays:
@@ -489,7 +490,7 @@ def test_stable_at_huge_pre_activations(name):
         for truncate in (None, 2):
             with warnings.catch_warnings():
                 warnings.simplefilter("error")
-                with np.errstate(all="raise"):
+                with np.errstate(all="raise", under="ignore"):
                     grads = generated_grads(name, seq, dtype=dtype, truncate=truncate)
             assert all(np.all(np.isfinite(v)) for v in grads.values())
 

@@ -39,7 +39,7 @@ from derive.spec import functions, ops
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "generated"
-EXAMPLES = [str(ROOT / "examples" / "mgu.toml"), str(ROOT / "examples" / "janet.toml")]
+EXAMPLES = [str(ROOT / "examples" / f"{name}.toml") for name in ("mgu", "janet", "indrnn", "slstm")]
 CELLS = derive.presets() + EXAMPLES
 TORCH_MODULES = {"pytorch": "LSTM", "gru": "GRU", "elman": "RNN", "elman_relu": "RNN"}  # presets that are a torch.nn module
 NONLINEARITY = {"elman": "tanh", "elman_relu": "relu"}
@@ -318,7 +318,14 @@ def hand_written_step(name: str, P: dict, x, state: dict) -> tuple[dict, dict]:
 
 
 _TORCH_FUNCTIONS = {ops.sigmoid: lambda a: torch.sigmoid(a), sp.tanh: lambda a: torch.tanh(a),
-                    sp.exp: lambda a: torch.exp(a), sp.log: lambda a: torch.log(a)}
+                    sp.exp: lambda a: torch.exp(a), sp.log: lambda a: torch.log(a),
+                    functions.relu: lambda a: torch.relu(a), functions.absolute: lambda a: torch.abs(a),
+                    functions.softplus: lambda a: torch.nn.functional.softplus(a), functions.sqrt: lambda a: torch.sqrt(a),
+                    functions.maximum: lambda a, b: torch.maximum(a, b), functions.minimum: lambda a, b: torch.minimum(a, b)}
+
+
+def _tensor(a):
+    return a if isinstance(a, torch.Tensor) else torch.tensor(a, dtype=torch.float64)
 
 
 def torch_eval(expr: sp.Expr, env: dict):
@@ -335,7 +342,7 @@ def torch_eval(expr: sp.Expr, env: dict):
     if isinstance(expr, sp.Pow):
         return torch_eval(args[0], env) ** float(args[1])
     if expr.func in _TORCH_FUNCTIONS:
-        return _TORCH_FUNCTIONS[expr.func](torch_eval(args[0], env))
+        return _TORCH_FUNCTIONS[expr.func](*(_tensor(torch_eval(a, env)) for a in args))
     if isinstance(expr, ops.matmul):
         return torch.matmul(torch_eval(args[0], env), torch_eval(args[1], env))
     if isinstance(expr, ops.transpose):

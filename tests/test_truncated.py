@@ -41,7 +41,7 @@ from derive.numeric.gradcheck import restarted_loss, states_entering
 from derive.spec import functions
 
 ROOT = Path(__file__).resolve().parent.parent
-CELLS = derive.presets() + [str(ROOT / "examples" / "mgu.toml"), str(ROOT / "examples" / "janet.toml")]
+CELLS = derive.presets() + [str(ROOT / "examples" / f"{name}.toml") for name in ("mgu", "janet", "indrnn", "slstm")]
 IDS = [c.rsplit("/", 1)[-1] for c in CELLS]
 T = 4
 SCALE = 0.3

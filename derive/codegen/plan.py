@@ -41,7 +41,7 @@ from typing import Iterable
 import sympy as sp
 
 from derive.spec import functions, ops
-from derive.engine.backprop import derive_cell, spell_hidden
+from derive.engine.backprop import derive_cell, gate_values, spell_hidden
 from derive.derivation import Derivation
 from derive.errors import DeriveError
 from derive.spec.pyprint import to_python
@@ -304,12 +304,7 @@ class Names:
 
 def forward_values(d: Derivation) -> dict:
     """σ(z_f) -> f, tanh(z_g) -> g: the stored gates, as the sweep reads derivatives."""
-    out = {}
-    for node in d.nodes:
-        if node.preact_of is not None:
-            for act in functions.GATES:
-                out[act(sp.Symbol(node.name))] = sp.Symbol(node.preact_of)
-    return out
+    return gate_values(d.nodes)
 
 
 # ---------------------------------------------------------------------------

@@ -92,8 +92,12 @@ def unfused_context(full: Derivation, reason: str) -> dict:
         if any(sp.Symbol(ext) in eq.rhs.free_symbols for eq in backward):
             lines.add(f"{ext} = {ext}_seq[t]")
         finals_of = dict(zip(state_grads, finals))
+        glued: set[str] = set()
         for eq in backward:
             name, k = str(eq.lhs), kind[str(eq.lhs)]
+            if name in d.cell_inputs and name not in glued:  # its gluing equation (dc = later(dc_prev)),
+                glued.add(name)                                # though the cell adds to dc later (dc = dc + …)
+                k = "glue"
             text = equation_text(eq)
             if k == "param":
                 contribution = eq.rhs.function if isinstance(eq.rhs, sp.Sum) else eq.rhs

@@ -128,6 +128,18 @@ def derive_cell(cell: Cell) -> Sweep:
     return sweep
 
 
+def gate_values(nodes: list[Node]) -> dict[sp.Expr, sp.Expr]:
+    """``f(z_v) -> v`` for each gate ``v = f(z_v)`` of ``nodes``, f its own function only:
+    σ(z_f) is stored as f, tanh(z_c) as c̃, exp(z_i) as i, relu(z_h) as h, so that the
+    derivatives read f(1 − f), 1 − c̃², i, [h > 0] (a softplus gate's σ(z_h) stays)."""
+    own = {n.name: n.expr.func for n in nodes}
+    out = {}
+    for node in nodes:
+        if node.preact_of is not None and own.get(node.preact_of) in _ACTIVATIONS:
+            out[own[node.preact_of](sp.Symbol(node.name))] = sp.Symbol(node.preact_of)
+    return out
+
+
 def spell_hidden(nodes: list[Node]) -> Callable[[sp.Expr], sp.Expr]:
     """A function that writes every hidden temporary of ``nodes`` as its
     expression, as the derivation writes unnamed intermediates."""
@@ -291,14 +303,14 @@ class _Namer:
         self.cell = cell
         self.sweep = sweep
         self.taken: dict[str, str] = {}
-        self.forward_values: dict[sp.Expr, sp.Expr] = {}
+        self.forward_values: dict[sp.Expr, sp.Expr] = gate_values(sweep.nodes + sweep.head_nodes)
+        # a gate whose derivative needs its argument (softplus' = σ(z), |z|' = sign(z)): z written out,
+        # since only the gate's value is stored
+        own = {n.name: n.expr.func for n in sweep.nodes + sweep.head_nodes}
         for node in sweep.nodes + sweep.head_nodes:
-            if node.preact_of is not None:
-                z = sp.Symbol(node.name)
-                v = sp.Symbol(node.preact_of)
-                for act in _ACTIVATIONS:
-                    # σ(z_f) is stored as f, tanh(z_c) as c̃, exp(z_i) as i: derivatives read f(1 − f), 1 − c̃², i
-                    self.forward_values[act(z)] = v
+            row = functions.BY_CLASS.get(own.get(node.preact_of))
+            if row is not None and not row.in_value:
+                self.forward_values[sp.Symbol(node.name)] = node.expr
 
     def claim(self, name: str, of: str) -> str:
         clash = self.taken.get(name)

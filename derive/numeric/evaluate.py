@@ -381,12 +381,20 @@ class Laws:
     chain: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]
 
 
-def chain_equations(derivation) -> list:
+def chain_equations(derivation, kinds: tuple[str, ...] = ("cell", "state")) -> list:
     """The backward equations of the ``chain`` law: the cell's, from the
     gradients that reach it from outside down to the state gradients."""
     outside = set(derivation.cell_inputs)
-    return [eq for eq in derivation.backward
-            if derivation.kind(str(eq.lhs)) in ("cell", "state") and str(eq.lhs) not in outside]
+    out, glued = [], set()
+    for eq in derivation.backward:
+        name = str(eq.lhs)
+        if name in outside and name not in glued:  # the gluing equation (dc = later(dc_prev)): the chain's input
+            glued.add(name)
+            continue
+        # a state gradient the cell adds to (dc = dc + dh*o/n when h reads c) stays in the chain
+        if derivation.kind(name) in kinds:
+            out.append(eq)
+    return out
 
 
 def interpreter(derivation, backend: Backend = FLOAT, dims: Mapping[str, int] | None = None) -> Laws:
@@ -394,8 +402,8 @@ def interpreter(derivation, backend: Backend = FLOAT, dims: Mapping[str, int] | 
     :func:`evaluate` (``later(x)`` read from a name of its own)."""
     equations = [(str(eq.lhs), _later_free(eq.rhs.function if isinstance(eq.rhs, sp.Sum) else eq.rhs))
                  for eq in derivation.backward]
-    chained = {str(eq.lhs) for eq in chain_equations(derivation)}
-    in_cell = [(n, rhs) for n, rhs in equations if n in chained]
+    chained = {id(eq) for eq in chain_equations(derivation)}
+    in_cell = [pair for pair, eq in zip(equations, derivation.backward) if id(eq) in chained]
 
     def run_equations(eqs, env):
         env = dict(env)

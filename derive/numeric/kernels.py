@@ -90,7 +90,10 @@ def _basis(axis, ndim, k, n):
     return out
 
 
+_HEAVISIDE = sp.Function("heaviside")
+
 NUMPY_OPS: dict[str, Callable] = {
+    "heaviside": np.heaviside,  # keeps float32 float32
     # the elementwise functions by their class names (derive.spec.functions), then the array ops
     **{row.function.__name__: row.float64 for row in functions.FUNCTIONS.values() if isinstance(row.function, type)
        and issubclass(row.function, sp.Function) and row.function.__module__.startswith("derive.")},
@@ -130,6 +133,8 @@ class _Block:
         self.args = [plain[s] for s in self.args]
         self._safe = {s: sp.Dummy(s.name.replace(":", "_")) for s in self.args if not s.name.isidentifier()}
         exprs = [e.xreplace(self._safe) for e in exprs]
+        # the step of relu' as np.heaviside (SymPy's printer spells it as a float64 select)
+        exprs = [e.replace(sp.Heaviside, _HEAVISIDE) for e in exprs]
         params = [self._safe.get(s, s) for s in self.args]
         self.fn = sp.lambdify(params, exprs, modules=[NUMPY_OPS, "numpy"], cse=True, docstring_limit=0)
         self.arg_names = [s.name for s in self.args]

@@ -1,5 +1,5 @@
-"""The cell language: formula text -> SymPy (never eval), the cell reader and
-checker, printing back to Python and LaTeX, and the bundled cells as TOML (cells/).
+"""The cell language: the elementwise functions (one table, functions.py),
+formula text -> SymPy (never eval), the cell reader and checker, printing back to Python and LaTeX, and the bundled cells as TOML (cells/).
 
 Submodules load on first attribute access (``derive.spec.ops``), so that
 ``import derive`` stays cheap.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ['ops', 'expr', 'pyprint', 'cell', 'shapes', 'latex']
+__all__ = ['ops', 'functions', 'expr', 'pyprint', 'cell', 'shapes', 'latex']
 
 
 def __getattr__(name: str):

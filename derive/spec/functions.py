@@ -291,7 +291,7 @@ _ROWS = [
              (r"\min",), gate=False, arity=2, words=("minimum", "min"),
              kink="a tie a = b gives each argument half the gradient (torch.minimum)"),
     Function("heaviside", sp.Heaviside, lambda y, x, h0: (sp.S.Zero, sp.S.Zero), "np.heaviside", np.heaviside,
-             _mp_heaviside, _symbolic(sp.Heaviside), "H", (), gate=False, arity=2, words=("heaviside",),
+             _mp_heaviside, _symbolic(sp.Heaviside), r"\operatorname{heaviside}", (), gate=False, arity=2, words=("heaviside",),
              doc="the step [x > 0], h0 at 0: relu' and the tie rule of maximum/minimum; derivative taken as 0"),
     Function("sign", sp.sign, lambda y, x: (sp.S.Zero,), "np.sign", np.sign, _mp_sign, _symbolic(sp.sign),
              r"\operatorname{sign}", (r"\operatorname{sign}", r"\operatorname{sgn}"), gate=False,

@@ -229,7 +229,7 @@ class ArrayLatexPrinter(LatexPrinter):
             relation = "> 0" if at_zero == 0 else r"\geq 0" if at_zero == 1 else None
             if relation is not None:
                 return r"\mathbb{1}\left[" + self._print(x) + " " + relation + r"\right]"
-            return r"H_{" + self._print(at_zero) + "}" + paren(self._print(x))
+            return r"\operatorname{heaviside}" + paren(self._print(x) + ", " + self._print(at_zero))
         head = functions.BY_CLASS[expr.func].latex
         if power is not None:
             head += "^{" + power + "}"

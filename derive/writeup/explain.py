@@ -32,12 +32,11 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from derive.spec import functions, ops
+from derive.spec import ops
 from derive.spec.expr import Scope, default_functions, parse_equation
 from derive.spec.latex import Notation, label_key, paren, shift_time, to_latex
+from derive.engine.backprop import gate_values
 from derive.engine.rules import RULES, Term
-
-_ACTIVATIONS = functions.GATES  # the gate functions of derive.spec.functions
 
 
 # ---------------------------------------------------------------------------
@@ -301,11 +300,7 @@ class Explainer:
                 self.link_by_prev_grad[d.gradient_name(link.prev)] = link
             except KeyError:
                 pass
-        self.forward_values = {}
-        for n in self.nodes:
-            if n.preact_of is not None:
-                for act in _ACTIVATIONS:
-                    self.forward_values[act(sp.Symbol(n.name))] = sp.Symbol(n.preact_of)
+        self.forward_values = gate_values(self.nodes)
         self.eq_of_text = {e.text: e.target for e in cell.equations}
         self.placeholders: dict[str, str] = {}
 
