@@ -384,7 +384,7 @@ def test_printed_errors_have_two_stable_digits():
 
 
 def test_the_crosswalk_compares_cells_of_one_kind():
-    lstms = {"cifg", "coursera", "cs231n", "graves", "lipton", "nicodjimenez", "pytorch", "tmva"}
+    lstms = {"cifg", "coursera", "cs231n", "graves", "lipton", "nicodjimenez", "pytorch", "tmva", "lstm_proj"}
     assert {p for p in PRESETS if cell_family(derive.derive(p)) == "lstm"} == lstms
     for p in lstms:
         cw = _content(derive.derive(p))["crosswalk"]

@@ -131,10 +131,10 @@ def lex(text: str) -> list[Tok]:
             out.append(Tok("cmd", text[i:j], i, j))
             i = j
             continue
-        if ch.isascii() and ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isdigit()):
+        if ch.isascii() and ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isascii() and text[i + 1].isdigit()):
             j = i
             seen_dot = False
-            while j < n and (text[j].isdigit() or (text[j] == "." and not seen_dot and j + 1 < n and text[j + 1].isdigit())):
+            while j < n and (text[j].isascii() and text[j].isdigit() or (text[j] == "." and not seen_dot and j + 1 < n and text[j + 1].isdigit())):
                 seen_dot |= text[j] == "."
                 j += 1
             if j - i > 15:
