@@ -17,6 +17,11 @@ import jinja2
 
 
 def _template_text(name: str) -> str:
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "templates" / name).is_file():
+        # a source checkout reads its own templates (an editable install's
+        # derive.templates may map to another checkout: a git worktree's)
+        return (checkout / "templates" / name).read_text("utf-8")
     try:
         root = resources.files("derive.templates")
         candidate = root.joinpath(name)

@@ -60,15 +60,49 @@ from derive.codegen.numpy_printer import assign_into, numpy_text
 from derive.templating import render
 
 __all__ = ["HEADER", "CodegenError", "Layout", "plan", "assign_into", "numpy_text", "render_module", "write_module",
-           "fused_module"]
+           "fused_module", "numba_module", "render_numba_module"]
 
 
 def fused_module(derivation: Derivation) -> str:
     """The fused module's text; CodegenError when the cell does not fit the frame."""
-    from derive.codegen.api import module_context
+    context = dict(_fused_context(derivation)[0])
+    return render(context.pop("template"), base="numpy_module.py.j2", **context)
 
-    context = module_context(plan(derivation))
-    return render(context.pop("template"), **context)
+
+def numba_module(derivation: Derivation) -> str:
+    """The compiled twin of the fused module (generated/<name>_numba.py): the
+    same API, its time loops compiled (derive.codegen.numba_emit);
+    CodegenError when the cell does not fit the fused frame or the compiled one."""
+    from derive.codegen.numba_emit import NumbaEmitter
+
+    context, p, e = _fused_context(derivation)
+    context = dict(context)
+    context.update(NumbaEmitter(p, e).context())
+    return render(context.pop("template"), base="numba_module.py.j2", **context)
+
+
+def render_numba_module(derivation: Derivation) -> str | None:
+    """generated/<name>_numba.py's text, or None for a cell without one."""
+    try:
+        return numba_module(derivation)
+    except CodegenError:
+        return None
+
+
+_LAST: list = []  # the last derivation's (context, plan, emitter): its NumPy and compiled modules share them
+
+
+def _fused_context(derivation: Derivation):
+    from derive.codegen.api import module_context
+    from derive.codegen.emit import Emitter
+
+    if _LAST and _LAST[0][0] is derivation:
+        return _LAST[0][1]
+    p = plan(derivation)
+    e = Emitter(p)
+    result = (module_context(p, e), p, e)
+    _LAST[:] = [(derivation, result)]
+    return result
 
 
 def render_module(derivation: Derivation) -> str:
