@@ -8,7 +8,10 @@ its torch.nn counterpart on the CPU (``--cell``, :data:`CELLS`):
 in this run, so it is the committed file when ``lstm-derive build --check``
 passes. A third side is a naive per-step NumPy reference written the way the
 course notebook is (separate gate products per step, weight gradients
-accumulated inside the loop). It prints a Markdown table: medians, the ratios
+accumulated inside the loop; derive.cli.bench_naive). Two more sides: the
+compiled twin ``generated/<preset>_numba.py`` (``compiled``; its first call,
+compiling, timed apart) and the GEMM floor (``floor``: the same matrix products
+the compiled module performs, alone, in NumPy; derive.cli.bench_compiled). It prints a Markdown table: medians, the ratios
 to torch, the fraction of the machine's matrix-multiply rate that each
 achieves (the rate is measured in the same run: a square NumPy matmul of the
 same dtype with the same threads), and the peak memory of one forward +
@@ -18,8 +21,11 @@ Honest measurement on a small shared machine:
 - every measurement runs in a fresh worker process (``python -m
   derive.cli.benchmark --worker …``), one implementation at a time, so NumPy's idle
   BLAS threads and torch's OpenMP threads never compete for the cores;
-- the same thread count for NumPy's BLAS and torch (``--threads``, set through
-  threadpoolctl, ``torch.set_num_threads`` and the OMP/BLAS variables);
+- the same thread count for NumPy's BLAS, scipy's BLAS (numba's np.dot),
+  numba and torch (``--threads``, set through threadpoolctl,
+  ``numba.set_num_threads``, ``torch.set_num_threads`` and the OMP/BLAS
+  variables); one process per implementation, since three spinning thread
+  pools in one process starve each other on two cores;
 - a pause between timed samples (``--pause``), a few untimed calls first; a
   sample is one call, or at the smallest size as many calls back to back as
   last 20 ms (per call), since one millisecond call after a pause mostly times
@@ -50,147 +56,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from derive.cli.bench_naive import naive_elman_forward_backward, naive_forward_backward, naive_gru_forward_backward
+
 SIZES = [(20, 1, 10, 16), (50, 32, 64, 128), (100, 64, 256, 256)]
 DTYPES = ["float32", "float64"]
-IMPLS = ["generated", "torch", "naive"]
+IMPLS = ["generated", "compiled", "floor", "torch", "naive"]
 SAMPLE = 0.02  # seconds: the shortest timed sample (calls back to back, then a pause)
-
-
-# ---------------------------------------------------------------------------
-# the naive reference: the course notebook's structure, in torch's layout
-
-
-def naive_forward_backward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, d_output):
-    """Per step: concat = [h_prev, x_t], four separate gate products, the
-    gradients of every weight accumulated inside the backward loop."""
-    import numpy as np
-
-    T, N, D = x.shape
-    H = h0.shape[-1]
-    W = np.concatenate([weight_hh, weight_ih], axis=1)  # acts on [h_prev, x_t]
-    Wi, Wf, Wg, Wo = (np.ascontiguousarray(W[k * H:(k + 1) * H]) for k in range(4))
-    b = bias_ih + bias_hh
-    bi, bf, bg, bo = (b[k * H:(k + 1) * H] for k in range(4))
-
-    def sigmoid(z):
-        return 1 / (1 + np.exp(-z))
-
-    h, c = h0[0], c0[0]
-    caches = []
-    for t in range(T):
-        concat = np.concatenate([h, x[t]], axis=1)
-        i = sigmoid(concat @ Wi.T + bi)
-        f = sigmoid(concat @ Wf.T + bf)
-        g = np.tanh(concat @ Wg.T + bg)
-        o = sigmoid(concat @ Wo.T + bo)
-        c_prev = c
-        c = f * c_prev + i * g
-        h = o * np.tanh(c)
-        caches.append((concat, i, f, g, o, c_prev, c))
-    dWi, dWf, dWg, dWo = (np.zeros_like(w) for w in (Wi, Wf, Wg, Wo))
-    dbi, dbf, dbg, dbo = (np.zeros_like(v) for v in (bi, bf, bg, bo))
-    dx = np.empty_like(x)
-    dh_next = np.zeros_like(h)
-    dc_next = np.zeros_like(c)
-    for t in reversed(range(T)):
-        concat, i, f, g, o, c_prev, c = caches[t]
-        dh = d_output[t] + dh_next
-        tc = np.tanh(c)
-        dc = dc_next + dh * o * (1 - tc**2)
-        dzo = dh * tc * o * (1 - o)
-        dzg = dc * i * (1 - g**2)
-        dzf = dc * c_prev * f * (1 - f)
-        dzi = dc * g * i * (1 - i)
-        dWi += dzi.T @ concat
-        dWf += dzf.T @ concat
-        dWg += dzg.T @ concat
-        dWo += dzo.T @ concat
-        dbi += dzi.sum(axis=0)
-        dbf += dzf.sum(axis=0)
-        dbg += dzg.sum(axis=0)
-        dbo += dzo.sum(axis=0)
-        dconcat = dzi @ Wi + dzf @ Wf + dzg @ Wg + dzo @ Wo
-        dh_next = dconcat[:, :H]
-        dx[t] = dconcat[:, H:]
-        dc_next = dc * f
-    dW = np.concatenate([dWi, dWf, dWg, dWo])
-    db = np.concatenate([dbi, dbf, dbg, dbo])
-    return {"x": dx, "h0": dh_next[None], "c0": dc_next[None], "weight_ih": dW[:, H:], "weight_hh": dW[:, :H],
-            "bias_ih": db, "bias_hh": db.copy()}
-
-
-def naive_gru_forward_backward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, d_output):
-    """torch.nn.GRU's equations the notebook's way: per step six separate gate
-    products, the weight gradients accumulated inside the backward loop."""
-    import numpy as np
-
-    T, N, D = x.shape
-    H = h0.shape[-1]
-    Wir, Wiz, Win = (np.ascontiguousarray(weight_ih[k * H:(k + 1) * H]) for k in range(3))
-    Whr, Whz, Whn = (np.ascontiguousarray(weight_hh[k * H:(k + 1) * H]) for k in range(3))
-    bir, biz, bin_ = (bias_ih[k * H:(k + 1) * H] for k in range(3))
-    bhr, bhz, bhn = (bias_hh[k * H:(k + 1) * H] for k in range(3))
-
-    def sigmoid(z):
-        return 1 / (1 + np.exp(-z))
-
-    h = h0[0]
-    caches = []
-    for t in range(T):
-        r = sigmoid(x[t] @ Wir.T + bir + h @ Whr.T + bhr)
-        z = sigmoid(x[t] @ Wiz.T + biz + h @ Whz.T + bhz)
-        hn = h @ Whn.T + bhn
-        n = np.tanh(x[t] @ Win.T + bin_ + r * hn)
-        caches.append((h, r, z, n, hn))
-        h = (1 - z) * n + z * h
-    grads = {k: np.zeros_like(v) for k, v in (("Wir", Wir), ("Wiz", Wiz), ("Win", Win), ("Whr", Whr), ("Whz", Whz),
-                                              ("Whn", Whn), ("bir", bir), ("biz", biz), ("bin", bin_), ("bhr", bhr),
-                                              ("bhz", bhz), ("bhn", bhn))}
-    dx = np.empty_like(x)
-    dh_next = np.zeros_like(h)
-    for t in reversed(range(T)):
-        h_prev, r, z, n, hn = caches[t]
-        dh = d_output[t] + dh_next
-        dzn = dh * (1 - z) * (1 - n**2)
-        dzz = dh * (h_prev - n) * z * (1 - z)
-        dhn = dzn * r
-        dzr = dzn * hn * r * (1 - r)
-        for name, g, inp in (("Wir", dzr, x[t]), ("Wiz", dzz, x[t]), ("Win", dzn, x[t]),
-                             ("Whr", dzr, h_prev), ("Whz", dzz, h_prev), ("Whn", dhn, h_prev)):
-            grads[name] += g.T @ inp
-        for name, g in (("bir", dzr), ("biz", dzz), ("bin", dzn), ("bhr", dzr), ("bhz", dzz), ("bhn", dhn)):
-            grads[name] += g.sum(axis=0)
-        dx[t] = dzr @ Wir + dzz @ Wiz + dzn @ Win
-        dh_next = dh * z + dzr @ Whr + dzz @ Whz + dhn @ Whn
-    g = grads
-    return {"x": dx, "h0": dh_next[None], "weight_ih": np.concatenate([g["Wir"], g["Wiz"], g["Win"]]),
-            "weight_hh": np.concatenate([g["Whr"], g["Whz"], g["Whn"]]),
-            "bias_ih": np.concatenate([g["bir"], g["biz"], g["bin"]]),
-            "bias_hh": np.concatenate([g["bhr"], g["bhz"], g["bhn"]])}
-
-
-def naive_elman_forward_backward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, d_output):
-    """torch.nn.RNN's equations per step, the weight gradients accumulated inside the loop."""
-    import numpy as np
-
-    T = x.shape[0]
-    h = h0[0]
-    hs = []
-    for t in range(T):
-        h = np.tanh(x[t] @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh)
-        hs.append(h)
-    dW_ih, dW_hh, db = np.zeros_like(weight_ih), np.zeros_like(weight_hh), np.zeros_like(bias_ih)
-    dx = np.empty_like(x)
-    dh_next = np.zeros_like(h)
-    for t in reversed(range(T)):
-        h_prev = hs[t - 1] if t else h0[0]
-        dz = (d_output[t] + dh_next) * (1 - hs[t] ** 2)
-        dW_ih += dz.T @ x[t]
-        dW_hh += dz.T @ h_prev
-        db += dz.sum(axis=0)
-        dx[t] = dz @ weight_ih
-        dh_next = dz @ weight_hh
-    return {"x": dx, "h0": dh_next[None], "weight_ih": dW_ih, "weight_hh": dW_hh, "bias_ih": db, "bias_hh": db.copy()}
 
 
 @dataclass(frozen=True)
@@ -281,6 +152,7 @@ def worker(impl: str, dtype: str, size: tuple[int, int, int, int], threads: int,
     T, B, D, H = size
     x, states, weights, d_output = inputs(cell, dtype, size)
 
+    first = None
     if impl == "generated":
         gen = load_generated(module_path)
         forward, backward = getattr(gen, cell.forward), getattr(gen, cell.backward)
@@ -288,6 +160,15 @@ def worker(impl: str, dtype: str, size: tuple[int, int, int, int], threads: int,
         def call():
             output, _, cache = forward(x, *states, *weights)
             return backward(d_output, cache)
+    elif impl == "compiled":
+        from derive.cli.bench_compiled import compiled_call
+
+        call, first = compiled_call(load_generated(compiled_path(module_path)), cell.forward, cell.backward, threads,
+                                    x, states, weights, d_output)
+    elif impl == "floor":
+        from derive.cli.bench_compiled import floor_call
+
+        call = floor_call(cell.gates, x, states, weights, d_output)
     elif impl == "naive":
         def call():
             return cell.naive(x, *states, *weights, d_output)
@@ -352,8 +233,13 @@ def worker(impl: str, dtype: str, size: tuple[int, int, int, int], threads: int,
             times.append((time.perf_counter() - t0) / per_sample)
         pools = [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture", "threading_layer")}
                  for p in threadpool_info()]
-    return {"impl": impl, "dtype": dtype, "size": list(size), "times": times,
+    return {"impl": impl, "dtype": dtype, "size": list(size), "times": times, "first": first,
             "median": statistics.median(times) if times else None, "peak_kb": peak, "threadpools": pools}
+
+
+def compiled_path(module_path: str) -> str:
+    """Where the driver writes the compiled twin of the module it benchmarks."""
+    return module_path.replace("_bench.py", "_numba_bench.py")
 
 
 def _worker_main(argv: list[str]) -> int:
@@ -382,6 +268,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", action="append", choices=DTYPES, help="only this dtype (repeatable)")
     p.add_argument("--size", action="append", metavar="T,B,D,H", help="only this size (repeatable)")
     p.add_argument("--skip-naive", action="store_true", help="leave out the naive reference")
+    p.add_argument("--only", action="append", choices=IMPLS, metavar="IMPL",
+                   help=f"only these implementations (repeatable; of {', '.join(IMPLS)}; torch is always measured)")
+    p.add_argument("--sweep", action="store_true",
+                   help="the sweep over T (10, 100, 1000) and H (64, 256, 1024) instead of the three sizes")
     p.add_argument("--json", metavar="FILE", help="also write every measurement here")
 
 
@@ -441,7 +331,7 @@ def measure_size(dtype, size, impls, args, module_path, run) -> list[dict]:
         mem = _measure(impl, dtype, size, args, module_path, 0, mode="memory")
         times = pooled[impl]
         results.append({"impl": impl, "dtype": dtype, "size": list(size), "run": run, "times": times,
-                        "median": statistics.median(times), "peak_kb": mem["peak_kb"],
+                        "median": statistics.median(times), "peak_kb": mem["peak_kb"], "first": mem.get("first"),
                         "threadpools": mem["threadpools"]})
         print(f"  run {run} {dtype} {size} {impl}: median {statistics.median(times) * 1e3:.3f} ms "
               f"({len(times)} samples from {args.rounds} processes), peak {(mem['peak_kb'] or 0) / 1024:.1f} MiB",
@@ -463,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"lstm-derive bench needs torch and threadpoolctl (pip install '.[test]'): {exc}", file=sys.stderr)
         return 2
 
-    from derive.codegen.render import render_module
+    from derive.codegen.render import numba_module, render_module
     from derive.derivation import derive
 
     cell = CELLS[args.cell]
@@ -473,25 +363,41 @@ def run(args: argparse.Namespace) -> int:
     tmp = tempfile.mkdtemp(prefix="lstm-bench-")
     module_path = os.path.join(tmp, f"{cell.preset}_bench.py")
     Path(module_path).write_text(text, encoding="utf-8")
+    Path(compiled_path(module_path)).write_text(numba_module(derive(cell.preset)), encoding="utf-8")
 
-    sizes = [tuple(int(v) for v in s.split(",")) for s in args.size] if args.size else SIZES
+    from derive.cli.bench_compiled import SWEEP
+
+    sizes = [tuple(int(v) for v in s.split(",")) for s in args.size] if args.size else SWEEP if args.sweep else SIZES
     dtypes = args.dtype or DTYPES
     impls = [i for i in IMPLS if not (args.skip_naive and i == "naive")]
+    if args.only:
+        impls = [i for i in impls if i in args.only or i == "torch"]
     _check_agreement(module_path, cell)
+    if "compiled" in impls:
+        _check_agreement(compiled_path(module_path), cell)
 
     info = machine()
     print(f"# lstm-derive bench: generated/{cell.preset}.py vs torch.nn.{cell.torch_module}, forward + backward",
           flush=True)
     print(f"machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}; {info['system']}")
-    print(f"threads: {args.threads} for NumPy's BLAS and for torch; {args.rounds} worker processes per "
+    print(f"threads: {args.threads} for NumPy's BLAS, scipy's BLAS and numba (the compiled module) and for torch; "
+          f"{args.rounds} worker processes per "
           f"implementation and size, in turns; {args.pause} s between timed samples of at least "
           f"{SAMPLE * 1e3:.0f} ms")
     print(f"generated module: {f'the committed generated/{cell.preset}.py' if same else f'rendered in this run (generated/{cell.preset}.py is missing or stale)'}")
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         print(f"{var}: {os.environ.get(var, 'unset')}")
+    print(f"implementations: {', '.join(impls)} (compiled: generated/{cell.preset}_numba.py; floor: its matrix "
+          f"products alone, in NumPy)")
     print(f"load average at the start: {_load()}")
     print(flush=True)
 
+    if "compiled" in impls:
+        for dtype in dtypes:
+            cold, warm = compile_times(dtype, args, module_path)
+            print(f"compiled module, first call in a fresh process, {dtype}: {cold:.2f} s compiling "
+                  f"(empty disk cache), {warm:.2f} s with the disk cache", flush=True)
+        print(flush=True)
     results: list[dict] = []
     pools = {}
     for r in range(1, args.runs + 1):
@@ -500,8 +406,8 @@ def run(args: argparse.Namespace) -> int:
             for size in sizes:
                 for m in measure_size(dtype, size, impls, args, module_path, r):
                     m["rate"] = rate
-                    if m["impl"] == "torch":
-                        pools["torch"] = m["threadpools"]
+                    if m["impl"] in ("torch", "compiled"):
+                        pools[m["impl"]] = m["threadpools"]
                     results.append(m)
 
     print(table(results, sizes, dtypes, impls, args.runs, cell.gates))
@@ -518,16 +424,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+RATIOS = [("generated", "torch"), ("compiled", "torch"), ("compiled", "floor"), ("floor", "torch"),
+          ("naive", "torch")]
+
+
 def table(results, sizes, dtypes, impls, runs, gates: int = 4) -> str:
     def get(run, dtype, size, impl):
         return next(m for m in results if m["run"] == run and m["dtype"] == dtype and tuple(m["size"]) == tuple(size)
                     and m["impl"] == impl)
 
-    head = ["dtype", "(T, B, D, H)", "generated ms", "torch ms", "naive ms",
-            "generated / torch", "naive / torch", "matmul rate GFLOP/s", "generated % of rate", "torch % of rate",
-            "peak MiB generated", "peak MiB torch", "peak MiB naive"]
-    if "naive" not in impls:
-        head = [h for h in head if "naive" not in h]
+    ratios = [(a, b) for a, b in RATIOS if a in impls and b in impls]
+    rated = [i for i in ("generated", "compiled", "torch") if i in impls]
+    head = (["dtype", "(T, B, D, H)"] + [f"{i} ms" for i in impls] + [f"{a} / {b}" for a, b in ratios]
+            + ["matmul rate GFLOP/s"] + [f"{i} % of rate" for i in rated]
+            + [f"peak MiB {i}" for i in impls if i != "floor"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for dtype in dtypes:
         for size in sizes:
@@ -535,28 +445,37 @@ def table(results, sizes, dtypes, impls, runs, gates: int = 4) -> str:
             flops = matmul_flops(T, B, D, H, gates)
             cells = {h: [] for h in head}
             for r in range(1, runs + 1):
-                g, t = get(r, dtype, size, "generated"), get(r, dtype, size, "torch")
-                n = get(r, dtype, size, "naive") if "naive" in impls else None
-                cells["generated ms"].append(f"{g['median'] * 1e3:.2f}")
-                cells["torch ms"].append(f"{t['median'] * 1e3:.2f}")
-                cells["generated / torch"].append(f"{g['median'] / t['median']:.2f}")
-                cells["matmul rate GFLOP/s"].append(f"{g['rate'] / 1e9:.0f}")
-                cells["generated % of rate"].append(f"{100 * flops / g['median'] / g['rate']:.0f}")
-                cells["torch % of rate"].append(f"{100 * flops / t['median'] / t['rate']:.0f}")
-                cells["peak MiB generated"].append(f"{(g['peak_kb'] or 0) / 1024:.1f}")
-                cells["peak MiB torch"].append(f"{(t['peak_kb'] or 0) / 1024:.1f}")
-                if n is not None:
-                    cells["naive ms"].append(f"{n['median'] * 1e3:.2f}")
-                    cells["naive / torch"].append(f"{n['median'] / t['median']:.2f}")
-                    cells["peak MiB naive"].append(f"{(n['peak_kb'] or 0) / 1024:.1f}")
+                m = {i: get(r, dtype, size, i) for i in impls}
+                for i in impls:
+                    cells[f"{i} ms"].append(f"{m[i]['median'] * 1e3:.2f}")
+                    if i != "floor":
+                        cells[f"peak MiB {i}"].append(f"{(m[i]['peak_kb'] or 0) / 1024:.1f}")
+                for a, b in ratios:
+                    cells[f"{a} / {b}"].append(f"{m[a]['median'] / m[b]['median']:.2f}")
+                rate = m["torch"]["rate"]
+                cells["matmul rate GFLOP/s"].append(f"{rate / 1e9:.0f}")
+                for i in rated:
+                    cells[f"{i} % of rate"].append(f"{100 * flops / m[i]['median'] / rate:.0f}")
             cells["dtype"] = [dtype]
             cells["(T, B, D, H)"] = [f"({T}, {B}, {D}, {H})"]
             lines.append("| " + " | ".join(" / ".join(cells[h]) for h in head) + " |")
     note = ("Each cell shows run 1 / run 2 / …; times are medians over the timed samples, per call; "
+            "`floor` is the compiled module's matrix products alone, in NumPy, in the same run; "
             f"`% of rate` is the matrix-product work of forward + backward ({6 * gates}·T·B·H·(D+H) flops) over the time, "
             "as a share of the NumPy matmul rate measured in the same run (the best of 20 products of two "
             "1024 x 1024 matrices); peak is the rise of the resident set over one warm forward + backward.")
     return "\n".join(lines) + "\n\n" + note
+
+
+def compile_times(dtype: str, args, module_path: str) -> tuple[float, float]:
+    """Seconds of the compiled module's first call in a fresh process: with an
+    empty disk cache (compiling), then with the cache that call left."""
+    import shutil
+
+    shutil.rmtree(Path(module_path).parent / "__pycache__", ignore_errors=True)
+    cold = _measure("compiled", dtype, (2, 1, 2, 2), args, module_path, 0, mode="memory")["first"]
+    warm = _measure("compiled", dtype, (2, 1, 2, 2), args, module_path, 0, mode="memory")["first"]
+    return cold, warm
 
 
 def _check_agreement(module_path: str, cell: Cell = CELLS["lstm"]) -> None:

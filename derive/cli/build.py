@@ -1,7 +1,7 @@
 """``lstm-derive build``: (re)generate everything in generated/, or check it.
 
 Contract. :data:`ARTIFACTS` maps a file suffix to a renderer ``derivation ->
-text``; :func:`render_all` renders every artifact of every preset in memory.
+text`` (None: the cell has no such file); :func:`render_all` renders every artifact of every preset in memory.
 :func:`build` writes them into a folder (each file written to a temporary
 name and renamed, so an interrupted build leaves no half-written file) or,
 with ``check=True``, compares them with what is there and returns the unified
@@ -16,14 +16,15 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
-from derive.codegen.render import render_module
+from derive.codegen.render import render_module, render_numba_module
 from derive.derivation import Derivation, derive, presets
 from derive.writeup.listing import render_listing
 from derive.writeup.document import render_markdown, render_tex
 
-ARTIFACTS: dict[str, Callable[[Derivation], str]] = {
+ARTIFACTS: dict[str, Callable[[Derivation], str | None]] = {
     ".txt": render_listing,
     ".py": render_module,
+    "_numba.py": render_numba_module,  # the compiled twin, for a cell whose module is fused (else None)
     ".tex": render_tex,
     ".md": render_markdown,
 }
@@ -36,7 +37,9 @@ def render_all(names: Iterable[str] | None = None) -> dict[str, str]:
         derivation = derive(name)
         stem = derivation.name
         for suffix, renderer in ARTIFACTS.items():
-            out[stem + suffix] = renderer(derivation)
+            text = renderer(derivation)
+            if text is not None:
+                out[stem + suffix] = text
     return out
 
 

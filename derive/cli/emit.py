@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from derive.codegen.plan import CodegenError
-from derive.codegen.render import fused_module
+from derive.codegen.render import fused_module, numba_module
 from derive.writeup.document import render_markdown, render_tex
 from derive.writeup.pdf import LatexNotFound, compile_pdf
 
@@ -25,6 +25,8 @@ def register_codegen(subparsers) -> None:
     n = subparsers.add_parser("numpy", help="emit the NumPy module of one cell (fused when it fits the frame)")
     n.add_argument("cell", help="preset name or spec file")
     n.add_argument("-o", "--out", metavar="FILE", help="write it here (default: standard output)")
+    n.add_argument("--backend", choices=["numpy", "numba"], default="numpy",
+                   help="numba: the compiled twin (its time loops compiled; needs pip install 'derive[fast]' to run)")
     n.set_defaults(run=_cmd_numpy)
 
     b = subparsers.add_parser("bench", help="time a generated module against torch.nn.LSTM / GRU (needs torch)")
@@ -40,13 +42,20 @@ def _cmd_numpy(args) -> int:
     from derive.derivation import derive
 
     d = derive(args.cell)
-    try:
-        text = fused_module(d)
-    except CodegenError as exc:
-        from derive.codegen.unfused import unfused_module
+    if args.backend == "numba":
+        try:  # a cell outside the compiled frame: no module, one line, status 2
+            text = numba_module(d)
+        except CodegenError as exc:
+            print(f"lstm-derive: {exc}", file=sys.stderr)
+            return 2
+    else:
+        try:
+            text = fused_module(d)
+        except CodegenError as exc:
+            from derive.codegen.unfused import unfused_module
 
-        print(f"lstm-derive: {exc}; writing the unfused module", file=sys.stderr)
-        text = unfused_module(d, str(exc))
+            print(f"lstm-derive: {exc}; writing the unfused module", file=sys.stderr)
+            text = unfused_module(d, str(exc))
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8", newline="\n")
         print(f"wrote {args.out}", file=sys.stderr)
