@@ -99,10 +99,14 @@ import numbers
 
 import numpy as np
 
+import pickle
+import sys
+
 try:
     import numba
     import scipy  # noqa: F401  (numba's np.dot calls BLAS through scipy)
     from llvmlite import ir as _ir
+    from numba.core.caching import NullCache as _NullCache
     from numba.extending import intrinsic as _intrinsic
 except ImportError as _missing:
     raise ImportError(f"this compiled module needs numba and scipy: pip install 'derive[fast]' "
@@ -198,6 +202,10 @@ def _aged(carried, *fresh):
 # the compiled loops
 
 _OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}, "nogil": True}
+# numba's disk cache finds this module again by its name: only for a module
+# imported by name (one loaded from a path and never registered is compiled in
+# every process)
+_CACHED = __name__ in sys.modules
 
 
 def _jit(function=None, **options):
@@ -205,11 +213,26 @@ def _jit(function=None, **options):
     checks, so that the unit loops vectorise; FMA contraction only), cached on
     disk where numba finds a writable place, else compiled in every process."""
     def wrap(f):
-        try:
-            return numba.njit(cache=True, **_OPTIONS, **options)(f)
-        except RuntimeError:  # no writable cache location
-            return numba.njit(**_OPTIONS, **options)(f)
+        if _CACHED:
+            try:
+                return numba.njit(cache=True, **_OPTIONS, **options)(f)
+            except RuntimeError:  # no writable cache location
+                pass
+        return numba.njit(**_OPTIONS, **options)(f)
     return wrap if function is None else wrap(function)
+
+
+def _run(kernel, *args):
+    """Call a compiled loop. A disk-cache entry this process cannot load (this
+    file imported under another name when it was written) is left alone and
+    the loop compiled afresh."""
+    try:
+        return kernel(*args)
+    except (ImportError, AttributeError, EOFError, pickle.UnpicklingError):
+        if isinstance(getattr(kernel, "_cache", None), (_NullCache, type(None))):
+            raise
+        kernel._cache = _NullCache()
+        return kernel(*args)
 
 
 @_intrinsic
@@ -447,7 +470,7 @@ def _forward(xt_seq, a_prev, W_xt, W_a_prev, b):
     gates = gates.reshape(n_a, T, m)
     a_next_seq = np.empty((n_a, T + 1, m), dtype)  # a_next of every step; slot 0 holds a_prev of the first
     a_next_seq[:, 0] = a_prev
-    _kernel("_forward_steps", dtype)(gates, a_next_seq, np.ascontiguousarray(W_a_prev))
+    _run(_kernel("_forward_steps", dtype), gates, a_next_seq, np.ascontiguousarray(W_a_prev))
     return a_next_seq, gates
 
 
@@ -499,7 +522,7 @@ def _bptt(da_seq, gates, a_next_seq, W_a_prev, n_a, T, da_prev):
     gradients cross from step to step; each step's slot adjoints go into its
     slot of the gates buffer. Returns the gradients on the initial states."""
     da_prev_buf = np.array(da_prev, dtype=gates.dtype)
-    _kernel("_bptt_steps", gates.dtype)(gates, da_prev_buf, np.ascontiguousarray(da_seq), a_next_seq, np.ascontiguousarray(W_a_prev).T)
+    _run(_kernel("_bptt_steps", gates.dtype), gates, da_prev_buf, np.ascontiguousarray(da_seq), a_next_seq, np.ascontiguousarray(W_a_prev).T)
     return da_prev_buf
 
 

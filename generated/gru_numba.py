@@ -112,10 +112,14 @@ import numbers
 
 import numpy as np
 
+import pickle
+import sys
+
 try:
     import numba
     import scipy  # noqa: F401  (numba's np.dot calls BLAS through scipy)
     from llvmlite import ir as _ir
+    from numba.core.caching import NullCache as _NullCache
     from numba.extending import intrinsic as _intrinsic
 except ImportError as _missing:
     raise ImportError(f"this compiled module needs numba and scipy: pip install 'derive[fast]' "
@@ -204,6 +208,10 @@ def _aged(carried, *fresh):
 # the compiled loops
 
 _OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}, "nogil": True}
+# numba's disk cache finds this module again by its name: only for a module
+# imported by name (one loaded from a path and never registered is compiled in
+# every process)
+_CACHED = __name__ in sys.modules
 
 
 def _jit(function=None, **options):
@@ -211,11 +219,26 @@ def _jit(function=None, **options):
     checks, so that the unit loops vectorise; FMA contraction only), cached on
     disk where numba finds a writable place, else compiled in every process."""
     def wrap(f):
-        try:
-            return numba.njit(cache=True, **_OPTIONS, **options)(f)
-        except RuntimeError:  # no writable cache location
-            return numba.njit(**_OPTIONS, **options)(f)
+        if _CACHED:
+            try:
+                return numba.njit(cache=True, **_OPTIONS, **options)(f)
+            except RuntimeError:  # no writable cache location
+                pass
+        return numba.njit(**_OPTIONS, **options)(f)
     return wrap if function is None else wrap(function)
+
+
+def _run(kernel, *args):
+    """Call a compiled loop. A disk-cache entry this process cannot load (this
+    file imported under another name when it was written) is left alone and
+    the loop compiled afresh."""
+    try:
+        return kernel(*args)
+    except (ImportError, AttributeError, EOFError, pickle.UnpicklingError):
+        if isinstance(getattr(kernel, "_cache", None), (_NullCache, type(None))):
+            raise
+        kernel._cache = _NullCache()
+        return kernel(*args)
 
 
 @_intrinsic
@@ -547,7 +570,7 @@ def _forward(x_seq, h_prev, W_x, weight_hh, b):
     gates = gates.reshape(T, N, 4*hidden_size)
     h_seq = np.empty((T + 1, N, hidden_size), dtype)  # h of every step; slot 0 holds h_prev of the first
     h_seq[0] = h_prev
-    _kernel("_forward_steps", dtype)(gates, h_seq, np.ascontiguousarray(weight_hh).T)
+    _run(_kernel("_forward_steps", dtype), gates, h_seq, np.ascontiguousarray(weight_hh).T)
     return h_seq, gates
 
 
@@ -624,7 +647,7 @@ def _bptt(doutput_seq, gates, h_seq, weight_hh, hidden_size, T, dh_prev):
     gradients cross from step to step; each step's slot adjoints go into its
     slot of the gates buffer. Returns the gradients on the initial states."""
     dh_prev_buf = np.array(dh_prev, dtype=gates.dtype)
-    _kernel("_bptt_steps", gates.dtype)(gates, dh_prev_buf, np.ascontiguousarray(doutput_seq), h_seq, np.ascontiguousarray(weight_hh))
+    _run(_kernel("_bptt_steps", gates.dtype), gates, dh_prev_buf, np.ascontiguousarray(doutput_seq), h_seq, np.ascontiguousarray(weight_hh))
     return dh_prev_buf
 
 

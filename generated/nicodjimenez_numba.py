@@ -139,10 +139,14 @@ import numbers
 
 import numpy as np
 
+import pickle
+import sys
+
 try:
     import numba
     import scipy  # noqa: F401  (numba's np.dot calls BLAS through scipy)
     from llvmlite import ir as _ir
+    from numba.core.caching import NullCache as _NullCache
     from numba.extending import intrinsic as _intrinsic
 except ImportError as _missing:
     raise ImportError(f"this compiled module needs numba and scipy: pip install 'derive[fast]' "
@@ -231,6 +235,10 @@ def _aged(carried, *fresh):
 # the compiled loops
 
 _OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}, "nogil": True}
+# numba's disk cache finds this module again by its name: only for a module
+# imported by name (one loaded from a path and never registered is compiled in
+# every process)
+_CACHED = __name__ in sys.modules
 
 
 def _jit(function=None, **options):
@@ -238,11 +246,26 @@ def _jit(function=None, **options):
     checks, so that the unit loops vectorise; FMA contraction only), cached on
     disk where numba finds a writable place, else compiled in every process."""
     def wrap(f):
-        try:
-            return numba.njit(cache=True, **_OPTIONS, **options)(f)
-        except RuntimeError:  # no writable cache location
-            return numba.njit(**_OPTIONS, **options)(f)
+        if _CACHED:
+            try:
+                return numba.njit(cache=True, **_OPTIONS, **options)(f)
+            except RuntimeError:  # no writable cache location
+                pass
+        return numba.njit(**_OPTIONS, **options)(f)
     return wrap if function is None else wrap(function)
+
+
+def _run(kernel, *args):
+    """Call a compiled loop. A disk-cache entry this process cannot load (this
+    file imported under another name when it was written) is left alone and
+    the loop compiled afresh."""
+    try:
+        return kernel(*args)
+    except (ImportError, AttributeError, EOFError, pickle.UnpicklingError):
+        if isinstance(getattr(kernel, "_cache", None), (_NullCache, type(None))):
+            raise
+        kernel._cache = _NullCache()
+        return kernel(*args)
 
 
 @_intrinsic
@@ -573,7 +596,7 @@ def _forward(x_seq, h_prev, s_prev, W_x, W_h_prev, b):
     h_seq[:, 0] = h_prev
     s_seq = np.empty((mem_cell_ct, T + 1), dtype)  # s of every step; slot 0 holds s_prev of the first
     s_seq[:, 0] = s_prev
-    _kernel("_forward_steps", dtype)(gates, h_seq, np.ascontiguousarray(W_h_prev), s_seq)
+    _run(_kernel("_forward_steps", dtype), gates, h_seq, np.ascontiguousarray(W_h_prev), s_seq)
     return h_seq, s_seq, gates
 
 
@@ -638,7 +661,7 @@ def _bptt(diff_h_seq, gates, s_seq, W_h_prev, mem_cell_ct, T, bottom_diff_h, bot
     slot of the gates buffer. Returns the gradients on the initial states."""
     bottom_diff_h_buf = np.array(bottom_diff_h, dtype=gates.dtype)
     bottom_diff_s_buf = np.array(bottom_diff_s, dtype=gates.dtype)
-    _kernel("_bptt_steps", gates.dtype)(gates, bottom_diff_h_buf, bottom_diff_s_buf, np.ascontiguousarray(diff_h_seq), s_seq, np.ascontiguousarray(W_h_prev).T)
+    _run(_kernel("_bptt_steps", gates.dtype), gates, bottom_diff_h_buf, bottom_diff_s_buf, np.ascontiguousarray(diff_h_seq), s_seq, np.ascontiguousarray(W_h_prev).T)
     return bottom_diff_h_buf, bottom_diff_s_buf
 
 

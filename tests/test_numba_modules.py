@@ -50,10 +50,12 @@ LIGHT = [name for name in PRESETS if name not in THOROUGH]
 
 @functools.lru_cache(maxsize=None)
 def compiled(name: str):
-    """generated/<name>_numba.py, imported once per session."""
+    """generated/<name>_numba.py, imported once per session, by name (so that
+    numba's disk cache serves the next session)."""
     path = GENERATED / f"{name}_numba.py"
     spec = importlib.util.spec_from_file_location(f"generated_{name}_numba", path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     return mod
 
@@ -109,12 +111,14 @@ def test_compiled_equals_torch_autograd(name):
 
 @pytest.mark.parametrize("name", THOROUGH)
 def test_compiled_is_stable_at_huge_pre_activations(name):
-    """|z| = 1e4: no warning, no NaN, full and truncated, both dtypes; and the NumPy module's numbers."""
+    """|z| = 1e4: no warning, no NaN, full and truncated, both dtypes; and the NumPy module's numbers
+    (relative to the largest gradient: weights of 1e4 amplify the rounding of saturated gates, which
+    the two modules clamp at different |z|, so float64 agrees to 1e-10 here, not 1e-12)."""
     seq = sequence(name, dims_for(name, 2, 3, 2), 3, seed=3)
     for arrays in [seq.params, *seq.steps]:
         for k in arrays:
             arrays[k] = np.sign(arrays[k]) * 1e4
-    for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, 1e-5)):
         for truncate in (None, 2):
             with warnings.catch_warnings():
                 warnings.simplefilter("error")
@@ -167,6 +171,26 @@ def test_a_cache_location_that_cannot_be_written_still_computes(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert abs(float(out.stdout) - 2 * (np.tanh(3.0) + np.tanh(3.0 + 2 * np.tanh(3.0)))) < 1e-12
+
+
+def test_the_disk_cache_serves_the_next_process_under_any_name(tmp_path):
+    """The first process compiles and writes the cache beside the module; a second one,
+    importing the same file under another name, still computes (the entry it cannot
+    load is left alone)."""
+    path = tmp_path / "elman_numba.py"
+    path.write_text((GENERATED / "elman_numba.py").read_text())
+    code = ("import importlib.util as u, sys, numpy as np\n"
+            f"s = u.spec_from_file_location(sys.argv[1], {str(path)!r}); m = u.module_from_spec(s)\n"
+            "sys.modules[s.name] = m; s.loader.exec_module(m)\n"
+            "x = np.ones((2, 1, 3)); h = np.zeros((1, 1, 2)); w = [np.ones((2, 3)), np.ones((2, 2)), np.zeros(2), np.zeros(2)]\n"
+            "out, h_n, cache = m.rnn_forward(x, h, *w); g = m.rnn_backward(np.ones_like(out), cache)\n"
+            "print(float(out.sum()), float(g['weight_hh'].sum()))\n")
+    runs = [subprocess.run([sys.executable, "-c", code, name], capture_output=True, text=True)
+            for name in ("first_name", "first_name", "another_name")]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    assert len({run.stdout for run in runs}) == 1
+    assert list((tmp_path / "__pycache__").glob("*.nbi")), "no cache index beside the module"
 
 
 def test_cli_backend_numba_writes_the_compiled_module_of_a_spec(tmp_path, capsys):

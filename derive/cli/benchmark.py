@@ -99,10 +99,13 @@ def matmul_flops(T: int, B: int, D: int, H: int, gates: int = 4) -> float:
 
 
 def load_generated(path: str):
+    """The module at ``path``, imported under its file's name (registered, so that a
+    compiled module finds its numba disk cache in the next worker)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("generated_pytorch_lstm", path)
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 

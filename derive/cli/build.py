@@ -1,7 +1,9 @@
 """``lstm-derive build``: (re)generate everything in generated/, or check it.
 
 Contract. :data:`ARTIFACTS` maps a file suffix to a renderer ``derivation ->
-text`` (None: the cell has no such file); :func:`render_all` renders every artifact of every preset in memory.
+text`` (None: the cell has no such file; the compiled twin ``<name>_numba.py``
+is written for the presets whose module is fused, a user's spec gets it from
+``lstm-derive numpy SPEC --backend numba``); :func:`render_all` renders every artifact of every preset in memory.
 :func:`build` writes them into a folder (each file written to a temporary
 name and renamed, so an interrupted build leaves no half-written file) or,
 with ``check=True``, compares them with what is there and returns the unified
@@ -17,14 +19,14 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from derive.codegen.render import render_module, render_numba_module
-from derive.derivation import Derivation, derive, presets
+from derive.derivation import Derivation, derive, is_preset, presets
 from derive.writeup.listing import render_listing
 from derive.writeup.document import render_markdown, render_tex
 
 ARTIFACTS: dict[str, Callable[[Derivation], str | None]] = {
     ".txt": render_listing,
     ".py": render_module,
-    "_numba.py": render_numba_module,  # the compiled twin, for a cell whose module is fused (else None)
+    "_numba.py": lambda d: render_numba_module(d) if is_preset(d.cell) else None,  # a preset's compiled twin
     ".tex": render_tex,
     ".md": render_markdown,
 }

@@ -41,6 +41,12 @@ along a leading axis (one per loss inside its window, by age), prints feature
 slices from the end (``x[..., lo:hi]``) so that the same text serves both, and
 sums the ages into the gates buffer; after the loop nothing changes.
 
+Compiled twins. :func:`numba_module` renders ``generated/<name>_numba.py``:
+the same context and API templates, on ``templates/numba_module.py.j2``,
+whose time loops are compiled kernels (:mod:`derive.codegen.numba_emit`).
+The NumPy module and its twin share one plan and one emitter (the last
+derivation's are kept), so the build derives and plans each cell once.
+
 Storage. ``columns`` cells (features × batch: the course, Graves, Lipton) keep
 a sequence as (features, T, batch) inside, ``rows`` cells (batch × features:
 PyTorch, TMVA) as (T, batch, features), ``none`` cells (one example, 1-D) as
@@ -55,7 +61,7 @@ from pathlib import Path
 
 from derive.codegen.api import HEADER
 from derive.codegen.plan import CodegenError, Layout, plan
-from derive.derivation import Derivation
+from derive.derivation import Derivation, command_argument, is_preset
 from derive.codegen.numpy_printer import assign_into, numpy_text
 from derive.templating import render
 
@@ -78,6 +84,8 @@ def numba_module(derivation: Derivation) -> str:
     context, p, e = _fused_context(derivation)
     context = dict(context)
     context.update(NumbaEmitter(p, e).context())
+    if not is_preset(derivation.cell):
+        context["regenerate"] = f"lstm-derive numpy {command_argument(derivation.cell)} --backend numba -o FILE"
     return render(context.pop("template"), base="numba_module.py.j2", **context)
 
 
