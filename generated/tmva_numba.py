@@ -282,11 +282,13 @@ def _f64_from_bits(typingctx, bits):
     return numba.float64(numba.int64), codegen
 
 
-# The exponential the unit loops vectorise: x held within +-60 (no overflow,
-# no subnormal; sigmoid and tanh have saturated there), x = n*ln2 + r with
+# The exponential the unit loops vectorise: x held within the dtype's range
+# (no overflow; sigmoid and tanh hold their arguments within +-_SAT = -log(eps),
+# where they have saturated, so no subnormal either), x = n*ln2 + r with
 # ln2 split in two (Cody-Waite), exp(r) by its Taylor polynomial (degree 7 in
 # float32, 13 in float64: within an ulp or two), times 2**n made from its bits.
-_EXP_BOUND_f32 = np.float32(60.0)
+_EXP_BOUND_f32 = np.float32(87.0)
+_SAT_f32 = np.float32(-np.log(np.finfo(np.float32).eps))
 _LOG2E_f32 = np.float32(1.4426950408889634)
 _LN2_HI_f32 = np.float32(0.693359375)
 _LN2_LO_f32 = np.float32(-2.12194440e-4)
@@ -301,7 +303,8 @@ _EXP_C4_f32 = np.float32(1 / 24)
 _EXP_C5_f32 = np.float32(1 / 120)
 _EXP_C6_f32 = np.float32(1 / 720)
 _EXP_C7_f32 = np.float32(1 / 5040)
-_EXP_BOUND_f64 = np.float64(60.0)
+_EXP_BOUND_f64 = np.float64(708.0)
+_SAT_f64 = np.float64(-np.log(np.finfo(np.float64).eps))
 _LOG2E_f64 = np.float64(1.4426950408889634)
 _LN2_HI_f64 = np.float64(0.693145751953125)
 _LN2_LO_f64 = np.float64(1.42860682030941723212e-6)
@@ -349,12 +352,12 @@ def _exp_f32(x):
 
 @_jit(inline="always")
 def _sigmoid_f32(x):
-    return _1_f32 / (_1_f32 + _exp_f32(-x))
+    return _1_f32 / (_1_f32 + _exp_f32(min(max(-x, -_SAT_f32), _SAT_f32)))
 
 
 @_jit(inline="always")
 def _tanh_f32(x):
-    return _2_f32 / (_1_f32 + _exp_f32(-_2_f32 * x)) - _1_f32
+    return _2_f32 / (_1_f32 + _exp_f32(min(max(-_2_f32 * x, -_SAT_f32), _SAT_f32))) - _1_f32
 
 
 @_jit
@@ -469,12 +472,12 @@ def _exp_f64(x):
 
 @_jit(inline="always")
 def _sigmoid_f64(x):
-    return _1_f64 / (_1_f64 + _exp_f64(-x))
+    return _1_f64 / (_1_f64 + _exp_f64(min(max(-x, -_SAT_f64), _SAT_f64)))
 
 
 @_jit(inline="always")
 def _tanh_f64(x):
-    return _2_f64 / (_1_f64 + _exp_f64(-_2_f64 * x)) - _1_f64
+    return _2_f64 / (_1_f64 + _exp_f64(min(max(-_2_f64 * x, -_SAT_f64), _SAT_f64))) - _1_f64
 
 
 @_jit

@@ -27,11 +27,13 @@ from derive.codegen.plan import CodegenError
 
 # Each activation the compiled loops can compute: its helper's name (the dtype
 # suffix is added) and its definition, one line of scalar text over ``x`` in
-# terms of the vectorised exponential ``_exp`` and the constants {one}, {two}.
+# terms of the vectorised exponential ``_exp`` and the constants {one}, {two};
+# ``_SAT`` = -log(eps) of the dtype, where sigmoid and tanh have saturated to
+# the dtype's precision (the NumPy module's bound: no subnormal further on).
 # Data, one row each: a new activation (relu, softplus) is one more row.
 SCALAR_FUNCTIONS: dict[type, tuple[str, str]] = {
-    ops.sigmoid: ("_sigmoid", "{one} / ({one} + _exp_{sfx}(-x))"),
-    sp.tanh: ("_tanh", "{two} / ({one} + _exp_{sfx}(-{two} * x)) - {one}"),
+    ops.sigmoid: ("_sigmoid", "{one} / ({one} + _exp_{sfx}(min(max(-x, -_SAT_{sfx}), _SAT_{sfx})))"),
+    sp.tanh: ("_tanh", "{two} / ({one} + _exp_{sfx}(min(max(-{two} * x, -_SAT_{sfx}), _SAT_{sfx}))) - {one}"),
     sp.exp: ("_exp", None),  # the vectorised exponential itself (module template)
 }
 
