@@ -165,9 +165,6 @@ class NumbaEmitter:
         self.n, self.k = self.fresh("_n"), self.fresh("_k")
         self.U, self.B, self.T = self.fresh("U"), self.fresh("B"), self.fresh("T")
 
-    def slot_start(self, slot: Slot) -> sp.Expr:
-        return slot.start
-
     def hp_row(self, src: Source, slot: Slot) -> sp.Expr:
         """Where a slot's terms sit in the source's product (its rows of the stacked weight)."""
         for lo, hi, r0, _ in src.runs:

@@ -19,7 +19,7 @@ dtypes, in a deterministic order.
 from __future__ import annotations
 
 import sympy as sp
-from sympy.printing.precedence import PRECEDENCE, precedence
+from sympy.printing.precedence import PRECEDENCE
 
 from derive.spec import ops
 from derive.spec.pyprint import PythonPrinter
@@ -155,4 +155,4 @@ def helper_lines(constants: Constants, sfx: str) -> list[tuple[str, str]]:
             for name, body in SCALAR_FUNCTIONS.values() if body is not None]
 
 
-__all__ = ["SCALAR_FUNCTIONS", "DTYPES", "Constants", "ScalarPrinter", "scalar_text", "helper_lines", "precedence"]
+__all__ = ["SCALAR_FUNCTIONS", "DTYPES", "Constants", "ScalarPrinter", "scalar_text", "helper_lines"]
