@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ['main', 'build', 'benchmark']
+__all__ = ['main', 'build', 'benchmark', 'benchmark_stacked', 'emit', 'files', 'options', 'verify']
 
 
 def __getattr__(name: str):

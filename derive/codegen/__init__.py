@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ['render', 'plan', 'emit', 'api', 'unfused', 'numpy_printer']
+__all__ = ['render', 'plan', 'emit', 'api', 'unfused', 'numpy_printer', 'cse', 'dropin', 'products', 'step_body', 'torch_classes']
 
 
 def __getattr__(name: str):

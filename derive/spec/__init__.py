@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ['ops', 'functions', 'expr', 'pyprint', 'cell', 'shapes', 'latex']
+__all__ = ['ops', 'functions', 'expr', 'pyprint', 'cell', 'shapes', 'latex', 'checks', 'texsafe']
 
 
 def __getattr__(name: str):

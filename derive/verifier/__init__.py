@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ['formula', 'block', 'latex_reader', 'diagnose', 'function', 'cache']
+__all__ = ['formula', 'block', 'latex_reader', 'diagnose', 'function', 'cache', 'apis', 'check_files', 'child', 'context', 'function_fill', 'function_report', 'function_sequence', 'latex_parser', 'latex_tokens', 'mutations', 'recognise', 'sandbox', 'terms', 'userfiles']
 
 
 def __getattr__(name: str):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ['document', 'explain', 'graph', 'listing']
+__all__ = ['document', 'explain', 'graph', 'listing', 'crosswalk', 'formats', 'pdf']
 
 
 def __getattr__(name: str):
