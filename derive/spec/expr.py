@@ -51,6 +51,21 @@ from derive.errors import ExprError
 
 MAX_LENGTH = 10_000
 MAX_DEPTH = 100
+
+
+def bracket_depth(text: str) -> int:
+    """The deepest nesting of ``( [ {`` in ``text``, counted without parsing (the
+    readers refuse a formula past MAX_DEPTH before any parser can recurse)."""
+    depth = peak = 0
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+            peak = max(peak, depth)
+        elif ch in ")]}":
+            depth -= 1
+    return peak
+
+
 MAX_EXPONENT = 16
 MAX_CONSTANT_BITS = 256
 MAX_RESULT_EXPONENT = 256
@@ -204,13 +219,7 @@ def parse(text: str, scope: Scope, on_node: Callable[[ast.AST, sp.Expr], None] |
         raise ExprError(bad[1], text.strip(), bad[0])
     # Python's own parser gives up on deep nesting with a clear message; the
     # pre-count keeps RecursionError out of the picture altogether.
-    depth = peak = 0
-    for ch in text:
-        if ch in "([{":
-            depth += 1
-            peak = max(peak, depth)
-        elif ch in ")]}":
-            depth -= 1
+    peak = bracket_depth(text)
     if peak > MAX_DEPTH:
         raise ExprError(f"formula nests brackets {peak} deep (the limit is {MAX_DEPTH})")
     try:

@@ -57,6 +57,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from derive.errors import ExprError
+from derive.spec.expr import bracket_depth
 from derive.verifier.latex_tokens import LatexError, MAX_DEPTH, MAX_LENGTH, Tok, _STEP_MARKERS, _TEX_PROGRAMMING, _TIME_MARKERS, _TRANSPOSE, _marker_in_last_group, _walk, keys, tokens_of
 from derive.verifier.latex_parser import _Parser
 
@@ -282,13 +283,7 @@ def _prepare_uncached(text: str) -> list[Tok]:
         raise LatexError(f"formula too long: {len(text)} characters (the limit is {MAX_LENGTH})")
     if "\x00" in text:
         raise LatexError("formula contains a NUL character")
-    depth = peak = 0
-    for ch in text:
-        if ch in "([{":
-            depth += 1
-            peak = max(peak, depth)
-        elif ch in ")]}":
-            depth -= 1
+    peak = bracket_depth(text)
     if peak > MAX_DEPTH:
         raise LatexError(f"formula nests brackets {peak} deep (the limit is {MAX_DEPTH})")
     toks = tokens_of(text, top=True)
