@@ -188,3 +188,12 @@ def test_function_aliases_and_alias_targets(readers):
             if target in ("tanh", "sigmoid"):
                 continue
             assert got == (d.cell.dim_symbols()[target] if target in d.cell.dims else sp.Symbol(target)), (preset, tex)
+
+
+def test_a_function_word_beats_a_shorter_name_it_starts_with():
+    # elman_relu has a symbol `h`: `\operatorname{heaviside}(h, 0)` is the step function,
+    # not h times e, a, v, ... (the longest reading wins)
+    assert derive.verify("elman_relu", "dz_h", r"dh \odot \operatorname{heaviside}(h, 0)", "latex").status == 0
+    assert derive.verify("elman_relu", "dz_h", r"dh \odot \operatorname{heaviside}(-h, 0)", "latex").status == 1
+    # the form the write-ups print still reads
+    assert derive.verify("elman_relu", "dz_h", r"dh \odot \mathbb{1}\left[h > 0\right]", "latex").status == 0

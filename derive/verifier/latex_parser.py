@@ -400,8 +400,13 @@ class _Parser:
         tok = self.peek()
         if tok is None:
             raise self.fail("the formula ends too early")
-        # 1. a name of the notation (the longest one)
+        # 1. a name of the notation (the longest one), unless a function's word spans further
+        #    (``heaviside`` is not the name ``h`` followed by ``eaviside``)
         n, name = self.r.match(self.toks, self.i, self.exclude)
+        if name is not None and tok.kind == "chr" and tok.value.isalpha():
+            word, width = self.word()
+            if word in _FUNCTION_WORDS and width > n:
+                name = None
         grad = self.gradient_here()
         if grad is not None and grad[0] > n:
             self.i += grad[0]
