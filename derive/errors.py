@@ -27,6 +27,12 @@ class ExprError(DeriveError):
         return f"{self.message}\n    {self.text}\n    {' ' * self.col}^"
 
 
+class DomainError(DeriveError):
+    """A function met an argument outside its domain (``log`` of a negative
+    number, ``sqrt`` of one) where the numeric proofs or checks evaluate a cell
+    or a formula at random states."""
+
+
 class SpecError(DeriveError):
     """A cell spec is invalid. Nothing of it is loaded."""
 

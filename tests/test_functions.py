@@ -202,3 +202,46 @@ def test_each_function_as_a_cell_agrees_with_sympy_and_finite_differences(rhs, t
     fd = gradcheck.parameter_differences(d, seq, lambda s: float(ev.loss(d, s)))
     for name, want in fd.items():
         np.testing.assert_allclose(grads[name], want, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+@pytest.mark.parametrize("rhs, function", [("sqrt(W @ x + u * h_prev + b)", "sqrt"),
+                                           ("log(W @ x) + u * h_prev + b", "log")])
+def test_a_cell_outside_a_functions_domain_is_refused_with_its_equation(rhs, function, tmp_path):
+    """sqrt and log of a value that can be negative: the build's numeric proofs meet it at
+    their random states; one message naming the equation and the function, exit 2, no file."""
+    import subprocess
+    import sys
+
+    text = open(INDRNN, encoding="utf-8").read().replace("relu(W @ x + u * h_prev + b)", rhs)
+    spec = tmp_path / "cell.toml"
+    spec.write_text(text.replace('name = "indrnn"', 'name = "cell"'), "utf-8")
+    proc = subprocess.run([sys.executable, "-m", "derive", "build", "--spec", str(spec), "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert f"equation `h = {rhs}`" in proc.stderr and f"{function}(x) needs" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_evaluators_refuse_an_argument_outside_the_domain_and_accept_one_inside():
+    from derive.errors import DomainError
+
+    x = sp.Symbol("x")
+    for row, inside, outside in ((functions.FUNCTIONS["sqrt"], 0.0, -1e-12), (functions.FUNCTIONS["log"], 1e-300, 0.0)):
+        for backend, number in ((ev.FLOAT, float), (ev.MP, mpmath.mpf)):
+            arr = np.array([number(1.0), number(outside)], dtype=float if backend is ev.FLOAT else object)
+            with pytest.raises(DomainError, match=f"{row.name}\\(x\\) needs"):
+                ev.evaluate(row.function(x), {"x": arr}, backend)
+            ok = np.array([number(2.0), number(inside)], dtype=arr.dtype)
+            assert np.all(np.isfinite(np.asarray(ev.evaluate(row.function(x), {"x": ok}, backend), dtype=float))
+                          | (np.asarray(ok, dtype=float) == 0))
+    with pytest.raises(DomainError):  # a NaN is outside every domain
+        ev.evaluate(functions.FUNCTIONS["sqrt"].function(x), {"x": np.array([np.nan])}, ev.FLOAT)
+
+
+def test_a_formula_outside_a_domain_is_wrong_not_unreadable():
+    from derive.verifier.formula import verify
+
+    v = verify("coursera", "dft", "dc*sqrt(ft - 2)")
+    assert v.status == 1 and "sqrt(x) needs x >= 0" in v.message

@@ -123,3 +123,17 @@ def test_every_bundled_spec_loads_and_derives(preset):
     assert d.cell.name == preset
     assert not any(str(s).startswith("_") for eq in d.backward for s in eq.rhs.free_symbols)
     load(f"{preset}.toml", (GOOD.parent / f"{preset}.toml").read_text("utf-8"))
+
+
+def test_a_slice_in_a_cell_equation_is_refused_not_printed_as_a_derivative(tmp_path):
+    # the engine has no adjoint rule for a slice: before, dWf printed `Derivative(Wf[:, 0:n_a], Wf)`
+    m = error(spec(tmp_path, "ft = sigmoid(Wf @ concat + bf)",
+                   "ft = sigmoid(Wf[:, 0:n_a] @ a_prev + Wf[:, n_a:n_a + n_x] @ xt + bf)"))
+    assert "a slice" in m and "ft = sigmoid(Wf[:, 0:n_a] @ a_prev" in m and "concat" in m
+
+
+def test_a_link_gradient_named_as_the_carried_gradient_is_refused(tmp_path):
+    # grad = "dc_prev" would give two equations for dc_prev (the one arriving at c_next and
+    # the one carried back to c_prev), and BPTT would read one for the other
+    m = error(spec(tmp_path, 'grad = "dc_next"', 'grad = "dc_prev"'))
+    assert "[[recurrent]] `c_next`" in m and "`dc_prev`" in m and "c_prev" in m

@@ -106,8 +106,17 @@ def derive_cell(cell: Cell) -> Sweep:
         sweep.grad_of[loss.on + "@head"] = loss.external
         _emit_leaves(leaves, sweep, namer)
 
-    # 2. the gluing equations of backpropagation through time
+    # 2. the gluing equations of backpropagation through time (each link's gradient is the
+    #    adjoint of its output: no other adjoint may take that name, or BPTT would read one for the other)
+    grads = {link.grad: link for link in cell.links}
     for link in cell.links:
+        namer.claim(link.grad, link.out)
+    for link in cell.links:
+        prev_adjoint = cell.adjoint_names.get(link.prev, "d" + link.prev)
+        if prev_adjoint in grads:
+            raise SpecError(cell.path, f"[[recurrent]] `{grads[prev_adjoint].out}`: its grad `{prev_adjoint}` is also "
+                                       f"the name of the gradient carried back to `{link.prev}`; call it otherwise "
+                                       f"(e.g. grad = \"d{grads[prev_adjoint].out}\")")
         carried = ops.later(sp.Symbol(namer.leaf(link.prev)))
         outside = carried + (sp.Symbol(cell.loss.external) if link.out == cell.loss.on else 0)
         _emit(sweep, Step(link.grad, link.out, tuple(), None, outside), region="glue")

@@ -33,7 +33,9 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from derive.errors import DomainError
 from derive.spec import functions, ops
+from derive.spec.pyprint import equation_text
 from derive.engine.rules import LOSS_RULES
 
 
@@ -60,12 +62,46 @@ def _object_softmax(exp):
 
 # The elementwise functions on each kind of number: the rows of derive.spec.functions.
 _rows = functions.FUNCTIONS.values()
-_mp = {row.function: np.frompyfunc(row.mpmath, row.arity, 1) for row in _rows}
+
+
+def _within(row: functions.Function, f: Callable, elementwise: bool) -> Callable:
+    """``f``, refusing an argument outside the row's domain (a NaN, or an mpmath
+    complex number, is outside too). ``elementwise``: the test runs on float
+    arrays at once; otherwise number by number (object arrays of mpmath numbers)."""
+    if row.domain is None:
+        return f
+    condition, inside = row.domain
+    if elementwise:
+        def test(x):
+            x = np.asarray(x, dtype=float)
+            return np.isfinite(x) & inside(x)
+    else:
+        test = np.frompyfunc(lambda x: bool(isinstance(x, mpmath.mpf) and inside(x)), 1, 1)
+
+    def checked(x):
+        ok = np.asarray(test(x), dtype=bool)
+        if not ok.all():
+            bad = np.asarray(x)[~ok].flat[0] if np.ndim(x) else x
+            raise DomainError(f"{row.name}(x) needs {condition}, and here x = {_short(bad)}")
+        return f(x)
+
+    return checked
+
+
+def _short(x) -> str:
+    try:
+        return f"{complex(x):.3g}".strip("()") if isinstance(x, mpmath.mpc) else f"{float(x):.3g}"
+    except (TypeError, ValueError):
+        return str(x)[:20]
+
+
+_mp = {row.function: _within(row, np.frompyfunc(row.mpmath, row.arity, 1), elementwise=False)
+       for row in _rows}
 _sym = {row.function: np.frompyfunc(row.sympy, row.arity, 1) for row in _rows}
 
 FLOAT = Backend(
     "float",
-    {row.function: row.float64 for row in _rows},
+    {row.function: _within(row, row.float64, elementwise=True) for row in _rows},
     lambda x: float(x),
     _float_softmax,
 )
@@ -188,7 +224,13 @@ def forward(derivation, seq: Sequence, backend: Backend = FLOAT) -> list[dict[st
     for inputs in seq.steps:
         env = {**seq.params, **inputs, **state}
         for eq in derivation.forward:
-            env[str(eq.lhs)] = evaluate(eq.rhs, env, backend, seq.dims)
+            try:
+                env[str(eq.lhs)] = evaluate(eq.rhs, env, backend, seq.dims)
+            except DomainError as exc:
+                written = {e.target: e.text for e in cell.equations}.get(str(eq.lhs)) or equation_text(eq)
+                raise DomainError(f"{cell.name}, equation `{written}`: {exc} at the random "
+                                  "states the numeric checks draw; the forward must be defined for every "
+                                  "input and state (e.g. sqrt(softplus(z)) or log(1 + exp(z)))") from None
         envs.append(env)
         state = {link.prev: env[link.out] for link in cell.links}
     return envs

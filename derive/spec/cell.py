@@ -403,6 +403,12 @@ class _Loader(ValueChecks):
                 name, rhs = parse_equation(text, scope)
             except ExprError as exc:
                 raise self.fail(exc.render(), text) from None
+            if rhs.has(ops.take):
+                # the engine has no rule for a slice's adjoint (a scatter into zeros): refuse it
+                # here rather than print an unevaluated Derivative(take(...)) as a gradient
+                raise self.fail("a slice `x[a:b]` is read in formulas to check, not in a cell's equations: "
+                                "declare the parts as symbols of their own (e.g. W_x and W_h instead of "
+                                "W[:, :n] and W[:, n:]), or join arrays with concat(...)", text)
             equations.append(Equation(name, rhs, text.strip(), tag))
         return equations
 

@@ -34,7 +34,11 @@ A row gives:
 - ``gate``: ``v = f(affine)`` makes ``v`` a gate with a pre-activation node
   (one-argument functions);
 - ``kink``: the convention at a point where the derivative jumps, equal to
-  torch's (relu'(0) = 0, |x|'(0) = 0, maximum and minimum split a tie 1/2, 1/2).
+  torch's (relu'(0) = 0, |x|'(0) = 0, maximum and minimum split a tie 1/2, 1/2);
+- ``domain``: where the function is real (``log``: x > 0, ``sqrt``: x >= 0), as
+  text and as a test of one number; the numeric evaluators refuse an argument
+  outside it with a :class:`~derive.errors.DomainError` that names the equation,
+  instead of a NaN or a complex number deep inside a proof.
 
 Two rows are helpers the derivatives produce (``heaviside``, ``sign``); they may
 be written in formulas too (the verifier reads a user's ``dh*heaviside(h, 0)``).
@@ -247,6 +251,8 @@ class Function:
     doc: str = ""
     arity: int = 1
     words: tuple[str, ...] = field(default=())
+    # where the function is real: (the condition as read, a test of one number); None: everywhere
+    domain: tuple[str, Callable[[Any], bool]] | None = None
 
     @property
     def in_value(self) -> bool:
@@ -268,7 +274,7 @@ _ROWS = [
     Function("exp", sp.exp, lambda y, x: (y,), "np.exp", np.exp, mpmath.exp, _sym_exp, r"\exp",
              (r"\exp",), words=("exp",)),
     Function("log", sp.log, lambda y, x: (1 / x,), "np.log", np.log, mpmath.log, _symbolic(sp.log), r"\log",
-             (r"\log", r"\ln"), words=("log", "ln")),
+             (r"\log", r"\ln"), words=("log", "ln"), domain=("x > 0", lambda x: x > 0)),
     Function("relu", relu, lambda y, x: (_heaviside(y, 0),), "relu", lambda x: np.maximum(x, 0.0),
              lambda x: x if x > 0 else mpmath.mpf(0), _symbolic(relu), r"\operatorname{relu}",
              (r"\operatorname{relu}", r"\mathrm{relu}", r"\mathrm{ReLU}", r"\operatorname{ReLU}"),
@@ -281,7 +287,7 @@ _ROWS = [
     Function("abs", absolute, lambda y, x: (sp.sign(x),), "np.abs", np.abs, abs, _symbolic(absolute),
              r"\operatorname{abs}", (r"\operatorname{abs}",), words=("abs",), kink="|x|'(0) = 0 (torch.abs)"),
     Function("sqrt", sqrt, lambda y, x: (1 / (2 * y),), "np.sqrt", np.sqrt, mpmath.sqrt, _symbolic(sqrt),
-             r"\sqrt", (r"\sqrt",), words=("sqrt",)),
+             r"\sqrt", (r"\sqrt",), words=("sqrt",), domain=("x >= 0", lambda x: x >= 0)),
     Function("maximum", maximum, lambda y, a, b: (_heaviside(a - b, sp.S.Half), _heaviside(b - a, sp.S.Half)),
              "np.maximum", np.maximum, lambda a, b: a if a >= b else b, _symbolic(maximum), r"\max",
              (r"\max",), gate=False, arity=2, words=("maximum", "max"),

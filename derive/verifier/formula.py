@@ -77,7 +77,7 @@ import sympy as sp
 
 from derive.spec import ops
 from derive.spec.cell import ShapeError, fmt_shape
-from derive.errors import DeriveError, ExprError
+from derive.errors import DeriveError, DomainError, ExprError
 from derive.spec.expr import parse
 from derive.spec.shapes import FormulaShapeError, shape_of
 
@@ -280,8 +280,9 @@ def judge(ctx: Context, name: str, F: sp.Expr, formula: str, syntax: str, claim_
     except IndexError:  # an index or slice past the end of its axis at the check's sizes
         raise ExprError("an index or slice in the formula runs past the end of its axis "
                         f"(the check's sizes: {_sizes_text(bench)})") from None
-    except (ArithmeticError, ValueError, TypeError) as exc:
-        verdict.message = f"wrong: the formula cannot be evaluated ({exc})"
+    except (ArithmeticError, ValueError, TypeError, DomainError) as exc:
+        at = " at a random state" if isinstance(exc, DomainError) else ""
+        verdict.message = f"wrong: the formula cannot be evaluated ({exc}{at})"
         verdict.diagnosis.append(_terms().Finding("not_finite", verdict.message))
         return verdict
     want_values = bench.reference(name_eff, total=total)
@@ -297,8 +298,8 @@ def judge(ctx: Context, name: str, F: sp.Expr, formula: str, syntax: str, claim_
         verdict.message = _message(verdict)
         return verdict
     if not math.isfinite(err):
-        verdict.diagnosis.append(_terms().Finding("not_finite", "the formula's value is not finite (an overflow or a "
-                                            "division by zero) at a random state"))
+        verdict.diagnosis.append(_terms().Finding("not_finite", "the formula's value is not finite (an overflow, a "
+                                            "division by zero, or a root of a negative number) at a random state"))
     else:
         other = _other_quantity(ctx, name_eff, got, total)
         if other is not None and other.got.name not in _terms().on_path(ctx, name_eff):
