@@ -37,10 +37,11 @@ class PythonPrinter(StrPrinter):
 
     def _print_Mul(self, expr):
         # SymPy prints a negative product at the level of a sum, where a matrix
-        # product would stand bare: -a*b @ W reads as ((-a)*b) @ W. Print the
-        # positive product (its matmul factors parenthesised) after the sign.
+        # product would stand bare: -a*b @ W reads as ((-a)*b) @ W, and -a/a @ W
+        # as (-a/a) @ W. Print the positive product (its matmul factors and
+        # divisors parenthesised) after the sign.
         coeff, rest = expr.as_coeff_Mul()
-        if coeff.is_negative and any(isinstance(f, ops.matmul) for f in sp.Mul.make_args(rest)):
+        if coeff.is_negative and any(isinstance(f.base if f.is_Pow else f, ops.matmul) for f in sp.Mul.make_args(rest)):
             positive = _keep_coeff(-coeff, rest)
             text = self._print(positive)
             return f"-({text})" if isinstance(positive, ops.matmul) else f"-{text}"
