@@ -127,7 +127,27 @@ def _check_cell(ctx, fn, fname, conv, returns) -> FunctionReport:
         want = [bench.runs[r].envs[t][name] for r, t in samples]
         report.outputs.append(_compare(ctx, name, keys[name], values, want,
                                        lambda expr: [bench.value_at(expr, bench.runs[r], t) for r, t in samples]))
+    _name_the_cause(ctx, report, got, samples)
     return _finish(report, ctx)
+
+
+def _name_the_cause(ctx, report: FunctionReport, got: dict, samples) -> None:
+    """The intermediates where the wrong outputs' mistakes live
+    (:func:`derive.verifier.localise.localise`), as notes; a diagnosis never changes a verdict."""
+    from derive.verifier.localise import localise
+
+    if all(o.ok for o in report.outputs):
+        return
+    usable = {o.name: got[o.name] for o in report.outputs if o.rel_error is not None}
+    try:
+        causes, region = localise(ctx, usable, samples)
+    except Exception:  # the diagnosis is a help: its failure leaves the verdict as it is
+        return
+    report.causes = [c.to_dict() for c in causes]
+    for c in causes:
+        report.notes.append(f"cause: {c.text}; it explains {', '.join(c.explains)}")
+    if region is not None:
+        report.notes.append(("not explained: " if causes else "") + region.text)
 
 
 def _outputs(ctx, result, me, returns, env) -> dict[str, tuple[str, Any]]:
