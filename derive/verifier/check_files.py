@@ -217,6 +217,13 @@ def check_files(paths: list[str], *, sizes: dict[str, int] | None = None, timeou
                 verdict.recognition = rec.describe(raw)
             except Exception as exc:  # recognition is a diagnosis: its failure never changes a verdict
                 verdict.notes.append(f"recognition failed: {type(exc).__name__}: {exc}")
+        if verdict.verdict == "wrong" and raw.get("status") == "ok":
+            from derive.verifier import localise_api
+
+            try:  # referee (b) for an API that stacks the notation's arrays: where the mistakes live
+                verdict.notes += [f"the derivation says: {n}" for n in localise_api.diagnose(raw)]
+            except Exception:  # a diagnosis never changes a verdict
+                pass
         report.pairs.append(verdict)
     _diagnose(report, job, timeout)
     if not report.pairs:

@@ -140,7 +140,8 @@ def _name_the_cause(ctx, report: FunctionReport, got: dict, samples) -> None:
         return
     usable = {o.name: got[o.name] for o in report.outputs if o.rel_error is not None}
     try:
-        causes, region = localise(ctx, usable, samples)
+        causes, region = localise(ctx, usable, [ctx.bench.runs[r].envs[t] for r, t in samples],
+                                  ctx.bench.dims)
     except Exception:  # the diagnosis is a help: its failure leaves the verdict as it is
         return
     report.causes = [c.to_dict() for c in causes]

@@ -82,11 +82,12 @@ class Graph:
         return out
 
 
-def localise(ctx, got: dict[str, list], samples: list[tuple[int, int]]) -> tuple[list[Cause], Region | None]:
-    """``got``: engine output name -> the user's values at ``samples`` ((run, step) of ctx.bench),
-    shapes already checked. Returns (causes, region of what they leave unexplained)."""
-    bench = ctx.bench
+def localise(ctx, got: dict[str, list], envs: list[dict], dims: dict) -> tuple[list[Cause], Region | None]:
+    """``got``: engine output name -> the user's values at the states ``envs`` (every forward and
+    backward value of the derivation by name, as ctx.bench keeps them), shapes already checked;
+    ``dims`` the sizes. Returns (causes, region of what they leave unexplained)."""
     graph = Graph(ctx)
+    samples = list(range(len(envs)))
     outputs = [n for n in graph.order if n in got]
     if not outputs:
         return [], None
@@ -102,22 +103,21 @@ def localise(ctx, got: dict[str, list], samples: list[tuple[int, int]]) -> tuple
             if n in fixes or graph.deps[n] & changed:
                 changed.add(n)
         values: dict[str, list] = {n: [] for n in outputs if n in changed}
-        for r, t in which:
-            extra = dict(bench.runs[r].envs[t])
+        for k in which:
+            extra = dict(envs[k])
             for n in graph.order:
                 if n in changed:
-                    extra[n] = ev.evaluate(fixes.get(n, equations[n]), extra, ev.FLOAT, bench.dims)
+                    extra[n] = ev.evaluate(fixes.get(n, equations[n]), extra, ev.FLOAT, dims)
             for n in values:
                 values[n].append(extra[n])
         return values
 
     def matching(values, which) -> set[str]:
         """The outputs the user's numbers agree with, at the samples ``which``."""
-        idx = [samples.index(s) for s in which]
         return {n for n in outputs if (n in base if n not in values else
-                                       _rel([got[n][i] for i in idx], values[n]) <= TOL)}
+                                       _rel([got[n][i] for i in which], values[n]) <= TOL)}
 
-    base |= {n for n in outputs if _rel(got[n], [bench.runs[r].envs[t][n] for r, t in samples]) <= TOL}
+    base |= {n for n in outputs if _rel(got[n], [env[n] for env in envs]) <= TOL}
     right = set(base)
     if right == set(outputs):
         return [], None
