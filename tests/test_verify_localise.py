@@ -165,3 +165,36 @@ def test_check_file_passes_the_cause_on(tmp_path):
     notes = " | ".join(fn["notes"])
     assert "cause: dit: only the da_next term has the factor it*(1 - it)" in notes
     assert "cause: dot lacks the factor ot*(1 - ot)" in notes
+
+
+# --- CS231n through `check FILE`: the user's forward makes the cache, Wx/Wh/b stacked i, f, o, g ---------
+
+CS231N = {
+    (): [],
+    ("da_i_parenthesis",): ["cause: da_i: only the dnext_h term has the factor i*(1 - i); it explains dWx_i, dWh_i, "
+                            "db_i, dprev_h, dx"],
+    ("dprev_c_no_f",): ["cause: dprev_c lacks the factor f, the gate's value (not its derivative); "
+                        "it explains dprev_c"],
+    ("da_f_no_derivative",): ["cause: da_f lacks the factor f*(1 - f), the derivative of sigmoid in f"],
+    ("da_f_with_Wh_i",): ["cause: dprev_h pairs da_f with Wh_i, another gate's weight (Wh_f belongs); "
+                          "it explains dprev_h"],
+    ("da_i_parenthesis", "da_o_no_derivative"): [
+        "cause: da_o lacks the factor o*(1 - o), the derivative of sigmoid in o; it explains dWx_o, dWh_o, db_o",
+        "cause: da_i: only the dnext_h term has the factor i*(1 - i)"],
+}
+
+
+@pytest.mark.parametrize("bug", list(CS231N), ids=lambda b: "+".join(b) or "right")
+def test_cs231n_stacked_arrays_get_the_cause(tmp_path, bug):
+    src = (HERE / "cs231n_bugs.py").read_text().replace("BUG = ()", f"BUG = {bug!r}")
+    (tmp_path / "layers.py").write_text(src)
+    proc = subprocess.run([sys.executable, "-m", "derive", "check", "--json", str(tmp_path / "layers.py")],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          timeout=240)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    (fn,) = json.loads(proc.stdout)["functions"]
+    assert fn["verdict"] == ("wrong" if bug else "right"), fn  # referee (a): central differences of the forward
+    said = [n.removeprefix("the derivation says: ") for n in fn["notes"] if n.startswith("the derivation says")]
+    assert len(said) == len(CS231N[bug]), said
+    for want, got in zip(CS231N[bug], said):
+        assert got.startswith(want), (want, got)
