@@ -44,7 +44,10 @@ A wrong output is matched against the engine's formula with each classic
 mistake made (:func:`derive.verifier.mutations.mutations`) and, for a sequence function,
 against backward passes that do not chain a carried gradient between steps,
 keep only one step's parameter gradient, or make one classic mistake in one
-per-step quantity; the match is reported.
+per-step quantity; the match is reported. For a cell function the report also
+names the cause (:mod:`derive.verifier.localise`): the intermediate where the
+mistake of the wrong outputs lives, and what it is, as ``cause:`` notes and
+``FunctionReport.causes``.
 
 The parts: :mod:`derive.verifier.function_fill` (loading a function, filling its
 parameters by name), :mod:`derive.verifier.function_report` (the report, comparing
