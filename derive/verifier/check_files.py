@@ -7,7 +7,10 @@ and judges what the child measured: each gradient the user's backward returned
 against the central differences of the user's own forward (referee (a)), every
 gradient the API has but the function did not return named (completeness), and
 the user's forward compared with the bundled cell it claims
-(:mod:`derive.verifier.recognise`, referee (b)). It returns a
+(:mod:`derive.verifier.recognise`, referee (b)), and where something is wrong
+the intermediate where the mistake lives (the course's functions by the
+derivation's check, an API that stacks the notation's arrays by
+:mod:`derive.verifier.localise_api`). It returns a
 :class:`FilesReport`: one :class:`PairVerdict` per backward, and ``status`` 0
 (all right), 1 (something wrong or incomplete), 2 (nothing could be checked).
 Nothing the user's code does (a hang, ``exit``, a crash, an exception) is ever
@@ -217,6 +220,13 @@ def check_files(paths: list[str], *, sizes: dict[str, int] | None = None, timeou
                 verdict.recognition = rec.describe(raw)
             except Exception as exc:  # recognition is a diagnosis: its failure never changes a verdict
                 verdict.notes.append(f"recognition failed: {type(exc).__name__}: {exc}")
+        if verdict.verdict == "wrong" and raw.get("status") == "ok":
+            from derive.verifier import localise_api
+
+            try:  # referee (b) for an API that stacks the notation's arrays: where the mistakes live
+                verdict.notes += [f"the derivation says: {n}" for n in localise_api.diagnose(raw)]
+            except Exception:  # a diagnosis never changes a verdict
+                pass
         report.pairs.append(verdict)
     _diagnose(report, job, timeout)
     if not report.pairs:

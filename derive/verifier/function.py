@@ -44,7 +44,10 @@ A wrong output is matched against the engine's formula with each classic
 mistake made (:func:`derive.verifier.mutations.mutations`) and, for a sequence function,
 against backward passes that do not chain a carried gradient between steps,
 keep only one step's parameter gradient, or make one classic mistake in one
-per-step quantity; the match is reported.
+per-step quantity; the match is reported. For a cell function the report also
+names the cause (:mod:`derive.verifier.localise`): the intermediate where the
+mistake of the wrong outputs lives, and what it is, as ``cause:`` notes and
+``FunctionReport.causes``.
 
 The parts: :mod:`derive.verifier.function_fill` (loading a function, filling its
 parameters by name), :mod:`derive.verifier.function_report` (the report, comparing
@@ -127,7 +130,28 @@ def _check_cell(ctx, fn, fname, conv, returns) -> FunctionReport:
         want = [bench.runs[r].envs[t][name] for r, t in samples]
         report.outputs.append(_compare(ctx, name, keys[name], values, want,
                                        lambda expr: [bench.value_at(expr, bench.runs[r], t) for r, t in samples]))
+    _name_the_cause(ctx, report, got, samples)
     return _finish(report, ctx)
+
+
+def _name_the_cause(ctx, report: FunctionReport, got: dict, samples) -> None:
+    """The intermediates where the wrong outputs' mistakes live
+    (:func:`derive.verifier.localise.localise`), as notes; a diagnosis never changes a verdict."""
+    from derive.verifier.localise import localise
+
+    if all(o.ok for o in report.outputs):
+        return
+    usable = {o.name: got[o.name] for o in report.outputs if o.rel_error is not None}
+    try:
+        causes, region = localise(ctx, usable, [ctx.bench.runs[r].envs[t] for r, t in samples],
+                                  ctx.bench.dims)
+    except Exception:  # the diagnosis is a help: its failure leaves the verdict as it is
+        return
+    report.causes = [c.to_dict() for c in causes]
+    for c in causes:
+        report.notes.append(f"cause: {c.text}; it explains {', '.join(c.explains)}")
+    if region is not None:
+        report.notes.append(("not explained: " if causes else "") + region.text)
 
 
 def _outputs(ctx, result, me, returns, env) -> dict[str, tuple[str, Any]]:

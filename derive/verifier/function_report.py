@@ -45,6 +45,7 @@ class FunctionReport:
     message: str = ""
     notes: list = field(default_factory=list)
     error: str | None = None
+    causes: list = field(default_factory=list)  # localise.Cause dicts: where the mistakes live
 
     @property
     def status(self) -> int:
@@ -53,7 +54,7 @@ class FunctionReport:
     def to_dict(self) -> dict:
         return {"ok": self.ok, "preset": self.preset, "function": self.function, "mode": self.mode,
                 "outputs": [o.to_dict() for o in self.outputs], "message": self.message, "notes": list(self.notes),
-                "error": self.error}
+                "error": self.error, "causes": list(self.causes)}
 
     def __str__(self) -> str:
         return self.message
