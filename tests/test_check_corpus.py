@@ -461,3 +461,51 @@ def test_corpus_verdicts_agree_with_torch(item, tmp_path):
     recognition = {f["backward"]: f["recognition"] for f in report["functions"]}
     for name, text in item.get("recognition", {}).items():
         assert text in recognition[name], (name, recognition[name])
+
+
+# ---------------------------------------------------------------------------
+# what the corpus taught the tool, each shown on a one-line change of a corpus file
+
+
+def _check_text(tmp: Path, name: str, text: str) -> dict:
+    (tmp / name).write_text(text, encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "derive", "check", "--json", name], capture_output=True, text=True,
+                          cwd=tmp, timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return {f["backward"]: f for f in json.loads(proc.stdout)["functions"]}
+
+
+def test_the_min_char_rnn_list_bug_is_the_only_difference(tmp_path):
+    """asmaloney's RNN.train is wrong only because hs became a list: with hs a dict again
+    (h0 at key -1, as in the gist), the same file is right."""
+    src = (CORPUS / "minchar_asmaloney" / "min-char-rnn.py").read_text(encoding="utf-8")
+    old = "hs: list[FloatArray] = [np.empty([]) for _ in range(num_inputs)]"
+    assert src.count(old) == 1
+    got = _check_text(tmp_path, "fixed.py", src.replace(old, "hs: dict = {}"))
+    assert got["RNN.train"]["verdict"] == "right", got["RNN.train"]
+
+
+def test_gru_recognition_tells_the_two_places_of_the_reset_gate(tmp_path):
+    """DLFS2's GRU with the reset gate moved after the recurrent product is torch's GRU
+    (in DLFS2's gate order and update convention); its unchanged backward is then wrong."""
+    src = (CORPUS / "class_dlfs2" / "time_layers.py").read_text(encoding="utf-8")
+    old = "h_hat = np.tanh(np.dot(x, Wxh) + np.dot(r*h_prev, Whh) + bh)"
+    assert src.count(old) == 1
+    got = _check_text(tmp_path, "layers.py", src.replace(old, "h_hat = np.tanh(np.dot(x, Wxh) + r * np.dot(h_prev, Whh) + bh)"))
+    gru = got["GRU.backward"]
+    assert gru["verdict"] == "wrong", gru
+    assert "computes the gru GRU: Wx (D, 3H) stacked z, r, n, one bias, batch in rows, " \
+           "h = z * n + (1 - z) * h_prev" in gru["recognition"], gru
+
+
+def test_type_aliases_and_annotated_constants_are_kept_and_nothing_else_runs():
+    from derive.verifier import userfiles
+
+    text = ("import numpy as np\nimport numpy.typing as npt\nIntList = list[int]\nFloatArray = npt.NDArray[np.float64]\n"
+            "H: int = 4\nLOG: str = open('log.txt').read()\nCalled = dict(a=1)\ndef f(xs: IntList) -> FloatArray:\n"
+            "    return np.zeros(H)\n")
+    source, deferred, _ = userfiles.filter_module([text], "t.py")
+    for kept in ("IntList = list[int]", "FloatArray = npt.NDArray[np.float64]", "H = 4", "def f"):
+        assert kept in source, source
+    assert "open(" not in source and "dict(a=1)" not in source, source
+    assert "LOG" in deferred and deferred["H"] == "H = 4"
