@@ -10,8 +10,9 @@ Every licence there allows redistribution.
 Per item, two verdicts per function, obtained independently:
 
 * the tool's: the published files are copied to a temporary folder and
-  ``python -m derive check --json FILE...`` runs on them in a subprocess, as a
-  user runs it, no adapter;
+  ``python -m derive check --json --timeout 60 FILE...`` runs on them in a
+  subprocess, as a user runs it, no adapter (the generous time limit is for a
+  loaded test machine);
 * torch's, written here: the user's definitions are loaded through a small AST
   filter of this test's own (imports, defs, classes, constants; nothing at top
   level runs), the user's forward is run on random inputs and compared with the
@@ -63,7 +64,8 @@ def tool_verdicts(item: dict, tmp: Path) -> tuple[dict[str, str], int, dict]:
     folder.mkdir()
     for f in item["files"]:
         shutil.copyfile(CORPUS / item["id"] / f, folder / f)
-    proc = subprocess.run([sys.executable, "-m", "derive", "check", "--json", *item["files"]],
+    # --timeout: a generous limit on a loaded test machine; the files themselves are untouched
+    proc = subprocess.run([sys.executable, "-m", "derive", "check", "--json", "--timeout", "60", *item["files"]],
                           capture_output=True, text=True, cwd=folder, timeout=900,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -469,7 +471,8 @@ def test_corpus_verdicts_agree_with_torch(item, tmp_path):
 
 def _check_text(tmp: Path, name: str, text: str) -> dict:
     (tmp / name).write_text(text, encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "derive", "check", "--json", name], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "derive", "check", "--json", "--timeout", "60", name],
+                          capture_output=True, text=True,
                           cwd=tmp, timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert "Traceback" not in proc.stderr, proc.stderr
     return {f["backward"]: f for f in json.loads(proc.stdout)["functions"]}
