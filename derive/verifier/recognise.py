@@ -13,7 +13,12 @@ differs"). It never changes a verdict: referee (a) decides right or wrong.
 The table :data:`RECOGNISERS` maps (API family, forward) to a
 :class:`Recogniser`: the bundled preset, how to read the user's inputs as that
 preset's values under each hypothesis, and which outputs to compare. A later
-preset (cs231n) is one more row.
+preset (cs231n) is one more row. A row may hold several recognisers, tried in
+order: a GRU class is first tried as torch's GRU (every gate order, both update
+conventions), then as the GRU whose reset gate multiplies h_prev before its
+product, a cell no preset bundles (``cell`` computes its step; the line says so).
+A loss row (min-char-rnn's ``lossFun``) replays the steps over the indices the
+forward was given and compares the summed cross-entropy.
 """
 
 from __future__ import annotations
