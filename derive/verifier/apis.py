@@ -44,6 +44,7 @@ class Problem:
     notes: list[str] = field(default_factory=list)
     loss_output: bool = False  # the forward returns a scalar loss: the upstream gradient is 1
     api: str = ""  # what recognition knows this pair as, when not by its forward's name
+    given: dict = field(default_factory=dict)  # what else the forward was called with (indices, states), for recognition
 
 
 def size(spec: str, dims: dict[str, int]) -> int:
@@ -344,8 +345,94 @@ class ScriptLoss:
         notes = [f"{self.function}: inputs and targets as character indices, {len(states)} carried state(s) given; "
                  "the weights are its module globals"]
         p = Problem(self.family, self.preset, self.function, self.function, True, inputs, call_forward, call_backward,
-                    required, notes, loss_output=True)
+                    required, notes, loss_output=True, api=self.function,
+                    given={"inputs": xs, "targets": ys, "states": [s.tolist() for s in states]})
         return p
+
+
+def _self_reads(fn) -> list[str]:
+    """The attributes ``self.X`` a method reads, in order of appearance."""
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return []
+    out: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self" \
+                and node.attr not in out:
+            out.append(node.attr)
+    return out
+
+
+@dataclass(frozen=True)
+class MethodLoss:
+    """min-char-rnn reorganised as a class (``RNN(vocab_size, hidden_size,
+    learning_rate).train(inputs, targets, vocab_size, hprev)``): a method whose
+    first arguments are ``inputs, targets`` runs the forward and the backward
+    in one call over weights that are attributes of ``self``. The object is
+    built from the sizes its ``__init__`` names (:data:`SIZE_NAMES`; a float
+    argument such as a learning rate gets 0.1, an argument with a default keeps
+    it); the method's other arguments are sizes by name, else carried states."""
+
+    family: str = "minchar"
+    preset: str = "minchar"
+
+    def find(self, names: dict) -> list[tuple]:
+        out = []
+        for cname, cls in names.items():
+            if not isinstance(cls, type) or getattr(cls, "__module__", "") == "builtins":
+                continue
+            for mname, meth in vars(cls).items():
+                if callable(meth) and params(meth)[1:3] == ["inputs", "targets"] and 3 <= len(params(meth)) <= 6:
+                    out.append((f"{cname}.{mname}", f"{cname}.{mname}"))
+        return out
+
+    def build(self, pair, names: dict, dims: dict, rng) -> Problem:
+        cname, mname = pair[0].split(".")
+        cls = names[cname]
+        letter_of = {s: letter for letter, spellings in SIZE_NAMES.items() for s in spellings}
+        args = []
+        for prm in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+            if prm.name in letter_of:
+                args.append(dims[letter_of[prm.name]])
+            elif prm.default is not inspect.Parameter.empty:
+                break
+            elif prm.annotation in (float, "float") or "rate" in prm.name:
+                args.append(0.1)
+            else:
+                raise _ApiError(f"{cname}({prm.name}=...): no size of that name to build it with")
+        probe = cls(*args)
+        meth = getattr(cls, mname)
+        inputs = {a: rng.normal(0.0, 0.3, np.shape(getattr(probe, a))) for a in _self_reads(meth)
+                  if isinstance(getattr(probe, a, None), np.ndarray) and getattr(probe, a).dtype.kind == "f"}
+        if not inputs:
+            raise _ApiError(f"{pair[0]} reads no weight arrays from self")
+        V, T = next((v for k, v in vars(probe).items() if k in SIZE_NAMES["V"] and isinstance(v, int)), dims["V"]), dims["T"]
+        xs = [int(i) for i in rng.integers(0, V, T)]
+        ys = [int(i) for i in rng.integers(0, V, T)]
+        rest = params(meth)[3:]
+        states = {n: rng.normal(0.0, 0.5, (dims["H"], 1)) for n in rest if n not in letter_of}
+
+        def call_forward(vals: dict):
+            obj = cls(*args)
+            for n, v in vals.items():
+                setattr(obj, n, v)
+            extra = [dims[letter_of[n]] if n in letter_of else states[n].copy() for n in rest]
+            result = getattr(obj, mname)(list(xs), list(ys), *extra)
+            if not isinstance(result, tuple) or not result:
+                raise _ApiError(f"{pair[0]} should return (loss, gradients..., last state)")
+            return {"loss": np.asarray(result[0], dtype=float)}, result
+
+        def call_backward(_up: dict, cache):
+            return map_returned(cache, (), meth, set(inputs))
+
+        notes = [f"{cname}({', '.join(map(str, args))}).{mname}: inputs and targets as character indices, "
+                 f"{len(states)} carried state(s) given; the weights are attributes of self"]
+        return Problem(self.family, self.preset, pair[0], pair[1], True, inputs, call_forward, call_backward,
+                       sorted(inputs), notes, loss_output=True, api="lossFun",
+                       given={"inputs": xs, "targets": ys, "states": [s.tolist() for s in states.values()]})
 
 
 # ---------------------------------------------------------------------------
@@ -442,7 +529,8 @@ class LayerClasses:
 
         notes = [f"{cls.__name__} built from {'its sizes' if by_sizes else 'weights ' + ', '.join(weight_names)}"
                  + (" (state starts at zero)" if len(fwd) == 1 else "")]
-        api = "" if by_sizes or len(fwd) == 1 else {(4, 3): "stacked_lstm_step", (1, 2): "rnn_step"}.get((k, len(fwd)), "")
+        api = "" if by_sizes or len(fwd) == 1 else {(4, 3): "stacked_lstm_step", (3, 2): "stacked_gru_step",
+                                                    (1, 2): "rnn_step"}.get((k, len(fwd)), "")
         return Problem(self.family, preset, f"{cls.__name__}.forward", f"{cls.__name__}.backward", len(fwd) == 1,
                        inputs, call_forward, call_backward, list(inputs), notes, api=api)
 
@@ -506,4 +594,4 @@ class NodeClasses:
                        list(inputs), notes)
 
 
-ROWS += [ScriptLoss(), LayerClasses(), NodeClasses()]
+ROWS += [ScriptLoss(), MethodLoss(), LayerClasses(), NodeClasses()]

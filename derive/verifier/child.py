@@ -203,7 +203,7 @@ def run_pair(row, pair, names: dict, job: dict) -> dict:
             float32 = any(v.dtype == np.float32 for v in outs.values())
             up = {k: (np.ones(()) if problem.loss_output else rng.normal(0.0, 1.0, v.shape)) for k, v in outs.items()}
             sample = {"inputs": {k: v.tolist() for k, v in problem.inputs.items()},
-                      "outputs": {k: _listed(v) for k, v in outs.items()},
+                      "outputs": {k: _listed(v) for k, v in outs.items()}, "given": problem.given,
                       "upstream": {k: v.tolist() for k, v in up.items()}}
             stage = "backward"
             got = problem.backward(_copy(up), cache)

@@ -9,7 +9,8 @@ user's code: it is parsed with :mod:`ast` only.
 
 What a filtered copy keeps, in the file's order: imports, function and class
 definitions, and assignments of constants (literals and arithmetic of names:
-``x_dim = 2``, ``HV = H + V``). Every kept statement that is not a definition is
+``x_dim = 2``, ``HV = H + V``, also with an annotation ``H: int = 128``) and of
+type aliases (``IntList = list[int]``: names and subscripts, no call). Every kept statement that is not a definition is
 wrapped so that its failure (a helper module that is not there, a name a skipped
 statement would have set) is recorded instead of raised; the child reports a
 failed import only when a name the checked code needs is then missing. Top-level
@@ -149,6 +150,14 @@ def _is_constant(node: ast.AST) -> bool:
     return all(isinstance(n, allowed) for n in ast.walk(node))
 
 
+def _is_type_alias(node: ast.AST) -> bool:
+    """A type alias (``IntList = list[int]``, ``FloatArray = npt.NDArray[np.float64]``):
+    names, attributes and subscripts of them, no call; annotations elsewhere in the
+    file read it when the definitions run."""
+    allowed = (ast.Name, ast.Load, ast.Attribute, ast.Subscript, ast.Tuple, ast.Constant, ast.BinOp, ast.BitOr)
+    return isinstance(node, ast.Subscript) and all(isinstance(n, allowed) for n in ast.walk(node))
+
+
 def _guarded(stmt: ast.stmt, what: str) -> ast.stmt:
     """``try: <stmt> except Exception as e: __derive_failed__.append((what, line, repr))``."""
     handler = ast.parse(
@@ -179,10 +188,16 @@ def filter_module(blocks: list[str], filename: str) -> tuple[str, dict[str, str]
                     continue  # must be first in a file; Python 3 needs none of them
                 kept.append(_guarded(stmt, "import"))
             elif isinstance(stmt, ast.Assign) and all(isinstance(t, ast.Name) for t in stmt.targets):
-                if _is_constant(stmt.value):
+                if _is_constant(stmt.value) or _is_type_alias(stmt.value):
                     kept.append(_guarded(stmt, "assignment"))
                 for t in stmt.targets:  # constants too: the child may run them again at its own sizes
                     deferred[t.id] = ast.get_source_segment(text, stmt) or ast.unparse(stmt)
+            elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
+                # ``HIDDEN_SIZE: int = 128``: an assignment with a type annotation, read the same way
+                plain = ast.copy_location(ast.Assign(targets=[stmt.target], value=stmt.value), stmt)
+                if _is_constant(stmt.value) or _is_type_alias(stmt.value):
+                    kept.append(_guarded(plain, "assignment"))
+                deferred[stmt.target.id] = ast.unparse(plain)
     notes = []
     if skipped_blocks:
         notes.append(f"{filename}: {skipped_blocks} cell(s) or block(s) that are not valid Python were skipped")
