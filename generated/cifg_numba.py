@@ -682,7 +682,7 @@ def _bptt(Delta_seq, gates, c_seq, W_y_prev, p_f, p_o, N, T, dy_prev, dc_prev):
     slot of the gates buffer. Returns the gradients on the initial states."""
     dy_prev_buf = np.array(dy_prev, dtype=gates.dtype)
     dc_prev_buf = np.array(dc_prev, dtype=gates.dtype)
-    _run(_kernel("_bptt_steps", gates.dtype), gates, dy_prev_buf, dc_prev_buf, np.ascontiguousarray(Delta_seq), c_seq, np.ascontiguousarray(p_o), np.ascontiguousarray(p_f), np.ascontiguousarray(W_y_prev).T)
+    _run(_kernel("_bptt_steps", gates.dtype), gates, dy_prev_buf, dc_prev_buf, np.ascontiguousarray(Delta_seq), c_seq, np.ascontiguousarray(p_o), np.ascontiguousarray(p_f), np.ascontiguousarray(W_y_prev.T))
     return dy_prev_buf, dc_prev_buf
 
 

@@ -683,7 +683,7 @@ def _bptt(da_seq, gates, c_next_seq, W_a_prev, n_a, T, da_prev, dc_prev):
     slot of the gates buffer. Returns the gradients on the initial states."""
     da_prev_buf = np.array(da_prev, dtype=gates.dtype)
     dc_prev_buf = np.array(dc_prev, dtype=gates.dtype)
-    _run(_kernel("_bptt_steps", gates.dtype), gates, da_prev_buf, dc_prev_buf, np.ascontiguousarray(da_seq), c_next_seq, np.ascontiguousarray(W_a_prev).T)
+    _run(_kernel("_bptt_steps", gates.dtype), gates, da_prev_buf, dc_prev_buf, np.ascontiguousarray(da_seq), c_next_seq, np.ascontiguousarray(W_a_prev.T))
     return da_prev_buf, dc_prev_buf
 
 

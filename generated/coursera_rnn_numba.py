@@ -540,7 +540,7 @@ def _bptt(da_seq, gates, a_next_seq, W_a_prev, n_a, T, da_prev):
     gradients cross from step to step; each step's slot adjoints go into its
     slot of the gates buffer. Returns the gradients on the initial states."""
     da_prev_buf = np.array(da_prev, dtype=gates.dtype)
-    _run(_kernel("_bptt_steps", gates.dtype), gates, da_prev_buf, np.ascontiguousarray(da_seq), a_next_seq, np.ascontiguousarray(W_a_prev).T)
+    _run(_kernel("_bptt_steps", gates.dtype), gates, da_prev_buf, np.ascontiguousarray(da_seq), a_next_seq, np.ascontiguousarray(W_a_prev.T))
     return da_prev_buf
 
 

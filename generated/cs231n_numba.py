@@ -587,7 +587,7 @@ def _forward(x_seq, prev_h, prev_c, W_x, W_prev_h, b):
     next_h_seq[0] = prev_h
     next_c_seq = np.empty((T + 1, N, H), dtype)  # next_c of every step; slot 0 holds prev_c of the first
     next_c_seq[0] = prev_c
-    _run(_kernel("_forward_steps", dtype), gates, next_h_seq, np.ascontiguousarray(W_prev_h).T, next_c_seq)
+    _run(_kernel("_forward_steps", dtype), gates, next_h_seq, np.ascontiguousarray(W_prev_h.T), next_c_seq)
     return next_h_seq, next_c_seq, gates
 
 

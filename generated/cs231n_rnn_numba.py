@@ -458,7 +458,7 @@ def _forward(x_seq, prev_h, W_x, W_prev_h, b_):
     gates = gates.reshape(T, N, H)
     next_h_seq = np.empty((T + 1, N, H), dtype)  # next_h of every step; slot 0 holds prev_h of the first
     next_h_seq[0] = prev_h
-    _run(_kernel("_forward_steps", dtype), gates, next_h_seq, np.ascontiguousarray(W_prev_h).T)
+    _run(_kernel("_forward_steps", dtype), gates, next_h_seq, np.ascontiguousarray(W_prev_h.T))
     return next_h_seq, gates
 
 

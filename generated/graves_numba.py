@@ -719,7 +719,7 @@ def _bptt(dl_dh_seq, gates, c_seq, W_h_prev, W_ci, W_cf, W_co, H, T, dh_prev, dc
     slot of the gates buffer. Returns the gradients on the initial states."""
     dh_prev_buf = np.array(dh_prev, dtype=gates.dtype)
     dc_prev_buf = np.array(dc_prev, dtype=gates.dtype)
-    _run(_kernel("_bptt_steps", gates.dtype), gates, dh_prev_buf, dc_prev_buf, np.ascontiguousarray(dl_dh_seq), c_seq, np.ascontiguousarray(W_co), np.ascontiguousarray(W_cf), np.ascontiguousarray(W_ci), np.ascontiguousarray(W_h_prev).T)
+    _run(_kernel("_bptt_steps", gates.dtype), gates, dh_prev_buf, dc_prev_buf, np.ascontiguousarray(dl_dh_seq), c_seq, np.ascontiguousarray(W_co), np.ascontiguousarray(W_cf), np.ascontiguousarray(W_ci), np.ascontiguousarray(W_h_prev.T))
     return dh_prev_buf, dc_prev_buf
 
 

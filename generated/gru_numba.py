@@ -576,7 +576,7 @@ def _forward(x_seq, h_prev, W_x, weight_hh, b):
     gates = gates.reshape(T, N, 4*hidden_size)
     h_seq = np.empty((T + 1, N, hidden_size), dtype)  # h of every step; slot 0 holds h_prev of the first
     h_seq[0] = h_prev
-    _run(_kernel("_forward_steps", dtype), gates, h_seq, np.ascontiguousarray(weight_hh).T)
+    _run(_kernel("_forward_steps", dtype), gates, h_seq, np.ascontiguousarray(weight_hh.T))
     return h_seq, gates
 
 

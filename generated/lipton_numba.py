@@ -692,7 +692,7 @@ def _bptt(dl_dh_seq, gates, s_seq, W_h_prev, H, T, dh_prev, ds_prev):
     slot of the gates buffer. Returns the gradients on the initial states."""
     dh_prev_buf = np.array(dh_prev, dtype=gates.dtype)
     ds_prev_buf = np.array(ds_prev, dtype=gates.dtype)
-    _run(_kernel("_bptt_steps", gates.dtype), gates, dh_prev_buf, ds_prev_buf, np.ascontiguousarray(dl_dh_seq), s_seq, np.ascontiguousarray(W_h_prev).T)
+    _run(_kernel("_bptt_steps", gates.dtype), gates, dh_prev_buf, ds_prev_buf, np.ascontiguousarray(dl_dh_seq), s_seq, np.ascontiguousarray(W_h_prev.T))
     return dh_prev_buf, ds_prev_buf
 
 

@@ -539,7 +539,7 @@ def _bptt(dh_y_seq, gates, h_seq, W_h_prev, hidden_size, T, dh_prev):
     gradients cross from step to step; each step's slot adjoints go into its
     slot of the gates buffer. Returns the gradients on the initial states."""
     dh_prev_buf = np.array(dh_prev, dtype=gates.dtype)
-    _run(_kernel("_bptt_steps", gates.dtype), gates, dh_prev_buf, np.ascontiguousarray(dh_y_seq), h_seq, np.ascontiguousarray(W_h_prev).T)
+    _run(_kernel("_bptt_steps", gates.dtype), gates, dh_prev_buf, np.ascontiguousarray(dh_y_seq), h_seq, np.ascontiguousarray(W_h_prev.T))
     return dh_prev_buf
 
 

@@ -679,7 +679,7 @@ def _bptt(diff_h_seq, gates, s_seq, W_h_prev, mem_cell_ct, T, bottom_diff_h, bot
     slot of the gates buffer. Returns the gradients on the initial states."""
     bottom_diff_h_buf = np.array(bottom_diff_h, dtype=gates.dtype)
     bottom_diff_s_buf = np.array(bottom_diff_s, dtype=gates.dtype)
-    _run(_kernel("_bptt_steps", gates.dtype), gates, bottom_diff_h_buf, bottom_diff_s_buf, np.ascontiguousarray(diff_h_seq), s_seq, np.ascontiguousarray(W_h_prev).T)
+    _run(_kernel("_bptt_steps", gates.dtype), gates, bottom_diff_h_buf, bottom_diff_s_buf, np.ascontiguousarray(diff_h_seq), s_seq, np.ascontiguousarray(W_h_prev.T))
     return bottom_diff_h_buf, bottom_diff_s_buf
 
 

@@ -592,7 +592,7 @@ def _forward(x_seq, h_prev, c_prev, weight_ih, weight_hh, b):
     h_seq[0] = h_prev
     c_seq = np.empty((T + 1, N, hidden_size), dtype)  # c of every step; slot 0 holds c_prev of the first
     c_seq[0] = c_prev
-    _run(_kernel("_forward_steps", dtype), gates, h_seq, np.ascontiguousarray(weight_hh).T, c_seq)
+    _run(_kernel("_forward_steps", dtype), gates, h_seq, np.ascontiguousarray(weight_hh.T), c_seq)
     return h_seq, c_seq, gates
 
 

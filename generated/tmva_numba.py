@@ -603,7 +603,7 @@ def _forward(x_seq, h_prev, c_prev, W_x, W_h_prev, b):
     h_seq[0] = h_prev
     c_seq = np.empty((T + 1, B, H), dtype)  # c of every step; slot 0 holds c_prev of the first
     c_seq[0] = c_prev
-    _run(_kernel("_forward_steps", dtype), gates, h_seq, np.ascontiguousarray(W_h_prev).T, c_seq)
+    _run(_kernel("_forward_steps", dtype), gates, h_seq, np.ascontiguousarray(W_h_prev.T), c_seq)
     return h_seq, c_seq, gates
 
 

@@ -204,7 +204,7 @@ class NumbaEmitter:
             scratch.add(f"{hp[s.name]} = np.empty({self.step_shape(self.blocks(s.rows))}, {gates}.dtype)")
             if L.rows:
                 w = self.fresh(s.weight + "_T")
-                args[w] = f"np.ascontiguousarray({s.weight}).T"
+                args[w] = f"np.ascontiguousarray({s.weight}.T)"  # C-contiguous: one np.dot signature per dtype for every kernel (compiled once per process)
                 products.add(f"np.dot({seq}[t], {w}, {hp[s.name]})", f"the {s.var} terms of their sums: one product")
             else:
                 args[s.weight] = f"np.ascontiguousarray({s.weight})"
@@ -482,7 +482,7 @@ class NumbaEmitter:
                 prods.add(f"np.dot({operand}, {src.weight}, {out})", f"{name}: one product")
             else:
                 w = self.fresh(src.weight + "_T")
-                args[w] = f"np.ascontiguousarray({src.weight}).T"
+                args[w] = f"np.ascontiguousarray({src.weight}.T)"
                 prods.add(f"np.dot({w}, {operand}, {out})", f"{name}: one product")
         lines = Lines()
         axis = {"rows": 1, "columns": 0, "none": 0}[L.name]
