@@ -106,6 +106,7 @@ try:
     import scipy  # noqa: F401  (numba's np.dot calls BLAS through scipy)
     from llvmlite import ir as _ir
     from numba.core.caching import NullCache as _NullCache
+    from numba.core.dispatcher import Dispatcher as _Dispatcher
     from numba.extending import intrinsic as _intrinsic
 except ImportError as _missing:
     raise ImportError(f"this compiled module needs numba and scipy: pip install 'derive[fast]' "
@@ -223,14 +224,17 @@ def _jit(function=None, **options):
 
 def _run(kernel, *args):
     """Call a compiled loop. A disk-cache entry this process cannot load (this
-    file imported under another name when it was written) is left alone and
-    the loop compiled afresh."""
+    file imported under another name when it was written) is left alone: every
+    compiled function of this module (the loop and the helpers it calls) is
+    compiled afresh, without the disk cache."""
     try:
         return kernel(*args)
     except (ImportError, AttributeError, EOFError, pickle.UnpicklingError):
-        if isinstance(getattr(kernel, "_cache", None), (_NullCache, type(None))):
+        compiled = [f for f in globals().values() if isinstance(f, _Dispatcher)]
+        if all(isinstance(getattr(f, "_cache", None), (_NullCache, type(None))) for f in compiled):
             raise
-        kernel._cache = _NullCache()
+        for f in compiled:
+            f._cache = _NullCache()
         return kernel(*args)
 
 

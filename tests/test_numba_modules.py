@@ -182,15 +182,17 @@ def test_a_cache_location_that_cannot_be_written_still_computes(tmp_path):
 
 def test_the_disk_cache_serves_the_next_process_under_any_name(tmp_path):
     """The first process compiles and writes the cache beside the module; a second one,
-    importing the same file under another name, still computes (the entry it cannot
-    load is left alone)."""
-    path = tmp_path / "elman_numba.py"
-    path.write_text((GENERATED / "elman_numba.py").read_text())
+    importing the same file under another name, still computes (the entries it cannot
+    load, the loop's and those of the helpers it calls, are left alone). The GRU: its
+    backward loop calls a compiled helper (_copy_2d)."""
+    path = tmp_path / "gru_numba.py"
+    path.write_text((GENERATED / "gru_numba.py").read_text())
     code = ("import importlib.util as u, sys, numpy as np\n"
             f"s = u.spec_from_file_location(sys.argv[1], {str(path)!r}); m = u.module_from_spec(s)\n"
             "sys.modules[s.name] = m; s.loader.exec_module(m)\n"
-            "x = np.ones((2, 1, 3)); h = np.zeros((1, 1, 2)); w = [np.ones((2, 3)), np.ones((2, 2)), np.zeros(2), np.zeros(2)]\n"
-            "out, h_n, cache = m.rnn_forward(x, h, *w); g = m.rnn_backward(np.ones_like(out), cache)\n"
+            "x = np.ones((2, 1, 3)); h = np.zeros((1, 1, 2))\n"
+            "w = [np.full((6, 3), 0.1), np.full((6, 2), 0.2), np.zeros(6), np.zeros(6)]\n"
+            "out, h_n, cache = m.gru_forward(x, h, *w); g = m.gru_backward(np.ones_like(out), cache)\n"
             "print(float(out.sum()), float(g['weight_hh'].sum()))\n")
     runs = [subprocess.run([sys.executable, "-c", code, name], capture_output=True, text=True)
             for name in ("first_name", "first_name", "another_name")]
