@@ -378,12 +378,10 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, y_seq, W_y_prev, c_seq, p_f, p_o):
+def _forward_steps_f32(gates, y_seq, hp_y_prev, W_y_prev, y_prev_t, c_seq, p_f, p_o):
     """The forward time loop in float32 (see _forward)."""
     T_, B_ = gates.shape[1], gates.shape[2]
     U = y_seq.shape[0]
-    hp_y_prev = np.empty((3*U, B_), gates.dtype)
-    y_prev_t = np.empty((U, B_), gates.dtype)
     for t in range(T_):
         _copy_2d(y_prev_t, y_seq[:, t])  # y_prev, contiguous for the product
         np.dot(W_y_prev, y_prev_t, hp_y_prev)  # the y_prev terms of their sums: one product
@@ -497,12 +495,10 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, y_seq, W_y_prev, c_seq, p_f, p_o):
+def _forward_steps_f64(gates, y_seq, hp_y_prev, W_y_prev, y_prev_t, c_seq, p_f, p_o):
     """The forward time loop in float64 (see _forward)."""
     T_, B_ = gates.shape[1], gates.shape[2]
     U = y_seq.shape[0]
-    hp_y_prev = np.empty((3*U, B_), gates.dtype)
-    y_prev_t = np.empty((U, B_), gates.dtype)
     for t in range(T_):
         _copy_2d(y_prev_t, y_seq[:, t])  # y_prev, contiguous for the product
         np.dot(W_y_prev, y_prev_t, hp_y_prev)  # the y_prev terms of their sums: one product
@@ -615,7 +611,7 @@ def _forward(x_seq, y_prev, c_prev, W_x, W_y_prev, p_f, p_o, b):
     y_seq[:, 0] = y_prev
     c_seq = np.empty((N, T + 1, B), dtype)  # c of every step; slot 0 holds c_prev of the first
     c_seq[:, 0] = c_prev
-    _run(_kernel("_forward_steps", dtype), gates, y_seq, np.ascontiguousarray(W_y_prev), c_seq, np.ascontiguousarray(p_f), np.ascontiguousarray(p_o))
+    _run(_kernel("_forward_steps", dtype), gates, y_seq, np.empty((3*y_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_y_prev), np.empty((y_seq.shape[0], gates.shape[2]), gates.dtype), c_seq, np.ascontiguousarray(p_f), np.ascontiguousarray(p_o))
     return y_seq, c_seq, gates
 
 

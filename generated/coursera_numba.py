@@ -379,12 +379,10 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, a_next_seq, W_a_prev, c_next_seq):
+def _forward_steps_f32(gates, a_next_seq, hp_a_prev, W_a_prev, a_prev_t, c_next_seq):
     """The forward time loop in float32 (see _forward)."""
     T_, B = gates.shape[1], gates.shape[2]
     U = a_next_seq.shape[0]
-    hp_a_prev = np.empty((4*U, B), gates.dtype)
-    a_prev_t = np.empty((U, B), gates.dtype)
     for t in range(T_):
         _copy_2d(a_prev_t, a_next_seq[:, t])  # a_prev, contiguous for the product
         np.dot(W_a_prev, a_prev_t, hp_a_prev)  # the a_prev terms of their sums: one product
@@ -501,12 +499,10 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, a_next_seq, W_a_prev, c_next_seq):
+def _forward_steps_f64(gates, a_next_seq, hp_a_prev, W_a_prev, a_prev_t, c_next_seq):
     """The forward time loop in float64 (see _forward)."""
     T_, B = gates.shape[1], gates.shape[2]
     U = a_next_seq.shape[0]
-    hp_a_prev = np.empty((4*U, B), gates.dtype)
-    a_prev_t = np.empty((U, B), gates.dtype)
     for t in range(T_):
         _copy_2d(a_prev_t, a_next_seq[:, t])  # a_prev, contiguous for the product
         np.dot(W_a_prev, a_prev_t, hp_a_prev)  # the a_prev terms of their sums: one product
@@ -622,7 +618,7 @@ def _forward(xt_seq, a_prev, c_prev, W_xt, W_a_prev, b):
     a_next_seq[:, 0] = a_prev
     c_next_seq = np.empty((n_a, T + 1, m), dtype)  # c_next of every step; slot 0 holds c_prev of the first
     c_next_seq[:, 0] = c_prev
-    _run(_kernel("_forward_steps", dtype), gates, a_next_seq, np.ascontiguousarray(W_a_prev), c_next_seq)
+    _run(_kernel("_forward_steps", dtype), gates, a_next_seq, np.empty((4*a_next_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_a_prev), np.empty((a_next_seq.shape[0], gates.shape[2]), gates.dtype), c_next_seq)
     return a_next_seq, c_next_seq, gates
 
 

@@ -347,12 +347,10 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, a_next_seq, W_a_prev):
+def _forward_steps_f32(gates, a_next_seq, hp_a_prev, W_a_prev, a_prev_t):
     """The forward time loop in float32 (see _forward)."""
     T_, B = gates.shape[1], gates.shape[2]
     U = a_next_seq.shape[0]
-    hp_a_prev = np.empty((U, B), gates.dtype)
-    a_prev_t = np.empty((U, B), gates.dtype)
     for t in range(T_):
         _copy_2d(a_prev_t, a_next_seq[:, t])  # a_prev, contiguous for the product
         np.dot(W_a_prev, a_prev_t, hp_a_prev)  # the a_prev terms of their sums: one product
@@ -421,12 +419,10 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, a_next_seq, W_a_prev):
+def _forward_steps_f64(gates, a_next_seq, hp_a_prev, W_a_prev, a_prev_t):
     """The forward time loop in float64 (see _forward)."""
     T_, B = gates.shape[1], gates.shape[2]
     U = a_next_seq.shape[0]
-    hp_a_prev = np.empty((U, B), gates.dtype)
-    a_prev_t = np.empty((U, B), gates.dtype)
     for t in range(T_):
         _copy_2d(a_prev_t, a_next_seq[:, t])  # a_prev, contiguous for the product
         np.dot(W_a_prev, a_prev_t, hp_a_prev)  # the a_prev terms of their sums: one product
@@ -492,7 +488,7 @@ def _forward(xt_seq, a_prev, W_xt, W_a_prev, b):
     gates = gates.reshape(n_a, T, m)
     a_next_seq = np.empty((n_a, T + 1, m), dtype)  # a_next of every step; slot 0 holds a_prev of the first
     a_next_seq[:, 0] = a_prev
-    _run(_kernel("_forward_steps", dtype), gates, a_next_seq, np.ascontiguousarray(W_a_prev))
+    _run(_kernel("_forward_steps", dtype), gates, a_next_seq, np.empty((a_next_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_a_prev), np.empty((a_next_seq.shape[0], gates.shape[2]), gates.dtype))
     return a_next_seq, gates
 
 

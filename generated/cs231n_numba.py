@@ -364,11 +364,10 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, next_h_seq, W_prev_h_T, next_c_seq):
+def _forward_steps_f32(gates, next_h_seq, hp_prev_h, W_prev_h_T, next_c_seq):
     """The forward time loop in float32 (see _forward)."""
     T_, B = gates.shape[0], gates.shape[1]
     U = next_h_seq.shape[2]
-    hp_prev_h = np.empty((B, 4*U), gates.dtype)
     for t in range(T_):
         np.dot(next_h_seq[t], W_prev_h_T, hp_prev_h)  # the prev_h terms of their sums: one product
         for _n in range(B):
@@ -478,11 +477,10 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, next_h_seq, W_prev_h_T, next_c_seq):
+def _forward_steps_f64(gates, next_h_seq, hp_prev_h, W_prev_h_T, next_c_seq):
     """The forward time loop in float64 (see _forward)."""
     T_, B = gates.shape[0], gates.shape[1]
     U = next_h_seq.shape[2]
-    hp_prev_h = np.empty((B, 4*U), gates.dtype)
     for t in range(T_):
         np.dot(next_h_seq[t], W_prev_h_T, hp_prev_h)  # the prev_h terms of their sums: one product
         for _n in range(B):
@@ -591,7 +589,7 @@ def _forward(x_seq, prev_h, prev_c, W_x, W_prev_h, b):
     next_h_seq[0] = prev_h
     next_c_seq = np.empty((T + 1, N, H), dtype)  # next_c of every step; slot 0 holds prev_c of the first
     next_c_seq[0] = prev_c
-    _run(_kernel("_forward_steps", dtype), gates, next_h_seq, np.ascontiguousarray(W_prev_h.T), next_c_seq)
+    _run(_kernel("_forward_steps", dtype), gates, next_h_seq, np.empty((gates.shape[1], 4*next_h_seq.shape[2]), gates.dtype), np.ascontiguousarray(W_prev_h.T), next_c_seq)
     return next_h_seq, next_c_seq, gates
 
 

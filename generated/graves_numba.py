@@ -389,12 +389,10 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, h_seq, W_h_prev, W_ci, c_seq, W_cf, W_co):
+def _forward_steps_f32(gates, h_seq, hp_h_prev, W_h_prev, h_prev_t, W_ci, c_seq, W_cf, W_co):
     """The forward time loop in float32 (see _forward)."""
     T_, B_ = gates.shape[1], gates.shape[2]
     U = h_seq.shape[0]
-    hp_h_prev = np.empty((4*U, B_), gates.dtype)
-    h_prev_t = np.empty((U, B_), gates.dtype)
     for t in range(T_):
         _copy_2d(h_prev_t, h_seq[:, t])  # h_prev, contiguous for the product
         np.dot(W_h_prev, h_prev_t, hp_h_prev)  # the h_prev terms of their sums: one product
@@ -517,12 +515,10 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, h_seq, W_h_prev, W_ci, c_seq, W_cf, W_co):
+def _forward_steps_f64(gates, h_seq, hp_h_prev, W_h_prev, h_prev_t, W_ci, c_seq, W_cf, W_co):
     """The forward time loop in float64 (see _forward)."""
     T_, B_ = gates.shape[1], gates.shape[2]
     U = h_seq.shape[0]
-    hp_h_prev = np.empty((4*U, B_), gates.dtype)
-    h_prev_t = np.empty((U, B_), gates.dtype)
     for t in range(T_):
         _copy_2d(h_prev_t, h_seq[:, t])  # h_prev, contiguous for the product
         np.dot(W_h_prev, h_prev_t, hp_h_prev)  # the h_prev terms of their sums: one product
@@ -644,7 +640,7 @@ def _forward(x_seq, h_prev, c_prev, W_x, W_h_prev, W_ci, W_cf, W_co, b):
     h_seq[:, 0] = h_prev
     c_seq = np.empty((H, T + 1, B), dtype)  # c of every step; slot 0 holds c_prev of the first
     c_seq[:, 0] = c_prev
-    _run(_kernel("_forward_steps", dtype), gates, h_seq, np.ascontiguousarray(W_h_prev), np.ascontiguousarray(W_ci), c_seq, np.ascontiguousarray(W_cf), np.ascontiguousarray(W_co))
+    _run(_kernel("_forward_steps", dtype), gates, h_seq, np.empty((4*h_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_h_prev), np.empty((h_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_ci), c_seq, np.ascontiguousarray(W_cf), np.ascontiguousarray(W_co))
     return h_seq, c_seq, gates
 
 

@@ -346,12 +346,10 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, h_seq, W_h_prev):
+def _forward_steps_f32(gates, h_seq, hp_h_prev, W_h_prev, h_prev_t):
     """The forward time loop in float32 (see _forward)."""
     T_, B_ = gates.shape[1], gates.shape[2]
     U = h_seq.shape[0]
-    hp_h_prev = np.empty((U, B_), gates.dtype)
-    h_prev_t = np.empty((U, B_), gates.dtype)
     for t in range(T_):
         _copy_2d(h_prev_t, h_seq[:, t])  # h_prev, contiguous for the product
         np.dot(W_h_prev, h_prev_t, hp_h_prev)  # the h_prev terms of their sums: one product
@@ -420,12 +418,10 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, h_seq, W_h_prev):
+def _forward_steps_f64(gates, h_seq, hp_h_prev, W_h_prev, h_prev_t):
     """The forward time loop in float64 (see _forward)."""
     T_, B_ = gates.shape[1], gates.shape[2]
     U = h_seq.shape[0]
-    hp_h_prev = np.empty((U, B_), gates.dtype)
-    h_prev_t = np.empty((U, B_), gates.dtype)
     for t in range(T_):
         _copy_2d(h_prev_t, h_seq[:, t])  # h_prev, contiguous for the product
         np.dot(W_h_prev, h_prev_t, hp_h_prev)  # the h_prev terms of their sums: one product
@@ -491,7 +487,7 @@ def _forward(x_seq, h_prev, W_x, W_h_prev, b):
     gates = gates.reshape(hidden_size, T, B)
     h_seq = np.empty((hidden_size, T + 1, B), dtype)  # h of every step; slot 0 holds h_prev of the first
     h_seq[:, 0] = h_prev
-    _run(_kernel("_forward_steps", dtype), gates, h_seq, np.ascontiguousarray(W_h_prev))
+    _run(_kernel("_forward_steps", dtype), gates, h_seq, np.empty((h_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_h_prev), np.empty((h_seq.shape[0], gates.shape[2]), gates.dtype))
     return h_seq, gates
 
 

@@ -380,12 +380,10 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, h_seq, W_h_prev, s_seq):
+def _forward_steps_f32(gates, h_seq, hp_h_prev, W_h_prev, h_prev_t, s_seq):
     """The forward time loop in float32 (see _forward)."""
     T_ = gates.shape[1]
     U = h_seq.shape[0]
-    hp_h_prev = np.empty((4*U,), gates.dtype)
-    h_prev_t = np.empty((U,), gates.dtype)
     for t in range(T_):
         _copy_1d(h_prev_t, h_seq[:, t])  # h_prev, contiguous for the product
         np.dot(W_h_prev, h_prev_t, hp_h_prev)  # the h_prev terms of their sums: one product
@@ -500,12 +498,10 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, h_seq, W_h_prev, s_seq):
+def _forward_steps_f64(gates, h_seq, hp_h_prev, W_h_prev, h_prev_t, s_seq):
     """The forward time loop in float64 (see _forward)."""
     T_ = gates.shape[1]
     U = h_seq.shape[0]
-    hp_h_prev = np.empty((4*U,), gates.dtype)
-    h_prev_t = np.empty((U,), gates.dtype)
     for t in range(T_):
         _copy_1d(h_prev_t, h_seq[:, t])  # h_prev, contiguous for the product
         np.dot(W_h_prev, h_prev_t, hp_h_prev)  # the h_prev terms of their sums: one product
@@ -618,7 +614,7 @@ def _forward(x_seq, h_prev, s_prev, W_x, W_h_prev, b):
     h_seq[:, 0] = h_prev
     s_seq = np.empty((mem_cell_ct, T + 1), dtype)  # s of every step; slot 0 holds s_prev of the first
     s_seq[:, 0] = s_prev
-    _run(_kernel("_forward_steps", dtype), gates, h_seq, np.ascontiguousarray(W_h_prev), s_seq)
+    _run(_kernel("_forward_steps", dtype), gates, h_seq, np.empty((4*h_seq.shape[0],), gates.dtype), np.ascontiguousarray(W_h_prev), np.empty((h_seq.shape[0],), gates.dtype), s_seq)
     return h_seq, s_seq, gates
 
 

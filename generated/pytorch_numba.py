@@ -369,11 +369,10 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, h_seq, weight_hh_T, c_seq):
+def _forward_steps_f32(gates, h_seq, hp_h_prev, weight_hh_T, c_seq):
     """The forward time loop in float32 (see _forward)."""
     T_, B = gates.shape[0], gates.shape[1]
     U = h_seq.shape[2]
-    hp_h_prev = np.empty((B, 4*U), gates.dtype)
     for t in range(T_):
         np.dot(h_seq[t], weight_hh_T, hp_h_prev)  # the h_prev terms of their sums: one product
         for _n in range(B):
@@ -483,11 +482,10 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, h_seq, weight_hh_T, c_seq):
+def _forward_steps_f64(gates, h_seq, hp_h_prev, weight_hh_T, c_seq):
     """The forward time loop in float64 (see _forward)."""
     T_, B = gates.shape[0], gates.shape[1]
     U = h_seq.shape[2]
-    hp_h_prev = np.empty((B, 4*U), gates.dtype)
     for t in range(T_):
         np.dot(h_seq[t], weight_hh_T, hp_h_prev)  # the h_prev terms of their sums: one product
         for _n in range(B):
@@ -596,7 +594,7 @@ def _forward(x_seq, h_prev, c_prev, weight_ih, weight_hh, b):
     h_seq[0] = h_prev
     c_seq = np.empty((T + 1, N, hidden_size), dtype)  # c of every step; slot 0 holds c_prev of the first
     c_seq[0] = c_prev
-    _run(_kernel("_forward_steps", dtype), gates, h_seq, np.ascontiguousarray(weight_hh.T), c_seq)
+    _run(_kernel("_forward_steps", dtype), gates, h_seq, np.empty((gates.shape[1], 4*h_seq.shape[2]), gates.dtype), np.ascontiguousarray(weight_hh.T), c_seq)
     return h_seq, c_seq, gates
 
 

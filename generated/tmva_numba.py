@@ -380,11 +380,10 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, h_seq, W_h_prev_T, c_seq):
+def _forward_steps_f32(gates, h_seq, hp_h_prev, W_h_prev_T, c_seq):
     """The forward time loop in float32 (see _forward)."""
     T_, B_ = gates.shape[0], gates.shape[1]
     U = h_seq.shape[2]
-    hp_h_prev = np.empty((B_, 4*U), gates.dtype)
     for t in range(T_):
         np.dot(h_seq[t], W_h_prev_T, hp_h_prev)  # the h_prev terms of their sums: one product
         for _n in range(B_):
@@ -494,11 +493,10 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, h_seq, W_h_prev_T, c_seq):
+def _forward_steps_f64(gates, h_seq, hp_h_prev, W_h_prev_T, c_seq):
     """The forward time loop in float64 (see _forward)."""
     T_, B_ = gates.shape[0], gates.shape[1]
     U = h_seq.shape[2]
-    hp_h_prev = np.empty((B_, 4*U), gates.dtype)
     for t in range(T_):
         np.dot(h_seq[t], W_h_prev_T, hp_h_prev)  # the h_prev terms of their sums: one product
         for _n in range(B_):
@@ -607,7 +605,7 @@ def _forward(x_seq, h_prev, c_prev, W_x, W_h_prev, b):
     h_seq[0] = h_prev
     c_seq = np.empty((T + 1, B, H), dtype)  # c of every step; slot 0 holds c_prev of the first
     c_seq[0] = c_prev
-    _run(_kernel("_forward_steps", dtype), gates, h_seq, np.ascontiguousarray(W_h_prev.T), c_seq)
+    _run(_kernel("_forward_steps", dtype), gates, h_seq, np.empty((gates.shape[1], 4*h_seq.shape[2]), gates.dtype), np.ascontiguousarray(W_h_prev.T), c_seq)
     return h_seq, c_seq, gates
 
 
