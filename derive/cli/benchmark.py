@@ -10,7 +10,11 @@ module (:mod:`derive.cli.benchmark_stacked`). The module is rendered from the sp
 in this run, so it is the committed file when ``lstm-derive build --check``
 passes. A third side is a naive per-step NumPy reference written the way the
 course notebook is (separate gate products per step, weight gradients
-accumulated inside the loop). It prints a Markdown table: medians, the ratios
+accumulated inside the loop). Two more columns (issue 15): ``compiled``, the
+module's compiled twin ``generated/<preset>_numba.py`` (rendered in this run
+too; when numba and scipy are installed), and ``floor``, the GEMM floor: the
+same matrix products the fused modules perform, timed alone in NumPy
+(:func:`floor_call`). It prints a Markdown table: medians, the ratios
 to torch, the fraction of the machine's matrix-multiply rate that each
 achieves (the rate is measured in the same run: a square NumPy matmul of the
 same dtype with the same threads), and the peak memory of one forward +
@@ -56,7 +60,7 @@ from derive.cli.benchmark_stacked import stacked_flops
 
 SIZES = [(20, 1, 10, 16), (50, 32, 64, 128), (100, 64, 256, 256)]
 DTYPES = ["float32", "float64"]
-IMPLS = ["generated", "torch", "naive"]
+IMPLS = ["generated", "compiled", "floor", "torch", "naive"]
 SAMPLE = 0.02  # seconds: the shortest timed sample (calls back to back, then a pause)
 
 
@@ -231,13 +235,48 @@ def matmul_flops(T: int, B: int, D: int, H: int, gates: int = 4) -> float:
     return 2.0 * 3 * T * B * gates * H * (D + H)
 
 
-def load_generated(path: str):
+def load_generated(path: str, name: str = "generated_pytorch_lstm"):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("generated_pytorch_lstm", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # a compiled module caches its kernels on disk only when imported by name
     spec.loader.exec_module(module)
     return module
+
+
+def compiled_path(module_path: str) -> str:
+    """Where the run writes the compiled twin, beside the NumPy module."""
+    return module_path.replace("_bench.py", "_numba_bench.py")
+
+
+def floor_call(cell: "Cell", x, states, weights):
+    """The GEMM floor: the matrix products the fused modules perform, timed alone
+    in NumPy: the input terms of all steps (one product), per step the state's
+    terms (h @ W_hhᵀ into a scratch) and the state's adjoint (dz @ W_hh), then the
+    weight and input gradients (one product each). Nothing elementwise."""
+    import numpy as np
+
+    T, N, D = x.shape
+    weight_ih, weight_hh = weights[0], weights[1]
+    G, H = weight_hh.shape
+    x2d = x.reshape(T * N, D)
+    WhhT = weight_hh.T
+    hs = np.empty((T + 1, N, H), x.dtype)
+    hs[:] = states[0]
+    hp = np.empty((N, G), x.dtype)
+    dh = np.empty((N, H), x.dtype)
+
+    def call():
+        gates = (x2d @ weight_ih.T).reshape(T, N, G)
+        for t in range(T):
+            np.matmul(hs[t], WhhT, out=hp)
+        for t in range(T - 1, -1, -1):
+            np.matmul(gates[t], weight_hh, out=dh)
+        dz = gates.reshape(T * N, G)
+        return dz.T @ x2d, dz.T @ hs[:-1].reshape(T * N, H), dz @ weight_ih
+
+    return call
 
 
 # ---------------------------------------------------------------------------
@@ -291,13 +330,16 @@ def worker(impl: str, dtype: str, size: tuple[int, int, int, int], threads: int,
 
         call = stacked_call(impl, load_generated(module_path), cell.torch_module, dtype, size, layers, bidirectional,
                             threads)
-    elif impl == "generated":
-        gen = load_generated(module_path)
+    elif impl in ("generated", "compiled"):
+        gen = (load_generated(module_path) if impl == "generated"
+               else load_generated(compiled_path(module_path), f"bench_{cell.preset}_numba"))
         forward, backward = getattr(gen, cell.forward), getattr(gen, cell.backward)
 
         def call():
             output, _, cache = forward(x, *states, *weights)
             return backward(d_output, cache)
+    elif impl == "floor":
+        call = floor_call(cell, x, states, weights)
     elif impl == "naive":
         def call():
             return cell.naive(x, *states, *weights, d_output)
@@ -392,6 +434,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", action="append", choices=DTYPES, help="only this dtype (repeatable)")
     p.add_argument("--size", action="append", metavar="T,B,D,H", help="only this size (repeatable)")
     p.add_argument("--skip-naive", action="store_true", help="leave out the naive reference")
+    p.add_argument("--impl", action="append", choices=[i for i in IMPLS if i not in ("generated", "torch")],
+                   help="only these columns besides the NumPy module and torch (repeatable; default all: the "
+                        "compiled twin generated/<preset>_numba.py when numba is installed, the GEMM floor, "
+                        "the naive reference)")
     p.add_argument("--json", metavar="FILE", help="also write every measurement here")
     p.add_argument("--layers", type=int, default=1,
                    help="layers of the module: >1 (or --bidirectional) times the class (LSTM, GRU, RNN) against "
@@ -493,7 +539,22 @@ def run(args: argparse.Namespace) -> int:
     dtypes = args.dtype or DTYPES
     stacked = args.layers > 1 or args.bidirectional
     impls = [i for i in IMPLS if not ((args.skip_naive or stacked) and i == "naive")]
-    _check_agreement(module_path, cell)
+    if args.impl:
+        impls = [i for i in IMPLS if i in args.impl or i in ("generated", "torch")]
+    if stacked:
+        impls = [i for i in impls if i not in ("compiled", "floor")]
+    if "compiled" in impls:
+        try:
+            import numba  # noqa: F401
+            import scipy  # noqa: F401
+        except ImportError:
+            print("lstm-derive bench: no compiled column (needs pip install 'derive[fast]')", file=sys.stderr)
+            impls.remove("compiled")
+    if "compiled" in impls:
+        from derive.codegen.render import numba_module
+
+        Path(compiled_path(module_path)).write_text(numba_module(derive(cell.preset)), encoding="utf-8")
+    _check_agreement(module_path, cell, "compiled" in impls)
 
     info = machine()
     config = f"(num_layers={args.layers}, bidirectional={args.bidirectional})" if stacked else ""
@@ -540,11 +601,13 @@ def table(results, sizes, dtypes, impls, runs, gates: int = 4, layers: int = 1, 
         return next(m for m in results if m["run"] == run and m["dtype"] == dtype and tuple(m["size"]) == tuple(size)
                     and m["impl"] == impl)
 
-    head = ["dtype", "(T, B, D, H)", "generated ms", "torch ms", "naive ms",
-            "generated / torch", "naive / torch", "matmul rate GFLOP/s", "generated % of rate", "torch % of rate",
-            "peak MiB generated", "peak MiB torch", "peak MiB naive"]
-    if "naive" not in impls:
-        head = [h for h in head if "naive" not in h]
+    head = ["dtype", "(T, B, D, H)", "generated ms", "compiled ms", "floor ms", "torch ms", "naive ms",
+            "generated / torch", "compiled / torch", "floor / torch", "compiled / floor", "naive / torch",
+            "matmul rate GFLOP/s", "generated % of rate", "torch % of rate",
+            "peak MiB generated", "peak MiB compiled", "peak MiB torch", "peak MiB naive"]
+    for side in ("naive", "compiled", "floor"):
+        if side not in impls:
+            head = [h for h in head if side not in h]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for dtype in dtypes:
         for size in sizes:
@@ -554,6 +617,8 @@ def table(results, sizes, dtypes, impls, runs, gates: int = 4, layers: int = 1, 
             for r in range(1, runs + 1):
                 g, t = get(r, dtype, size, "generated"), get(r, dtype, size, "torch")
                 n = get(r, dtype, size, "naive") if "naive" in impls else None
+                c = get(r, dtype, size, "compiled") if "compiled" in impls else None
+                f = get(r, dtype, size, "floor") if "floor" in impls else None
                 cells["generated ms"].append(f"{g['median'] * 1e3:.2f}")
                 cells["torch ms"].append(f"{t['median'] * 1e3:.2f}")
                 cells["generated / torch"].append(f"{g['median'] / t['median']:.2f}")
@@ -562,6 +627,15 @@ def table(results, sizes, dtypes, impls, runs, gates: int = 4, layers: int = 1, 
                 cells["torch % of rate"].append(f"{100 * flops / t['median'] / t['rate']:.0f}")
                 cells["peak MiB generated"].append(f"{(g['peak_kb'] or 0) / 1024:.1f}")
                 cells["peak MiB torch"].append(f"{(t['peak_kb'] or 0) / 1024:.1f}")
+                if c is not None:
+                    cells["compiled ms"].append(f"{c['median'] * 1e3:.2f}")
+                    cells["compiled / torch"].append(f"{c['median'] / t['median']:.2f}")
+                    cells["peak MiB compiled"].append(f"{(c['peak_kb'] or 0) / 1024:.1f}")
+                if f is not None:
+                    cells["floor ms"].append(f"{f['median'] * 1e3:.2f}")
+                    cells["floor / torch"].append(f"{f['median'] / t['median']:.2f}")
+                if c is not None and f is not None:
+                    cells["compiled / floor"].append(f"{c['median'] / f['median']:.2f}")
                 if n is not None:
                     cells["naive ms"].append(f"{n['median'] * 1e3:.2f}")
                     cells["naive / torch"].append(f"{n['median'] / t['median']:.2f}")
@@ -573,23 +647,29 @@ def table(results, sizes, dtypes, impls, runs, gates: int = 4, layers: int = 1, 
             f"`% of rate` is the matrix-product work of forward + backward ({6 * gates}·T·B·H·(D+H) flops"
             f"{', summed over layers and directions, D a layer input' if layers * directions > 1 else ''}) over the time, "
             "as a share of the NumPy matmul rate measured in the same run (the best of 20 products of two "
-            "1024 x 1024 matrices); peak is the rise of the resident set over one warm forward + backward.")
+            "1024 x 1024 matrices); peak is the rise of the resident set over one warm forward + backward. "
+            "compiled: generated/<preset>_numba.py (its kernels compiled before the timing, in the untimed "
+            "first calls); floor: the same matrix products alone in NumPy (derive.cli.benchmark.floor_call).")
     return "\n".join(lines) + "\n\n" + note
 
 
-def _check_agreement(module_path: str, cell: Cell = CELLS["lstm"]) -> None:
-    """The generated module and the naive reference compute the same gradients (float64, tiny size)."""
+def _check_agreement(module_path: str, cell: Cell = CELLS["lstm"], compiled: bool = False) -> None:
+    """The generated module (and its compiled twin) and the naive reference
+    compute the same gradients (float64, tiny size)."""
     import numpy as np
 
-    gen = load_generated(module_path)
+    mods = [load_generated(module_path)]
+    if compiled:
+        mods.append(load_generated(compiled_path(module_path), f"bench_{cell.preset}_numba"))
     x, states, weights, dout = inputs(cell, "float64", (4, 3, 5, 6), seed=7)
     weights = [w * 3 for w in weights]  # not small: every term counts
-    _, _, cache = getattr(gen, cell.forward)(x, *states, *weights)
-    a = getattr(gen, cell.backward)(dout, cache)
     b = cell.naive(x, *states, *weights, dout)
-    for key in a:
-        if not np.allclose(a[key], b[key], rtol=1e-10, atol=1e-12):
-            raise AssertionError(f"generated and naive disagree on {key}")
+    for gen in mods:
+        _, _, cache = getattr(gen, cell.forward)(x, *states, *weights)
+        a = getattr(gen, cell.backward)(dout, cache)
+        for key in a:
+            if not np.allclose(a[key], b[key], rtol=1e-10, atol=1e-12):
+                raise AssertionError(f"{gen.__name__} and naive disagree on {key}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,9 @@
 """``lstm-derive build``: (re)generate everything in generated/, or check it.
 
 Contract. :data:`ARTIFACTS` maps a file suffix to a renderer ``(derivation,
-regenerate) -> text``; :func:`render_one` renders the four artifacts of one cell,
+regenerate) -> text`` (None: the cell has no such file; the compiled twin
+``<name>_numba.py`` is written for the presets whose module is fused, a user's
+spec gets it from ``lstm-derive numpy SPEC --backend numba``); :func:`render_one` renders the four artifacts of one cell,
 :func:`render_all` those of every named cell (all presets by default), in
 worker processes when ``jobs > 1`` (the cells are independent, and a preset's
 write-up measures its own checks, which is most of the time), reporting each
@@ -22,15 +24,16 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from derive.cli.files import write_files
-from derive.codegen.render import render_module
+from derive.codegen.render import render_module, render_numba_module
 from derive.errors import DeriveError
 from derive.derivation import Derivation, derive, load_cell, presets, regenerate_command
 from derive.writeup.listing import render_listing
 from derive.writeup.document import render_markdown, render_tex
 
-ARTIFACTS: dict[str, Callable[..., str]] = {
+ARTIFACTS: dict[str, Callable[..., str | None]] = {
     ".txt": render_listing,
     ".py": render_module,
+    "_numba.py": render_numba_module,  # a preset's compiled twin (None: not fused, or a user's spec)
     ".tex": render_tex,
     ".md": render_markdown,
 }
@@ -42,8 +45,9 @@ def render_one(name: str, out: str | Path = DEFAULT_OUT) -> dict[str, str]:
     """{file name: text} of the artifacts of one preset or spec file."""
     regenerate = regenerate_command(load_cell(name), out)
     derivation: Derivation = derive(name)
-    return {derivation.name + suffix: renderer(derivation, regenerate=regenerate)
-            for suffix, renderer in ARTIFACTS.items()}
+    files = {derivation.name + suffix: renderer(derivation, regenerate=regenerate)
+             for suffix, renderer in ARTIFACTS.items()}
+    return {name: text for name, text in files.items() if text is not None}
 
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from derive.cli.options import CELL, CELL_HELP, add_output
 from derive.codegen.plan import CodegenError
-from derive.codegen.render import fused_module
+from derive.codegen.render import fused_module, numba_module
 from derive.writeup.document import render_markdown, render_tex
 from derive.writeup.pdf import LatexNotFound, compile_pdf
 
@@ -26,6 +26,8 @@ def register_codegen(subparsers) -> None:
     n = subparsers.add_parser("numpy", help="emit the NumPy module of one cell (fused when it fits the frame)")
     n.add_argument("cell", metavar=CELL, help=CELL_HELP)
     add_output(n, "FILE", "write it here (default: standard output)")
+    n.add_argument("--backend", choices=["numpy", "numba"], default="numpy",
+                   help="numba: the compiled twin (its time loops compiled; needs pip install 'derive[fast]' to run)")
     n.set_defaults(run=_cmd_numpy)
 
     b = subparsers.add_parser("bench", help="time a generated module against torch.nn.LSTM / GRU (needs torch)")
@@ -41,13 +43,20 @@ def _cmd_numpy(args) -> int:
     from derive.derivation import derive
 
     d = derive(args.cell)
-    try:
-        text = fused_module(d, _regenerate_one(args))
-    except CodegenError as exc:
-        from derive.codegen.unfused import unfused_module
+    if args.backend == "numba":
+        try:  # a cell outside the compiled frame: no module, one line, status 2
+            text = numba_module(d, _regenerate_one(args))
+        except CodegenError as exc:
+            print(f"lstm-derive: {exc}", file=sys.stderr)
+            return 2
+    else:
+        try:
+            text = fused_module(d, _regenerate_one(args))
+        except CodegenError as exc:
+            from derive.codegen.unfused import unfused_module
 
-        print(f"lstm-derive: {exc}; writing the unfused module", file=sys.stderr)
-        text = unfused_module(d, str(exc), _regenerate_one(args))
+            print(f"lstm-derive: {exc}; writing the unfused module", file=sys.stderr)
+            text = unfused_module(d, str(exc), _regenerate_one(args))
     if args.output:
         _write_one(text, Path(args.output), "-o")
         print(f"wrote {args.output}", file=sys.stderr)
@@ -64,7 +73,8 @@ def _regenerate_one(args) -> str | None:
 
     if not args.output or is_preset(load_cell(args.cell)):
         return None
-    return f"lstm-derive numpy {command_path(args.cell)} -o {command_path(args.output)}"
+    backend = " --backend numba" if getattr(args, "backend", "numpy") == "numba" else ""
+    return f"lstm-derive numpy {command_path(args.cell)}{backend} -o {command_path(args.output)}"
 
 
 def _write_one(text: str, out: Path, option: str) -> None:

@@ -233,8 +233,8 @@ def _py(expr) -> str:
     return to_python(expr)
 
 
-def module_context(p: Plan) -> dict:
-    e = Emitter(p)
+def module_context(p: Plan, e: Emitter | None = None) -> dict:
+    e = e or Emitter(p)
     fwd, bwd, pred = e.forward(), e.backward(), e.predict()
     d, cell = p.derivation, p.cell
     loss = p.full.cell.loss

@@ -439,7 +439,7 @@ class Emitter:
         # are spent (less memory: one T-long buffer, not two), unless a parameter
         # gradient reads the gates after the loop.
         reuse = not any(re.search(rf"\b{n['gates_all']}\b", g.text) for g in grads)
-        body = StepBody(self, steps, reuse)
+        body = self.step_body = StepBody(self, steps, reuse)
         full, stacked = body.lines(stacked=False), body.lines(stacked=True)
 
         post, results = self._after_loops(grads, input_grads, reuse)

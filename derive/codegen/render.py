@@ -41,6 +41,12 @@ along a leading axis (one per loss inside its window, by age), prints feature
 slices from the end (``x[..., lo:hi]``) so that the same text serves both, and
 sums the ages into the gates buffer; after the loop nothing changes.
 
+Compiled twins. :func:`numba_module` renders ``generated/<name>_numba.py``:
+the same context and API templates, on ``templates/numba_module.py.j2``,
+whose time loops are compiled kernels (:mod:`derive.codegen.numba_emit`).
+The NumPy module and its twin share one plan and one emitter (the last
+derivation's are kept), so the build derives and plans each cell once.
+
 Storage. ``columns`` cells (features × batch: the course, Graves, Lipton) keep
 a sequence as (features, T, batch) inside, ``rows`` cells (batch × features:
 PyTorch, TMVA) as (T, batch, features), ``none`` cells (one example, 1-D) as
@@ -55,23 +61,61 @@ from pathlib import Path
 
 from derive.codegen.api import HEADER
 from derive.codegen.plan import CodegenError, Layout, plan
-from derive.derivation import Derivation
+from derive.derivation import Derivation, is_preset
 from derive.codegen.numpy_printer import assign_into, numpy_text
 from derive.templating import render
 
 __all__ = ["HEADER", "CodegenError", "Layout", "plan", "assign_into", "numpy_text", "render_module", "write_module",
-           "fused_module"]
+           "fused_module", "numba_module", "render_numba_module"]
 
 
 def fused_module(derivation: Derivation, regenerate: str | None = None) -> str:
     """The fused module's text; CodegenError when the cell does not fit the frame.
     ``regenerate``: the command its header names (default: ``regenerate_command``)."""
-    from derive.codegen.api import module_context
-
-    context = module_context(plan(derivation))
+    context = dict(_fused_context(derivation)[0])
     if regenerate is not None:
         context["regenerate"] = regenerate
-    return render(context.pop("template"), **context)
+    return render(context.pop("template"), base="numpy_module.py.j2", **context)
+
+
+def numba_module(derivation: Derivation, regenerate: str | None = None) -> str:
+    """The compiled twin of the fused module (generated/<name>_numba.py): the
+    same API, its time loops compiled (derive.codegen.numba_emit);
+    CodegenError when the cell does not fit the fused frame or the compiled one."""
+    from derive.codegen.numba_emit import NumbaEmitter
+
+    context, p, e = _fused_context(derivation)
+    context = dict(context)
+    context.update(NumbaEmitter(p, e).context())
+    if regenerate is not None:
+        context["regenerate"] = regenerate
+    return render(context.pop("template"), base="numba_module.py.j2", **context)
+
+
+def render_numba_module(derivation: Derivation, regenerate: str | None = None) -> str | None:
+    """generated/<name>_numba.py's text for a preset whose module is fused, else None."""
+    if not is_preset(derivation.cell):
+        return None
+    try:
+        return numba_module(derivation, regenerate)
+    except CodegenError:
+        return None
+
+
+_LAST: list = []  # the last derivation's (context, plan, emitter): its NumPy and compiled modules share them
+
+
+def _fused_context(derivation: Derivation):
+    from derive.codegen.api import module_context
+    from derive.codegen.emit import Emitter
+
+    if _LAST and _LAST[0][0] is derivation:
+        return _LAST[0][1]
+    p = plan(derivation)
+    e = Emitter(p)
+    result = (module_context(p, e), p, e)
+    _LAST[:] = [(derivation, result)]
+    return result
 
 
 def render_module(derivation: Derivation, regenerate: str | None = None) -> str:

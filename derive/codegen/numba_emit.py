@@ -1,0 +1,535 @@
+"""The compiled core of a fused module (numba), from the same plan and the same derived statements.
+
+Contract. :class:`NumbaEmitter` takes the :class:`~derive.codegen.plan.Plan`
+and the :class:`~derive.codegen.emit.Emitter` of a fused NumPy module (after
+the NumPy core is built: it reads the emitter's analysed, CSE'd backward step)
+and gives the templates two compiled kernels, each one whole time loop in one
+``@njit`` function, and the Python lines that call them:
+
+    forward kernel    per step t: each state's product into a scratch
+                      (``np.dot(h_prev, W_hᵀ, hp)``, BLAS, no allocation), then ONE
+                      loop over the units [n, k] of the step: every sum completed,
+                      every gate activated, every other equation of the cell
+    backward kernel   per step t (descending): loop A over the units: the derived
+                      statements that do not need a product (the slot adjoints into
+                      a step scratch dz); each state's product (``np.dot(dz, W_h,
+                      ...)``); loop B: the statements that do (the GRU's ``dh_prev =
+                      dz @ W_h + dh*z``); dz copied into the step's slot of the gates
+                      buffer, as the NumPy module leaves it
+
+Everything before the loops (the input products of all steps) and after
+them (weight, bias and input gradients, one product each) is the NumPy
+module's, unchanged; so is truncated BPTT (``_bptt_truncated``, the NumPy
+stacked loop). Every scalar statement is a derived one, printed per unit by
+:mod:`derive.codegen.numba_printer`, once per dtype (float32 and float64:
+constants are of the loop's dtype). The frame is narrower than the NumPy
+one: every sum, state and elementwise value of the step has the same number
+of units, products read states only (no value of the step), and each state's
+slots are one block; else :class:`~derive.codegen.plan.CodegenError`.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from derive.spec import ops
+from derive.codegen.emit import Emitter
+from derive.codegen.numba_printer import DTYPES, Constants, helper_lines, scalar_text
+from derive.codegen.numpy_printer import Lines
+from derive.codegen.plan import CodegenError, Names, Plan, Slot, Source
+
+
+class Unit:
+    """One loop over the units of a step: the views its outer loop binds and
+    how its body reads a unit of each (layout ``rows``: a batch row outside,
+    its units inside; ``columns``: a unit outside, the batch inside; ``none``:
+    the units)."""
+
+    def __init__(self, ne: "NumbaEmitter"):
+        self.ne = ne
+        self.binds = Lines()
+        self.views: dict[tuple, str] = {}
+        self.body = Lines()
+
+    def _view(self, key: tuple, label: str, text: str) -> str:
+        if key not in self.views:
+            name = self.ne.fresh("v_" + label)
+            self.views[key] = name
+            self.binds.add(f"{name} = {text}")
+        return self.views[key]
+
+    def _range(self, off: sp.Expr) -> tuple[str, str]:
+        m, U = self.ne.blocks(off), self.ne.U
+        return ("0" if m == 0 else f"{m}*{U}"), (U if m == 0 else f"{m + 1}*{U}")
+
+    def seq(self, array: str, at: str, off: sp.Expr, label: str) -> str:
+        """A unit of step ``at`` of a stored sequence, features from ``off``."""
+        ne, layout = self.ne, self.ne.L.name
+        lo, hi = self._range(off)
+        if layout == "rows":
+            return self._view((array, at, lo), label, f"{array}[{at}, {ne.n}, {lo}:{hi}]") + f"[{ne.k}]"
+        if layout == "columns":
+            return self._view((array, at, lo), label, f"{array}[{_plus(lo, ne.k)}, {at}]") + f"[{ne.n}]"
+        return self._view((array, at, lo), label, f"{array}[{lo}:{hi}, {at}]") + f"[{ne.k}]"
+
+    def step(self, array: str, off: sp.Expr, label: str) -> str:
+        """A unit of a step-shaped array (a scratch, a carried adjoint)."""
+        ne, layout = self.ne, self.ne.L.name
+        lo, hi = self._range(off)
+        if layout == "rows":
+            return self._view((array, lo), label, f"{array}[{ne.n}, {lo}:{hi}]") + f"[{ne.k}]"
+        if layout == "columns":
+            return self._view((array, lo), label, f"{array}[{_plus(lo, ne.k)}]") + f"[{ne.n}]"
+        return self._view((array, lo), label, f"{array}[{lo}:{hi}]") + f"[{ne.k}]"
+
+    def param(self, array: str) -> str:
+        """A unit of a parameter read elementwise (a peephole), the same for every example."""
+        ne = self.ne
+        if ne.L.name == "columns":
+            return self._view((array,), array, f"{array}[{ne.k}, 0]")
+        return self._view((array,), array, f"{array}[0:{ne.U}]") + f"[{ne.k}]"
+
+    def loop(self) -> Lines:
+        ne, layout = self.ne, self.ne.L.name
+        out = Lines()
+        inner = ne.k if layout != "columns" else ne.n
+        if layout == "none":
+            out.extend(self.binds)
+            out.add(f"for {ne.k} in range({ne.U}):")
+            out.extend("    " + line for line in self.body)
+            return out
+        outer, size, inner_size = (ne.n, ne.B, ne.U) if layout == "rows" else (ne.k, ne.U, ne.B)
+        out.add(f"for {outer} in range({size}):")
+        out.extend("    " + line for line in self.binds)
+        out.add(f"    for {inner} in range({inner_size}):")
+        out.extend("        " + line for line in self.body)
+        return out
+
+
+def _plus(lo: str, k: str) -> str:
+    return k if lo == "0" else f"{lo} + {k}"
+
+
+class _NotInPlace(Exception):
+    """Loop B reads a stored value of the step from the gates buffer: the slot
+    adjoints cannot overwrite it in place."""
+
+
+class NumbaEmitter:
+    """The compiled kernels of a fused module and the Python lines that call them."""
+
+    def __init__(self, p: Plan, e: Emitter):
+        self.p, self.e, self.L, self.d, self.cell = p, e, p.layout, e.d, e.cell
+        self.constants = Constants()
+        self.base_taken = set(p.fresh.taken)
+        self.reset()
+        links = self.cell.links
+        self.units = e.feat(links[0].out)
+        for s in p.sources:
+            if s.role == "value":
+                raise self.fail(f"a product reads `{s.var}`, a value of the step")
+            if s.role == "state" and s.direct is None:
+                raise self.fail(f"the sums that `{s.var}` feeds are not one block of the gates buffer")
+        for what, size in [(s.name, s.size) for s in p.slots] + [(l.out, e.feat(l.out)) for l in links]:
+            if sp.simplify(size - self.units) != 0:
+                raise self.fail(f"`{what}` has {size} units, not {self.units}: one loop over the units needs one size")
+        want = (self.units,) if self.L.name != "columns" else (self.units, 1)
+        for name in e.loop_params():
+            if tuple(self.d.shapes[name]) != want:
+                raise self.fail(f"the parameter `{name}` read in the step is not one value per unit")
+        self.forward_args: dict[str, str] = {}
+        self.backward_args: dict[str, str] = {}
+
+    def fail(self, message: str) -> CodegenError:
+        return CodegenError(f"{self.cell.path}: no compiled module: {message}")
+
+    def blocks(self, off: sp.Expr) -> int:
+        m = sp.simplify(sp.sympify(off) / self.units)
+        if not (m.is_Integer and m >= 0):
+            raise self.fail(f"the offset {off} is not a whole number of blocks of {self.units} units")
+        return int(m)
+
+    def step_shape(self, blocks: int) -> str:
+        rows = self.U if blocks == 1 else f"{blocks}*{self.U}"
+        if self.L.name == "rows":
+            return f"({self.B}, {rows})"
+        return f"({rows}, {self.B})" if self.L.name == "columns" else f"({rows},)"
+
+    def dims(self, units: str, gates: str) -> list[str]:
+        """The kernel's T, B and U, read off the gates buffer and an array of
+        units (``units`` indexes its units' axis: ``h_seq.shape[2]``)."""
+        if self.L.name == "rows":
+            return [f"{self.T}, {self.B} = {gates}.shape[0], {gates}.shape[1]", f"{self.U} = {units}"]
+        if self.L.name == "columns":
+            return [f"{self.T}, {self.B} = {gates}.shape[1], {gates}.shape[2]", f"{self.U} = {units}"]
+        return [f"{self.T} = {gates}.shape[1]", f"{self.U} = {units}"]
+
+    def outer_empty(self, blocks: int, units: str, gates: str) -> str:
+        """A step-shaped scratch allocated by the Python caller and passed in (a
+        scratch allocated inside the kernel made the forward unit loop about 2x
+        slower, measured: LLVM versions the loop differently); ``units`` and
+        ``gates`` are the caller's expressions (``h_seq.shape[2]``, ``gates``)."""
+        rows = units if blocks == 1 else f"{blocks}*{units}"
+        if self.L.name == "rows":
+            return f"np.empty(({gates}.shape[1], {rows}), {gates}.dtype)"
+        if self.L.name == "columns":
+            return f"np.empty(({rows}, {gates}.shape[2]), {gates}.dtype)"
+        return f"np.empty(({rows},), {gates}.dtype)"
+
+    def copy(self) -> str:
+        """The compiled copy loop of a step-shaped array (an array assignment
+        ``a[...] = b`` inside a kernel costs seconds of LLVM time; a call does not)."""
+        return "_copy_1d" if self.L.name == "none" else "_copy_2d"
+
+    def reset(self) -> None:
+        """Fresh kernel-local names, the same on every call (both dtypes get the same text)."""
+        self.fresh = Names(self.base_taken)
+        self.n, self.k = self.fresh("_n"), self.fresh("_k")
+        self.U, self.B, self.T = self.fresh("U"), self.fresh("B"), self.fresh("T")
+
+    def hp_row(self, src: Source, slot: Slot) -> sp.Expr:
+        """Where a slot's terms sit in the source's product (its rows of the stacked weight)."""
+        for lo, hi, r0, _ in src.runs:
+            if self.blocks(slot.start - lo) >= 0 and self.blocks(hi - slot.stop) >= 0:
+                return r0 + slot.start - lo
+        raise self.fail(f"`{slot.name}` is not among the sums of `{src.var}`")
+
+    # -- forward ---------------------------------------------------------------------
+    def forward(self, sfx: str) -> Lines:
+        p, e, d, L = self.p, self.e, self.d, self.L
+        self.reset()
+        gates = p.names["gates"]
+        args = self.forward_args
+        args[gates] = gates
+        unit = Unit(self)
+        local: dict[str, str] = {}
+        states = [s for s in p.sources if s.role == "state"]
+        axis = {"rows": 2, "columns": 0, "none": 0}[L.name]
+        units = f"{p.seq[self.cell.links[0].out]}.shape[{axis}]"
+        prev_of = {l.prev: l for l in self.cell.links}
+        params = set(e.loop_params())
+        inputs = set(self.cell.names("input"))
+        scratch, products = Lines(), Lines()
+        hp: dict[str, str] = {}
+        for s in states:
+            seq = p.seq[prev_of[s.name].out]
+            args[seq] = seq
+            hp[s.name] = self.fresh("hp_" + s.var)
+            args[hp[s.name]] = self.outer_empty(self.blocks(s.rows), units, gates)
+            if L.rows:
+                w = self.fresh(s.weight + "_T")
+                args[w] = f"np.ascontiguousarray({s.weight}.T)"  # C-contiguous: one np.dot signature per dtype for every kernel (compiled once per process)
+                products.add(f"np.dot({seq}[t], {w}, {hp[s.name]})", f"the {s.var} terms of their sums: one product")
+            else:
+                args[s.weight] = f"np.ascontiguousarray({s.weight})"
+                xp = self.fresh(s.var + "_t")
+                args[xp] = self.outer_empty(1, units, gates)
+                products.add(f"{self.copy()}({xp}, {seq}[:, t])", f"{s.var}, contiguous for the product")
+                products.add(f"np.dot({s.weight}, {xp}, {hp[s.name]})", f"the {s.var} terms of their sums: one product")
+
+        def need(expr: sp.Expr) -> None:
+            for sym in sorted(expr.free_symbols, key=lambda s: s.name):
+                name = sym.name
+                if name in local:
+                    continue
+                if name in prev_of:
+                    seq = p.seq[prev_of[name].out]
+                    args[seq] = seq
+                    unit.body.add(f"{name} = {unit.seq(seq, 't', 0, name)}")
+                elif name in inputs:
+                    seq = p.seq[name]
+                    args[seq] = f"np.ascontiguousarray({seq})"
+                    unit.body.add(f"{name} = {unit.seq(seq, 't', 0, name)}")
+                elif name in params:
+                    args[name] = f"np.ascontiguousarray({name})"
+                    local[name] = unit.param(name)
+                    continue
+                elif p.slot_named(name) is not None and p.slot_named(name).kind == "inner":
+                    sum_of(p.slot_named(name))
+                else:
+                    raise self.fail(f"the step reads `{name}`, which the compiled loop does not have")
+                local[name] = name
+
+        def total(slot: Slot) -> str:
+            """The slot's sum: its block of the gates (input terms and bias), each state's terms, its other terms."""
+            terms = [unit.seq(gates, "t", slot.start, "z_" + slot.name)]
+            for s in states:
+                if any(part.slot is slot for part in s.parts):
+                    terms.append(unit.step(hp[s.name], self.hp_row(s, slot), f"{hp[s.name]}_{slot.name}"))
+            if slot.extra != 0:
+                need(slot.extra)
+                terms.append(scalar_text(slot.extra, local, self.constants, sfx))
+            return " + ".join(terms)
+
+        def sum_of(slot: Slot) -> None:
+            """A sum that is not a gate (the GRU's inner one): computed and kept in its block."""
+            text = total(slot)
+            unit.body.add(f"{slot.name} = {text}", f"{slot.name}: its sum, kept for the backward pass")
+            unit.body.add(f"{unit.seq(gates, 't', slot.start, 'z_' + slot.name)} = {slot.name}")
+            local[slot.name] = slot.name
+
+        equations = {eq.target: eq for eq in self.cell.equations}
+        gate_slot = {s.name: s for s in p.gates}
+        outs = {l.out for l in self.cell.links}
+        for node in d.nodes:
+            if node.kind in ("matmul", "concat") or node.preact_of is not None:
+                continue
+            comment = equations[node.name].text if node.name in equations else None
+            if node.name in gate_slot:
+                g = gate_slot[node.name]
+                act = scalar_text(g.act(sp.Symbol("_pre_")), {"_pre_": total(g)}, self.constants, sfx)
+                unit.body.add(f"{g.name} = {act}", comment)
+                dest = unit.seq(p.seq[g.home], "t + 1", 0, g.name) if g.home else \
+                    unit.seq(gates, "t", g.start, "z_" + g.name)
+                if g.home:
+                    args[p.seq[g.home]] = p.seq[g.home]
+                unit.body.add(f"{dest} = {g.name}")
+                local[g.name] = g.name
+                continue
+            slot = p.slot_named(node.name)
+            if slot is not None:
+                if slot.name not in local:
+                    sum_of(slot)
+                continue
+            if node.hidden:
+                raise self.fail(f"`{node.equation}` has an unnamed value")
+            expr = node.expr.xreplace(e.inner)
+            need(expr)
+            unit.body.add(f"{node.name} = {scalar_text(expr, local, self.constants, sfx)}", comment)
+            local[node.name] = node.name
+            if node.name in outs:
+                seq = p.seq[node.name]
+                args[seq] = seq
+                unit.body.add(f"{unit.seq(seq, 't + 1', 0, node.name)} = {node.name}")
+        lines = Lines()
+        axis = {"rows": 2, "columns": 0, "none": 0}[L.name]
+        lines.extend(self.dims(f"{p.seq[self.cell.links[0].out]}.shape[{axis}]", gates))
+        lines.extend(scratch)
+        lines.add(f"for t in range({self.T}):")
+        lines.extend("    " + line for line in Lines(products + unit.loop()))
+        return lines
+
+    # -- backward --------------------------------------------------------------------
+    def backward(self, sfx: str) -> tuple[Lines, list[str]]:
+        """The backward kernel's lines, and the names of its carried buffers.
+
+        In the ``rows`` layout the slot adjoints of step t are written straight
+        into their slots of the gates buffer (no scratch, no copy): every stored
+        value of the step that the unit loop reads from there is read at the top
+        of the unit's body, before any adjoint overwrites it. When loop B would
+        read such a value, a scratch takes the adjoints and is copied after."""
+        try:
+            return self._backward(sfx, inplace=self.L.name == "rows")
+        except _NotInPlace:
+            return self._backward(sfx, inplace=False)
+
+    def _backward(self, sfx: str, inplace: bool) -> tuple[Lines, list[str]]:
+        p, e, d, L = self.p, self.e, self.d, self.L
+        self.backward_args.clear()
+        self.reset()
+        e.backward()
+        sb = e.step_body
+        n = p.names
+        gates = n["gates"]
+        args = self.backward_args
+        args[gates] = gates
+        target = gates if sb.reuse else n["dgates"]
+        args[target] = target
+        links = self.cell.links
+        grad_of = {d.gradient_name(l.prev): l for l in links}
+        carried = {g: self.fresh(g + "_buf") for g in grad_of}
+        for g, buf in carried.items():
+            args[buf] = buf
+        later = {g: self.fresh("later_" + g) for g in grad_of}
+        params = set(e.loop_params())
+        products = {name: src for name, src in sb.product_of.items()}
+        stored = set(e.stored())
+        slot_home = {s.name: s for s in p.slots if s.home is None}
+        ext = self.cell.loss.external
+        dz = self.fresh("dz")
+
+        # every definition of the step, in an order that defines before use
+        reads, recompute = sb._needed()
+        temps = dict(sb.pairs)
+        defs: list[tuple[str, sp.Expr, str | None]] = [(name, expr, f"{name} = again") for name, expr in recompute]
+        for name, rhs, text in sb.glue:
+            rhs = rhs.replace(ops.later, lambda a: sp.Symbol(later[a.name]) if isinstance(a, sp.Symbol) else a)
+            if rhs.has(ops.later):
+                raise self.fail(f"`{text}` carries something other than a state's adjoint")
+            defs.append((name, rhs, text))
+        done: set[str] = set()
+
+        def ensure(expr: sp.Expr) -> None:
+            for sym in sorted(expr.free_symbols, key=lambda s: s.name):
+                if sym.name in temps and sym.name not in done:
+                    ensure(temps[sym.name])
+                    done.add(sym.name)
+                    defs.append((sym.name, temps[sym.name], None))
+
+        for (name, _, text), rhs in zip(sb.body, sb.reduced):
+            ensure(rhs)
+            defs.append((name, rhs, text))
+        for slot in sb.unnamed:
+            value = sb.unnamed_reduced[slot.name]
+            ensure(value)
+            defs.append((sb.unnamed_var[slot.name], value, f"the adjoint of {slot.name}: {slot.adjoint}"))
+        unnamed_slot = {sb.unnamed_var[s.name]: s for s in sb.unnamed}
+
+        # loop B: what needs a product; the rest is loop A
+        late: set[str] = set(products)
+        for name, rhs, _ in defs:
+            if {s.name for s in rhs.free_symbols} & late:
+                late.add(name)
+        direct = {}  # a state's adjoint that is exactly its product: written straight by np.dot
+        uses = {}
+        for name, rhs, _ in defs:
+            for s in rhs.free_symbols:
+                uses[s.name] = uses.get(s.name, 0) + 1
+        for name, rhs, _ in defs:
+            if name in grad_of and isinstance(rhs, sp.Symbol) and rhs.name in products and uses[rhs.name] == 1:
+                direct[rhs.name] = name
+        early = {name for name, _, _ in defs if name not in late}
+        kept = {s.name for name, rhs, _ in defs if name in late for s in rhs.free_symbols} & early
+
+        first, second = Unit(self), Unit(self)
+        local_a: dict[str, str] = {}
+        local_b: dict[str, str] = {}
+        keep_buf = {name: self.fresh("keep_" + name) for name in sorted(kept)}
+        prod_buf = {name: self.fresh(name + "_t") for name in products if name not in direct}
+        prev_of = {l.prev: l for l in links}
+        out_of = {l.out: l for l in links}
+
+        def read(unit: Unit, local: dict, name: str, in_b: bool) -> None:
+            if name in local:
+                return
+            if in_b and name in keep_buf:
+                local[name] = unit.step(keep_buf[name], 0, name)
+                return
+            if in_b and inplace and target == gates and name in stored and name in slot_home:
+                raise _NotInPlace(name)
+            if name in later.values():
+                g = next(k for k, v in later.items() if v == name)
+                unit.body.add(f"{name} = {unit.step(carried[g], 0, g)}", f"later({g})")
+            elif name in prod_buf:
+                local[name] = unit.step(prod_buf[name], 0, name)
+                return
+            elif name == ext:
+                args[n["ext"]] = f"np.ascontiguousarray({n['ext']})"
+                unit.body.add(f"{name} = {unit.seq(n['ext'], 't', 0, name)}")
+            elif name in params:
+                args[name] = f"np.ascontiguousarray({name})"
+                local[name] = unit.param(name)
+                return
+            elif name in stored and name in slot_home:
+                unit.body.add(f"{name} = {unit.seq(gates, 't', slot_home[name].start, name)}")
+            elif name in stored and name in out_of:
+                seq = p.seq[name]
+                args[seq] = seq
+                unit.body.add(f"{name} = {unit.seq(seq, 't + 1', 0, name)}")
+            elif name in stored and name in prev_of:
+                seq = p.seq[prev_of[name].out]
+                args[seq] = seq
+                unit.body.add(f"{name} = {unit.seq(seq, 't', 0, name)}")
+            elif name in stored and name in self.cell.names("input"):
+                seq = p.seq[name]
+                args[seq] = f"np.ascontiguousarray({seq})"
+                unit.body.add(f"{name} = {unit.seq(seq, 't', 0, name)}")
+            else:
+                raise self.fail(f"the backward step reads `{name}`, which the compiled loop does not have")
+            local[name] = name
+
+        def dz_unit(unit: Unit, off, name: str) -> str:
+            if inplace:
+                return unit.seq(target, "t", off, "d" + name)
+            return unit.step(dz, off, name)
+
+        if inplace and target == gates:
+            # the stored values of the step that loop A reads, read before any adjoint overwrites them
+            for name, rhs, _ in defs:
+                if name not in late and name not in direct.values():
+                    for sym in sorted(rhs.free_symbols, key=lambda s: s.name):
+                        if sym.name in stored and sym.name in slot_home:
+                            read(first, local_a, sym.name, False)
+
+        for name, rhs, text in defs:
+            if name in direct.values():
+                continue
+            in_b = name in late
+            unit, local = (second, local_b) if in_b else (first, local_a)
+            for sym in sorted(rhs.free_symbols, key=lambda s: s.name):
+                read(unit, local, sym.name, in_b)
+            unit.body.add(f"{name} = {scalar_text(rhs, local, self.constants, sfx)}", text)
+            local[name] = name
+            if name in sb.slot_of_grad:
+                unit.body.add(f"{dz_unit(unit, sb.slot_of_grad[name].start, name)} = {name}")
+            elif name in unnamed_slot:
+                unit.body.add(f"{dz_unit(unit, unnamed_slot[name].start, name)} = {name}")
+            if name in grad_of:
+                unit.body.add(f"{unit.step(carried[name], 0, name)} = {name}")
+            if name in keep_buf:
+                unit.body.add(f"{unit.step(keep_buf[name], 0, name)} = {name}")
+
+        scratch = Lines()
+        if not inplace:
+            scratch.add(f"{dz} = np.empty({self.step_shape(self.blocks(p.total))}, {gates}.dtype)",
+                        "the slot adjoints of one step")
+        step_dz = f"{target}[t]" if inplace else dz
+        for name, buf in sorted(keep_buf.items()):
+            scratch.add(f"{buf} = np.empty({self.step_shape(1)}, {gates}.dtype)", f"{name}, for loop B")
+        prods = Lines()
+        for name, src in products.items():
+            out = carried[direct[name]] if name in direct else prod_buf[name]
+            if name not in direct:
+                scratch.add(f"{out} = np.empty({self.step_shape(self.blocks(src.size))}, {gates}.dtype)")
+            lo, hi = src.direct
+            whole = (lo, hi) == (0, p.total)
+            operand = step_dz
+            if not whole:
+                operand = self.fresh("dz_" + src.var)
+                scratch.add(f"{operand} = np.empty({self.step_shape(self.blocks(hi - lo))}, {gates}.dtype)")
+                a, b = self.blocks(lo), self.blocks(hi)
+                block = f"{a}*{self.U}:{b}*{self.U}" if a else f"0:{b}*{self.U}"
+                part = f"{step_dz}[:, {block}]" if L.rows else f"{step_dz}[{block}]"
+                prods.add(f"{self.copy()}({operand}, {part})", f"the adjoints of the {src.var} terms, contiguous")
+            if L.rows:
+                args[src.weight] = f"np.ascontiguousarray({src.weight})"
+                prods.add(f"np.dot({operand}, {src.weight}, {out})", f"{name}: one product")
+            else:
+                w = self.fresh(src.weight + "_T")
+                args[w] = f"np.ascontiguousarray({src.weight}.T)"
+                prods.add(f"np.dot({w}, {operand}, {out})", f"{name}: one product")
+        lines = Lines()
+        axis = {"rows": 1, "columns": 0, "none": 0}[L.name]
+        lines.extend(self.dims(f"{next(iter(carried.values()))}.shape[{axis}]", gates))
+        lines.extend(scratch)
+        lines.add(f"for t in range({self.T} - 1, -1, -1):")
+        body = Lines(first.loop() + prods)
+        if second.body:
+            body.extend(second.loop())
+        if not inplace:
+            step = {"rows": f"{target}[t]", "columns": f"{target}[:, t]", "none": f"{target}[:, t]"}[L.name]
+            body.add(f"{self.copy()}({step}, {dz})", "the step's slot adjoints, where the NumPy loop leaves them")
+        lines.extend("    " + line for line in body)
+        return lines, list(carried.values())
+
+    # -- what the template needs ----------------------------------------------------------
+    def context(self) -> dict:
+        kernels = {}
+        for sfx in DTYPES:
+            fwd = self.forward(sfx)
+            bwd, carried = self.backward(sfx)
+            kernels[sfx] = {"forward": list(fwd), "backward": list(bwd)}
+        grads = [self.d.gradient_name(l.prev) for l in self.cell.links]
+        helpers = {sfx: helper_lines(self.constants, sfx) for sfx in DTYPES}
+        return {
+            "numba": {
+                "kernels": kernels,
+                "helpers": helpers,
+                "constants": self.constants.definitions(),
+                "forward_params": list(self.forward_args),
+                "forward_call": list(self.forward_args.values()),
+                "backward_params": list(self.backward_args),
+                "backward_call": list(self.backward_args.values()),
+                "carried": list(zip(carried, grads)),
+            },
+        }

@@ -1,0 +1,234 @@
+"""The compiled twins (generated/<preset>_numba.py): the same API and the same
+numbers as their NumPy modules, in both dtypes, full and truncated BPTT, at
+extreme inputs, against torch autograd; and a clear ImportError without numba.
+
+Compiling costs seconds per module and dtype: the kernels are cached on disk
+(numba's cache=True, beside the generated files), each module is imported once
+per session, a representative subset (PyTorch's LSTM, the GRU, Graves'
+peepholes in columns, nicodjimenez's 1-D layout) is tested exhaustively and
+the rest in float64 at one size.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import inspect
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import derive
+from derive.cli.main import main as cli_main
+from derive.codegen.render import numba_module, render_numba_module
+from test_generated_reference import (
+    EXAMPLES,
+    GENERATED,
+    ROOT,
+    dims_for,
+    expected,
+    generated_grads,
+    generated_loss,
+    module,
+    needs_torch,
+    sequence,
+    short,
+    torch_grads,
+    worst,
+)
+
+numba = pytest.importorskip("numba")
+pytest.importorskip("scipy")
+
+# the presets whose module is fused have a compiled twin (test_committed_compiled_modules_...)
+PRESETS = [name for name in derive.presets() if (GENERATED / f"{name}_numba.py").is_file()]
+THOROUGH = ["pytorch", "gru", "graves", "nicodjimenez"]
+LIGHT = [name for name in PRESETS if name not in THOROUGH]
+
+
+@functools.lru_cache(maxsize=None)
+def compiled(name: str):
+    """generated/<name>_numba.py, imported once per session, by name (so that
+    numba's disk cache serves the next session)."""
+    path = GENERATED / f"{name}_numba.py"
+    spec = importlib.util.spec_from_file_location(f"generated_{name}_numba", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_every_fused_preset_has_a_compiled_twin_with_the_same_api():
+    for name in PRESETS:
+        twin, numpy_module = compiled(name), module(name)
+        assert twin.__all__ == numpy_module.__all__, name
+        for function in twin.__all__:
+            a, b = getattr(twin, function), getattr(numpy_module, function)
+            assert inspect.signature(a) == inspect.signature(b), (name, function)
+
+
+def _agree(name, dtype, truncate=None, T=4, sizes=(2, 3, 2), seed=0):
+    seq = sequence(name, dims_for(name, *sizes), T, seed)
+    twin = generated_grads(name, seq, dtype=dtype, module_=compiled(name), truncate=truncate)
+    ref = generated_grads(name, seq, dtype=dtype, module_=module(name), truncate=truncate)
+    assert {np.asarray(v).dtype for v in twin.values()} == {np.dtype(dtype)}
+    return worst(twin, ref)
+
+
+@pytest.mark.parametrize("name", THOROUGH)
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("truncate", [None, 1, 2])
+def test_compiled_equals_its_numpy_module(name, dtype, tol, truncate):
+    for seed, (T, sizes) in enumerate([(4, (2, 3, 2)), (1, (1, 1, 1)), (6, (3, 5, 4))]):
+        err, key = _agree(name, dtype, truncate, T, sizes, seed)
+        assert err <= tol, (name, key, err)
+
+
+@pytest.mark.parametrize("name", LIGHT)
+def test_compiled_equals_its_numpy_module_lightly(name):
+    err, key = _agree(name, np.float64, None)
+    assert err <= 1e-12, (name, key, err)
+
+
+@pytest.mark.parametrize("name", THOROUGH + LIGHT)
+def test_compiled_forward_equals_the_numpy_forward(name):
+    seq = sequence(name, dims_for(name, 2, 3, 2), 3, seed=5)
+    a, b = generated_loss(name, seq, module_=compiled(name)), generated_loss(name, seq, module_=module(name))
+    assert abs(a - b) <= 1e-12 * max(1.0, abs(b)), (name, a, b)
+
+
+@needs_torch
+@pytest.mark.parametrize("name", THOROUGH)
+def test_compiled_equals_torch_autograd(name):
+    seq = sequence(name, dims_for(name, 3, 4, 2), 5, seed=7)
+    _, ref = torch_grads(name, seq)
+    err, key = worst(generated_grads(name, seq, module_=compiled(name)), expected(name, ref))
+    assert err <= 1e-10, (name, key, err)
+
+
+@pytest.mark.parametrize("name", THOROUGH)
+def test_compiled_is_stable_at_huge_pre_activations(name):
+    """|z| = 1e4: no warning, no NaN, full and truncated, both dtypes; in float64 the NumPy
+    module's numbers to 1e-6 of the largest gradient (or absolutely, when all are below 1): weights
+    of 1e4 amplify the eps-sized difference of saturated gates (the NumPy module's np.tanh gives
+    exactly 1, the vectorised one 1 - eps), so this is a stability check; the agreement to 1e-12
+    is the other tests', at ordinary inputs. Not compared in float32: the NumPy module's
+    float32 sigmoid saturates to exactly 0 and 1 (through tanh), the compiled one to eps, and
+    weights and inputs of 1e4 multiply that difference by 1e8."""
+    seq = sequence(name, dims_for(name, 2, 3, 2), 3, seed=3)
+    for arrays in [seq.params, *seq.steps]:
+        for k in arrays:
+            arrays[k] = np.sign(arrays[k]) * 1e4
+    for dtype, tol in ((np.float64, 1e-6), (np.float32, None)):
+        for truncate in (None, 2):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                with np.errstate(all="raise"):
+                    grads = generated_grads(name, seq, dtype=dtype, module_=compiled(name), truncate=truncate)
+            assert all(np.all(np.isfinite(v)) for v in grads.values())
+            if tol is None:
+                continue
+            ref = generated_grads(name, seq, dtype=dtype, module_=module(name), truncate=truncate)
+            scale = max(1.0, max(float(np.max(np.abs(v))) for v in ref.values()))
+            diff = max(float(np.max(np.abs(np.asarray(grads[k], np.float64) - ref[k]))) for k in ref)
+            assert diff <= tol * scale, (name, dtype, truncate, diff, scale)
+
+
+def test_other_dtypes_are_a_type_error_naming_the_numpy_module():
+    twin = compiled("pytorch")
+    x = np.zeros((2, 1, 3), np.longdouble)
+    h = np.zeros((1, 1, 2))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        twin.lstm_forward(x, h, h, np.zeros((8, 3)), np.zeros((8, 2)), np.zeros(8), np.zeros(8))
+
+
+def test_the_compiled_text_is_the_derived_statements():
+    """Every scalar statement of the backward kernel is a derived line: the equations are its comments."""
+    text = (GENERATED / "pytorch_numba.py").read_text()
+    for line in ["dc = dc_next + dh*o*(1 - tanh(c)**2)", "dz_f = c_prev*dc*f*(1 - f)", "h = o * tanh(c)"]:
+        assert f"# {line}" in text
+    assert "math.exp" not in text and "np.exp(" not in text.split("# the compiled loops")[1]
+
+
+def test_import_without_numba_names_the_extra():
+    code = ("import sys; sys.modules['numba'] = None\n"
+            "import importlib.util as u\n"
+            f"s = u.spec_from_file_location('m', {str(GENERATED / 'gru_numba.py')!r}); m = u.module_from_spec(s)\n"
+            "s.loader.exec_module(m)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "ImportError" in out.stderr and "pip install 'derive[fast]'" in out.stderr
+
+
+def test_a_cache_location_that_cannot_be_written_still_computes(tmp_path):
+    """NUMBA_CACHE_DIR under a regular file: no cache, the module compiles and runs."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = ("import importlib.util as u, numpy as np\n"
+            f"s = u.spec_from_file_location('m', {str(GENERATED / 'elman_numba.py')!r}); m = u.module_from_spec(s)\n"
+            "s.loader.exec_module(m)\n"
+            "x = np.ones((2, 1, 3)); h = np.zeros((1, 1, 2))\n"
+            "out, h_n, cache = m.rnn_forward(x, h, np.ones((2, 3)), np.ones((2, 2)), np.zeros(2), np.zeros(2))\n"
+            "print(float(out.sum()))\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(blocker / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert abs(float(out.stdout) - 2 * (np.tanh(3.0) + np.tanh(3.0 + 2 * np.tanh(3.0)))) < 1e-12
+
+
+def test_the_disk_cache_serves_the_next_process_under_any_name(tmp_path):
+    """The first process compiles and writes the cache beside the module; a second one,
+    importing the same file under another name, still computes (the entries it cannot
+    load, the loop's and those of the helpers it calls, are left alone). The GRU: its
+    backward loop calls a compiled helper (_copy_2d)."""
+    path = tmp_path / "gru_numba.py"
+    path.write_text((GENERATED / "gru_numba.py").read_text())
+    code = ("import importlib.util as u, sys, numpy as np\n"
+            f"s = u.spec_from_file_location(sys.argv[1], {str(path)!r}); m = u.module_from_spec(s)\n"
+            "sys.modules[s.name] = m; s.loader.exec_module(m)\n"
+            "x = np.ones((2, 1, 3)); h = np.zeros((1, 1, 2))\n"
+            "w = [np.full((6, 3), 0.1), np.full((6, 2), 0.2), np.zeros(6), np.zeros(6)]\n"
+            "out, h_n, cache = m.gru_forward(x, h, *w); g = m.gru_backward(np.ones_like(out), cache)\n"
+            "print(float(out.sum()), float(g['weight_hh'].sum()))\n")
+    runs = [subprocess.run([sys.executable, "-c", code, name], capture_output=True, text=True)
+            for name in ("first_name", "first_name", "another_name")]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    assert len({run.stdout for run in runs}) == 1
+    assert list((tmp_path / "__pycache__").glob("*.nbi")), "no cache index beside the module"
+
+
+def test_cli_backend_numba_writes_the_compiled_module_of_a_spec(tmp_path, capsys):
+    out = tmp_path / "janet_numba.py"
+    assert cli_main(["numpy", EXAMPLES[1], "--backend", "numba", "-o", str(out)]) == 0
+    written = out.read_text().splitlines()
+    assert written[1].startswith("# Regenerate with: lstm-derive numpy ") and "--backend numba -o " in written[1]
+    assert written[2:] == numba_module(derive.derive(EXAMPLES[1])).splitlines()[2:]
+    spec = importlib.util.spec_from_file_location("janet_numba", out)
+    twin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(twin)
+    name = EXAMPLES[1]
+    seq = sequence(name, dims_for(name, 2, 3, 2), 3, seed=1)
+    err, key = worst(generated_grads(name, seq, module_=twin), generated_grads(name, seq))
+    assert err <= 1e-12, (short(name), key, err)
+
+
+def test_cli_backend_numba_on_a_cell_outside_the_frame_is_one_line_and_status_2(tmp_path, capsys):
+    out = tmp_path / "mgu_numba.py"
+    assert cli_main(["numpy", EXAMPLES[0], "--backend", "numba", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lstm-derive:") and "no compiled module" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_committed_compiled_modules_are_what_the_build_renders():
+    for name in derive.presets():
+        text = render_numba_module(derive.derive(name))
+        path = GENERATED / f"{name}_numba.py"
+        assert (path.read_text("utf-8") if path.is_file() else None) == text, name
+    assert {"pytorch", "gru", "graves", "nicodjimenez", "elman"} <= set(PRESETS)
+    assert not (ROOT / "generated" / "mgu_numba.py").exists()
