@@ -29,6 +29,7 @@ STEPS = (-1, 0, 1)
 _COLORS = ["blue!70!black", "red!70!black", "green!45!black", "orange!85!black"]
 _MERMAID_COLORS = ["#1f4fb4", "#b22222", "#2e7d32", "#c77700"]
 _LABEL = {-1: "t-1", 0: "t", 1: "t+1"}
+PER_ROW = 3  # mermaid: vertices of one depth side by side, at most
 
 CM_PER_CHAR = 0.2  # body-font math, roughly
 GAP = 0.45  # cm between two columns' boxes
@@ -354,6 +355,16 @@ def mermaid(u: Unrolled) -> str:
                       and (vid, e.dst) not in drawn), None)
         if first is not None:
             links.append((f"  {vid} ~~~ {first}", None))
+    # at most PER_ROW vertices of one depth side by side: each further one is
+    # held a row lower by an invisible edge (an LSTM's four gates: o beside c)
+    for k in STEPS:
+        columns: dict[int, list[str]] = {}
+        for v in u.vertices:
+            if v.step == k and v.kind in ("gate", "value"):
+                columns.setdefault(v.col, []).append(v.id)
+        for ids in columns.values():
+            for i in range(PER_ROW, len(ids)):
+                links.append((f"  {ids[i - PER_ROW]} ~~~ {ids[i]}", None))
     lines = ["flowchart TB"]
     for v in u.vertices:
         if v.kind == "stub" and v.step == -2:
