@@ -76,3 +76,31 @@ def test_the_wheel_works_from_any_directory(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert "coursera" in out.stdout and "tmva" in out.stdout
+
+
+def test_a_build_with_nothing_changed_renders_nothing_and_any_change_renders_again(tmp_path, monkeypatch, capsys):
+    """The stamp (derive.cli.stamp): a second build of the same inputs into an
+    untouched folder says "up to date" without rendering; an edited output file
+    or an edited spec makes the build render again."""
+    import shutil
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    spec = tmp_path / "mgu.toml"
+    shutil.copy(ROOT / "examples" / "mgu.toml", spec)
+    out = tmp_path / "out"
+    args = ["build", "--spec", str(spec), "-o", str(out)]
+    assert cli.main(args) == 0
+    assert "wrote 4 files" in capsys.readouterr().out
+    calls = []
+    real = build.render_all
+    monkeypatch.setattr(build, "render_all", lambda *a, **k: calls.append(a) or real(*a, **k))
+    assert cli.main(args) == 0
+    assert capsys.readouterr().out == f"{out.as_posix()}/ is up to date (4 files)\n" and calls == []
+    assert cli.main(["build", "--check", "--spec", str(spec), "-o", str(out)]) == 0  # --check always renders
+    assert len(calls) == 1
+    (out / "mgu.md").write_text("edited", "utf-8")
+    assert cli.main(args) == 0
+    assert "wrote 1 of 4 files" in capsys.readouterr().out and len(calls) == 2
+    assert cli.main(args) == 0 and len(calls) == 2  # stamped again
+    spec.write_text(spec.read_text("utf-8") + "\n# a comment\n", "utf-8")
+    assert cli.main(args) == 0 and len(calls) == 3  # the spec's text is an input

@@ -66,15 +66,7 @@ def test_there_are_pages_to_render():
     assert len(PAGES) >= 10
 
 
-# Known, not hidden: the projection LSTM's unrolled graph (one more node per step, m)
-# is drawn at about 0.49 of its size in a GitHub column, under the 0.55 asked of
-# every page. Strict: the mark fails the test as soon as the page passes.
-TOO_WIDE = {"lstm_proj.md"}
-
-
-@pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.xfail(
-    reason="unrolled graph drawn below 0.55 of its size", strict=True)) if p.name in TOO_WIDE else p
-    for p in PAGES], ids=[p.name for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
 def test_page_renders_as_on_github(page):
     report = _report()[page.name]
     assert report["mathErrors"] == [], f"{page.name}: MathJax errors"

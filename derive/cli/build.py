@@ -73,7 +73,9 @@ def render_all(names: Iterable[str] | None = None, out: str | Path = DEFAULT_OUT
                 progress(len(results), len(names), name)
     else:
         with ProcessPoolExecutor(max_workers=min(jobs, len(names)), mp_context=_context()) as pool:
-            futures = {pool.submit(_render_in_worker, name, out): name for name in names}
+            # the largest cells first: the last to finish is then a small one, not
+            # an LSTM started when the other worker had nothing left to do
+            futures = {pool.submit(_render_in_worker, name, out): name for name in _largest_first(names)}
             for future in as_completed(futures):
                 name = futures[future]
                 results[name] = future.result()
@@ -83,6 +85,17 @@ def render_all(names: Iterable[str] | None = None, out: str | Path = DEFAULT_OUT
     for name in names:  # the order of the names, whatever order the workers finished in
         files.update(results[name])
     return files
+
+
+def _largest_first(names: list[str]) -> list[str]:
+    """The names by the size of their cell, most equations first (ties: as given);
+    a spec that does not load goes first, to fail early."""
+    def size(name: str) -> int:
+        try:
+            return len(load_cell(name).equations)
+        except DeriveError:
+            return 1 << 30
+    return sorted(names, key=lambda n: -size(n))
 
 
 def _render_in_worker(name: str, out: str) -> dict[str, str]:

@@ -55,9 +55,19 @@ def _cmd_build(args) -> int:
             print(f"lstm-derive: two --spec files have the name `{twice[0]}`; their files would overwrite "
                   "each other", file=sys.stderr)
             return 2
+    names = args.spec or presets()
+    digest = None
+    if not args.check:  # nothing changed since the last build here: say so without rendering
+        from derive.cli import stamp
+
+        digest = stamp.inputs_digest(names, args.output)
+        count = stamp.fresh(out, digest)
+        if count is not None:
+            print(f"{out.as_posix()}/ is up to date ({count} files)")
+            return 0
     progress = _progress if sys.stderr.isatty() else None
     jobs = args.jobs if args.jobs is not None else build_mod.default_jobs()
-    files = build_mod.render_all(args.spec or presets(), out=args.output, jobs=jobs, progress=progress)
+    files = build_mod.render_all(names, out=args.output, jobs=jobs, progress=progress)
     if args.check:
         diffs = build_mod.stale(files, out)
         if diffs:
@@ -67,6 +77,7 @@ def _cmd_build(args) -> int:
         print(f"{len(files)} generated files are up to date in {out.as_posix()}/")
         return 0
     written = build_mod.write(files, out)
+    stamp.save(out, digest, files)
     if not written:
         print(f"{out.as_posix()}/ is up to date ({len(files)} files)")
     else:

@@ -111,78 +111,140 @@ SYMBOLIC = Backend("symbolic", _sym, lambda x: x, _object_softmax(_sym[sp.exp]))
 
 def evaluate(expr: sp.Expr, env: Mapping[str, Any], backend: Backend = FLOAT, dims: Mapping[str, int] | None = None):
     """The value of ``expr`` with symbols bound by ``env`` (name -> array)."""
-    dims = dims or {}
+    return compiled(expr, backend, dims)(env)
 
+
+_COMPILED: dict[tuple, tuple[Backend, Callable[[Mapping[str, Any]], Any]]] = {}
+
+
+def compiled(expr: sp.Expr, backend: Backend = FLOAT, dims: Mapping[str, int] | None = None
+             ) -> Callable[[Mapping[str, Any]], Any]:
+    """``expr`` as a function of the environment: the tree walked once into
+    nested closures that do, call after call, the operations of the walk in
+    the same order (the same numbers, bit for bit), without asking each node
+    what it is again. Kept per (expression, backend, dims, mpmath precision):
+    the constants of the MP backend are numbers at the precision they were made at."""
+    key = (expr, id(backend), tuple(sorted((dims or {}).items())), mpmath.mp.prec)
+    hit = _COMPILED.get(key)
+    if hit is None or hit[0] is not backend:  # (an id can be reused by a later backend)
+        if len(_COMPILED) > 20000:
+            _COMPILED.clear()
+        hit = _COMPILED[key] = (backend, _compile(expr, backend, dict(dims or {})))
+    return hit[1]
+
+
+def _compile(e: sp.Expr, backend: Backend, dims: Mapping[str, int]) -> Callable[[Mapping[str, Any]], Any]:
     def dim(x: sp.Expr) -> int:
         return int(x.xreplace({s: sp.Integer(dims[s.name]) for s in x.free_symbols}))
 
-    def ev(e):
-        if isinstance(e, sp.Symbol):
+    def sub(x):
+        return _compile(x, backend, dims)
+
+    if isinstance(e, sp.Symbol):
+        name = e.name
+
+        def symbol(env):
             try:
-                return env[e.name]
+                return env[name]
             except KeyError:
-                raise KeyError(f"no value for `{e.name}`") from None
-        if e.is_Number:
-            return backend.number(e)
-        if isinstance(e, sp.Add):
-            out = ev(e.args[0])
-            for a in e.args[1:]:
-                out = out + ev(a)
+                raise KeyError(f"no value for `{name}`") from None
+
+        return symbol
+    if e.is_Number:
+        value = backend.number(e)
+        return lambda env: value
+    if isinstance(e, (sp.Add, sp.Mul)):
+        first, *rest = [sub(a) for a in e.args]
+        add = isinstance(e, sp.Add)
+
+        def fold(env):
+            out = first(env)
+            for g in rest:
+                out = out + g(env) if add else out * g(env)
             return out
-        if isinstance(e, sp.Mul):
-            out = ev(e.args[0])
-            for a in e.args[1:]:
-                out = out * ev(a)
-            return out
-        if isinstance(e, sp.Pow):
-            base, exp = ev(e.base), e.exp
-            if exp.is_Integer:
-                n = int(exp)
-                if n == -1:
-                    return 1 / base
-                if n < 0:
-                    return 1 / base ** (-n)
-                return base**n
-            return base ** backend.number(exp)
-        f = backend.functions.get(e.func)
-        if f is not None:
-            return f(*[ev(a) for a in e.args])
-        if isinstance(e, ops.matmul):
-            return np.matmul(ev(e.args[0]), ev(e.args[1]))
-        if isinstance(e, ops.transpose):
-            return np.transpose(ev(e.args[0]))
-        if isinstance(e, ops.outer):
-            return np.outer(ev(e.args[0]), ev(e.args[1]))
-        if isinstance(e, ops.concat):
-            parts = [ev(p) for p in e.args[1:]]
-            return np.concatenate(parts, axis=min(int(e.args[0]), np.ndim(parts[0]) - 1))
-        if isinstance(e, ops.take):
-            x = ev(e.args[0])
-            axis = min(int(e.args[1]), np.ndim(x) - 1)
+
+        return fold
+    if isinstance(e, sp.Pow):
+        base, exp = sub(e.base), e.exp
+        if exp.is_Integer:
+            n = int(exp)
+            if n == -1:
+                return lambda env: 1 / base(env)
+            if n < 0:
+                return lambda env: 1 / base(env) ** (-n)
+            return lambda env: base(env) ** n
+        power = backend.number(exp)
+        return lambda env: base(env) ** power
+    f = backend.functions.get(e.func)
+    if f is not None:
+        args = [sub(a) for a in e.args]
+        if len(args) == 1:
+            only = args[0]
+            return lambda env: f(only(env))
+        return lambda env: f(*[a(env) for a in args])
+    if isinstance(e, ops.matmul):
+        x, y = sub(e.args[0]), sub(e.args[1])
+        return lambda env: np.matmul(x(env), y(env))
+    if isinstance(e, ops.transpose):
+        x = sub(e.args[0])
+        return lambda env: np.transpose(x(env))
+    if isinstance(e, ops.outer):
+        x, y = sub(e.args[0]), sub(e.args[1])
+        return lambda env: np.outer(x(env), y(env))
+    if isinstance(e, ops.concat):
+        parts_of = [sub(p) for p in e.args[1:]]
+        axis = int(e.args[0])
+
+        def concat(env):
+            parts = [p(env) for p in parts_of]
+            return np.concatenate(parts, axis=min(axis, np.ndim(parts[0]) - 1))
+
+        return concat
+    if isinstance(e, ops.take):
+        x_of, axis, start, stop = sub(e.args[0]), int(e.args[1]), dim(e.args[2]), dim(e.args[3])
+
+        def take(env):
+            x = x_of(env)
             index = [slice(None)] * np.ndim(x)
-            index[axis] = slice(dim(e.args[2]), dim(e.args[3]))
+            index[min(axis, np.ndim(x) - 1)] = slice(start, stop)
             return x[tuple(index)]
-        if isinstance(e, ops.batch_sum):
-            return np.sum(ev(e.args[0]), axis=int(e.args[1]), keepdims=bool(e.args[2]))
-        if isinstance(e, ops.softmax):
-            x = ev(e.args[0])
-            return backend.softmax(x, min(int(e.args[1]), np.ndim(x) - 1))
-        if isinstance(e, ops.pick):
-            x = ev(e.args[0])
-            axis = min(int(e.args[1]), np.ndim(x) - 1)
-            return np.take(x, [dim(e.args[2])], axis=axis)
-        if isinstance(e, ops.basis):
-            axis, ndim, k, n = (dim(a) for a in e.args)
-            shape = [1] * ndim
-            shape[axis] = n
+
+        return take
+    if isinstance(e, ops.batch_sum):
+        x, axis, keep = sub(e.args[0]), int(e.args[1]), bool(e.args[2])
+        return lambda env: np.sum(x(env), axis=axis, keepdims=keep)
+    if isinstance(e, ops.softmax):
+        x_of, axis = sub(e.args[0]), int(e.args[1])
+
+        def softmax(env):
+            x = x_of(env)
+            return backend.softmax(x, min(axis, np.ndim(x) - 1))
+
+        return softmax
+    if isinstance(e, ops.pick):
+        x_of, axis, k = sub(e.args[0]), int(e.args[1]), dim(e.args[2])
+
+        def pick(env):
+            x = x_of(env)
+            return np.take(x, [k], axis=min(axis, np.ndim(x) - 1))
+
+        return pick
+    if isinstance(e, ops.basis):
+        axis, ndim, k, n = (dim(a) for a in e.args)
+        shape = [1] * ndim
+        shape[axis] = n
+        at = tuple(k if i == axis else 0 for i in range(ndim))
+        zero, one = backend.number(sp.Integer(0)), backend.number(sp.Integer(1))
+
+        def basis(env):
             out = np.zeros(shape, dtype=float if backend is FLOAT else object)
             if backend is not FLOAT:
-                out[...] = backend.number(sp.Integer(0))
-            out[tuple(k if i == axis else 0 for i in range(ndim))] = backend.number(sp.Integer(1))
+                out[...] = zero
+            out[at] = one
             return out
-        raise TypeError(f"cannot evaluate `{e.func.__name__}`")
 
-    return ev(expr)
+        return basis
+    raise TypeError(f"cannot evaluate `{e.func.__name__}`")
 
 
 # ---------------------------------------------------------------------------

@@ -29,6 +29,7 @@ STEPS = (-1, 0, 1)
 _COLORS = ["blue!70!black", "red!70!black", "green!45!black", "orange!85!black"]
 _MERMAID_COLORS = ["#1f4fb4", "#b22222", "#2e7d32", "#c77700"]
 _LABEL = {-1: "t-1", 0: "t", 1: "t+1"}
+PER_ROW = 3  # mermaid: vertices of one depth side by side, at most
 
 CM_PER_CHAR = 0.2  # body-font math, roughly
 GAP = 0.45  # cm between two columns' boxes
@@ -304,16 +305,75 @@ def _adjoint(u: Unrolled, a: Vertex, b: Vertex, e: Edge) -> str:
 
 
 def mermaid(u: Unrolled) -> str:
-    """A mermaid ``flowchart`` (GitHub renders it), top to bottom: three steps
-    side by side would be scaled down to the page's width until no label can
-    be read; stacked, they keep their size."""
-    lines = ["flowchart TB"]
+    """A mermaid ``flowchart`` (GitHub renders it), top to bottom, one subgraph
+    per step: three steps side by side would be scaled down to the page's width
+    until no label can be read; stacked, they keep their size. A state carried
+    into a step enters it once, as a vertex of its own (``h_prev (t)``) that
+    feeds the step's consumers and sends the step's d(prev) back: one thick edge
+    and one dashed edge between two steps per carried state, not one per
+    consumer, so the steps stack straight instead of drifting right (the
+    projection LSTM's graph was drawn at 0.49 of its size)."""
+    step_of = {v.id: v.step for v in u.vertices}
     suffix = {-1: " (t-1)", 0: " (t)", 1: " (t+1)"}
+    # (step, link) -> the vertex a carried state enters that step by: the stub
+    # before the first step, a vertex of its own in the later ones
+    entry: dict[tuple[int, int], str] = {}
+    entry_text: dict[tuple[int, int], str] = {}
+    for e in u.edges:
+        if e.kind == "carried" and step_of[e.dst] in STEPS:
+            key = (step_of[e.dst], e.link)
+            if key not in entry:
+                entry[key] = e.src if step_of[e.src] == -2 else f"s{key[0] + 2}in{e.link}"
+                entry_text[key] = e.text
+    links: list[tuple[str, tuple[str, bool] | None]] = []  # (line, (color, dashed) or None)
+    for key, vid in entry.items():
+        if key[0] != STEPS[0]:
+            src = next(e.src for e in u.edges if e.kind == "carried" and e.link == key[1]
+                       and step_of[e.dst] == key[0])
+            links.append((f"  {src} ==> {vid}", (_MERMAID_COLORS[key[1] % len(_MERMAID_COLORS)], False)))
+    for e in u.edges:
+        color = _MERMAID_COLORS[e.link % len(_MERMAID_COLORS)] if e.link >= 0 else "#b22222"
+        if e.kind in ("forward", "loss"):
+            links.append((f"  {e.src} --> {e.dst}", None))
+        elif e.kind == "carried" and step_of[e.dst] in STEPS:
+            links.append((f"  {entry[(step_of[e.dst], e.link)]} --> {e.dst}", (color, False)))
+        elif e.kind == "carried":  # out of the last step, to the stub of step t+2
+            links.append((f"  {e.src} ==> {e.dst}", (color, False)))
+        elif e.link >= 0:  # a later step's d(prev), sent back from where the state entered it
+            links.append((f'  {entry[(step_of[e.src], e.link)]} -.->|"{e.text}"| {e.dst}', (color, True)))
+        else:
+            links.append((f'  {e.src} -.->|"{e.text}"| {e.dst}', (color, True)))
+    # an invisible edge from each entry vertex to a first consumer of the step's
+    # inputs puts it in the step's top row, beside the inputs, not in a column
+    # of its own beside the gates (last: linkStyle counts invisible edges too)
+    drawn = {(line.split()[0], line.split()[-1]) for line, _ in links}
+    inputs = {v.id for v in u.vertices if v.kind == "input"}
+    for (step, _), vid in entry.items():
+        if step == STEPS[0]:
+            continue
+        first = next((e.dst for e in u.edges if e.kind == "forward" and e.src in inputs and step_of[e.src] == step
+                      and (vid, e.dst) not in drawn), None)
+        if first is not None:
+            links.append((f"  {vid} ~~~ {first}", None))
+    # at most PER_ROW vertices of one depth side by side: each further one is
+    # held a row lower by an invisible edge (an LSTM's four gates: o beside c)
+    for k in STEPS:
+        columns: dict[int, list[str]] = {}
+        for v in u.vertices:
+            if v.step == k and v.kind in ("gate", "value"):
+                columns.setdefault(v.col, []).append(v.id)
+        for ids in columns.values():
+            for i in range(PER_ROW, len(ids)):
+                links.append((f"  {ids[i - PER_ROW]} ~~~ {ids[i]}", None))
+    lines = ["flowchart TB"]
     for v in u.vertices:
         if v.kind == "stub" and v.step == -2:
             lines.append(f'  {v.id}(["{v.text} (t-1)"])')
     for k in STEPS:
         lines.append(f'  subgraph band{k + 2}["step {_LABEL[k]}"]')
+        for (step, _), vid in entry.items():
+            if step == k and step != STEPS[0]:
+                lines.append(f'    {vid}(["{entry_text[(step, _)]}{suffix[k]}"])')
         for v in u.vertices:
             if v.step == k and v.kind != "stub":
                 shape = ('(["', '"])') if v.kind == "input" else (('[/"', '"/]') if v.kind == "loss" else ('["', '"]'))
@@ -322,25 +382,22 @@ def mermaid(u: Unrolled) -> str:
     for v in u.vertices:
         if v.kind == "stub" and v.step == 2:
             lines.append(f'  {v.id}(["{v.text}"])')
-    styles = []
-    for n, e in enumerate(u.edges):
-        if e.kind in ("forward", "loss"):
-            lines.append(f"  {e.src} --> {e.dst}")
-        elif e.kind == "carried":
-            lines.append(f'  {e.src} ==>|"{e.text}"| {e.dst}')
-            styles.append((n, _MERMAID_COLORS[e.link % len(_MERMAID_COLORS)], False))
-        else:
-            lines.append(f'  {e.src} -.->|"{e.text}"| {e.dst}')
-            styles.append((n, _MERMAID_COLORS[e.link % len(_MERMAID_COLORS)] if e.link >= 0 else "#b22222", True))
-    for i, color, dashed in styles:
-        lines.append(f"  linkStyle {i} stroke:{color},stroke-width:{'1.5' if dashed else '2.5'}px"
-                     + (",stroke-dasharray:4 3" if dashed else ""))
+    lines += [line for line, _ in links]
+    for i, (_, style) in enumerate(links):
+        if style:
+            color, dashed = style
+            lines.append(f"  linkStyle {i} stroke:{color},stroke-width:{'1.5' if dashed else '2.5'}px"
+                         + (",stroke-dasharray:4 3" if dashed else ""))
     lines.append("  classDef gate fill:#fff7cc,stroke:#8a6d00")
     lines.append("  classDef input fill:#e8f5e9,stroke:#2e7d32")
     lines.append("  classDef loss fill:#fdecea,stroke:#b22222")
+    lines.append("  classDef state fill:#eef3fc,stroke:#1f4fb4")
     lines.append("  classDef stub fill:#ffffff,stroke:#999999,stroke-dasharray:3 3,color:#777777")
     for kind in ("gate", "input", "loss", "stub"):
         ids = [v.id for v in u.vertices if v.kind == kind]
         if ids:
             lines.append(f"  class {','.join(ids)} {kind}")
+    inner = [vid for (step, _), vid in entry.items() if step != STEPS[0]]
+    if inner:
+        lines.append(f"  class {','.join(inner)} state")
     return "\n".join(lines)
