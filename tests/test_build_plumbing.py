@@ -104,3 +104,40 @@ def test_a_build_with_nothing_changed_renders_nothing_and_any_change_renders_aga
     assert cli.main(args) == 0 and len(calls) == 2  # stamped again
     spec.write_text(spec.read_text("utf-8") + "\n# a comment\n", "utf-8")
     assert cli.main(args) == 0 and len(calls) == 3  # the spec's text is an input
+
+
+def test_the_stamp_folder_is_private_or_unused(tmp_path, monkeypatch, capsys):
+    """The stamps live in a folder made 0700; one writable by others, or a link, is not
+    used (said once on stderr), and a stamp planted there cannot make a build skip."""
+    import os
+    import shutil
+    import stat
+
+    from derive.cli import stamp
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    spec = tmp_path / "mgu.toml"
+    shutil.copy(ROOT / "examples" / "mgu.toml", spec)
+    out = tmp_path / "out"
+    args = ["build", "--spec", str(spec), "-o", str(out)]
+    assert cli.main(args) == 0
+    for level in (cache / "lstm-derive", cache / "lstm-derive" / "build"):
+        assert stat.S_IMODE(os.lstat(level).st_mode) == 0o700
+    capsys.readouterr()
+    # the folder made writable by others: not used, said once, and the build renders
+    os.chmod(cache / "lstm-derive" / "build", 0o777)
+    stamp._SAID.clear()
+    calls = []
+    real = build.render_all
+    monkeypatch.setattr(build, "render_all", lambda *a, **k: calls.append(a) or real(*a, **k))
+    assert cli.main(args) == 0 and len(calls) == 1
+    err = capsys.readouterr().err
+    assert err.count("not using") == 1 and "writable by others" in err
+    # a link in the folder's place: not followed
+    shutil.rmtree(cache / "lstm-derive")
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    os.symlink(tmp_path / "elsewhere", cache / "lstm-derive")
+    stamp._SAID.clear()
+    assert cli.main(args) == 0 and len(calls) == 2
+    assert "is not a folder" in capsys.readouterr().err and not any((tmp_path / "elsewhere").iterdir())
