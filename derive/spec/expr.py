@@ -110,7 +110,7 @@ class Scope:
 # SymPy's own functions whose eval() queries assumptions over the whole argument:
 # tanh nested n deep costs about 3^n (7 deep: 0.7 s, 10 deep: minutes), so a
 # formula applies them unevaluated unless every argument is a number.
-_UNEVALUATED = (sp.tanh,)
+_UNEVALUATED = (sp.tanh, sp.exp, sp.log)
 
 
 def _reader(f):

@@ -297,8 +297,8 @@ def judge(ctx: Context, name: str, F: sp.Expr, formula: str, syntax: str, claim_
         verdict.message = _message(verdict)
         return verdict
     if not math.isfinite(err):
-        verdict.diagnosis.append(_terms().Finding("not_finite", "the formula's value is not finite (an overflow or a "
-                                            "division by zero) at a random state"))
+        verdict.diagnosis.append(_terms().Finding("not_finite", "the formula's value is not finite or not real (an overflow, a "
+                                            "division by zero, a root of a negative number) at a random state"))
     else:
         other = _other_quantity(ctx, name_eff, got, total)
         if other is not None and other.got.name not in _terms().on_path(ctx, name_eff):
