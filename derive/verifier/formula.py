@@ -56,8 +56,8 @@ The command line (:mod:`derive.cli.verify`)::
     lstm-derive check --spec FILE.toml path/to/file.py:NAME ...
 
 exit status 0 = right, 1 = wrong, 2 = the input could not be read. Derivations
-come from the disk cache of :mod:`derive.verifier.cache`; only the asked preset is
-derived.
+come from :mod:`derive.verifier.cache` (derived once per process, nothing on
+disk); only the asked preset is derived.
 
 Speed and safety. :func:`prescan` checks everything about a formula that does
 not depend on the notation (size, depth, syntax, the whitelist; for LaTeX the
