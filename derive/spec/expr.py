@@ -107,16 +107,8 @@ class Scope:
     shape_of: Callable[[sp.Expr], tuple] | None = None
 
 
-# SymPy's own functions whose eval() queries assumptions over the whole argument:
-# tanh nested n deep costs about 3^n (7 deep: 0.7 s, 10 deep: minutes), so a
-# formula applies them unevaluated unless every argument is a number.
-_UNEVALUATED = (sp.tanh, sp.exp, sp.log)
-
-
 def _reader(f):
-    if f in _UNEVALUATED:
-        return lambda *xs: f(*xs) if all(getattr(x, "is_Number", False) for x in xs) else f(*xs, evaluate=False)
-    return lambda *xs: f(*xs)
+    return lambda *xs: functions.rebuild(f, xs)
 
 
 def default_functions(feature_axis: int) -> dict[str, Callable[..., sp.Expr]]:
