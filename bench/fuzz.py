@@ -204,7 +204,9 @@ def _formula_batch(args):
     bad, slowest = [], _NONE
     presets = ["coursera", "graves", "gru", "elman", "pytorch"]
     for preset in presets:  # each process derives its cells once; time verdicts, not that
-        check_formula(preset, "0", "python", QUANTITIES[preset][0])
+        for quantity in QUANTITIES[preset]:  # and builds each syntax's reader and each quantity's tables once
+            check_formula(preset, "0", "python", quantity)
+            check_formula(preset, "0", "latex", quantity)
     for _ in range(n):
         syntax = "latex" if rng.random() < 0.3 else "python"
         text = damage(rng, latex_formula(rng) if syntax == "latex" else formula(rng))

@@ -267,7 +267,8 @@ class _Reader:
 
     def read(self, node: ast.AST, depth: int) -> sp.Expr:
         if depth > MAX_DEPTH:
-            raise self.fail(node, "formula nests too deep")
+            raise self.fail(node, f"formula nests too deep: more than {MAX_DEPTH} levels of operations (the limit "
+                                  f"is {MAX_DEPTH}; each `+` or `*` of a long sum or product is one more level)")
         method = getattr(self, "read_" + type(node).__name__, None)
         if method is None:
             raise self.fail(node, f"{_describe(node)} is not allowed in a formula")
