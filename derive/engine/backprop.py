@@ -290,7 +290,10 @@ class _Lowering:
             return self._temp(out, expr, text)
         if not expr.args:
             return expr
-        return expr.func(*[self._strip(out, a, text) for a in expr.args])
+        args = [self._strip(out, a, text) for a in expr.args]
+        if all(a is b for a, b in zip(args, expr.args)):
+            return expr
+        return functions.rebuild(expr.func, args)
 
     def _temp(self, out, expr, text) -> sp.Symbol:
         name = f"_{next(self.counter)}"

@@ -140,12 +140,20 @@ class Bench:
 
 
 def relative_error(got: list, want: list) -> float:
-    """max |got − want| / max |want| over all samples (inf if not finite or the
-    shapes differ)."""
+    """max |got − want| / max |want| over all samples (inf if not finite, not
+    real, e.g. ``(-1)**0.5``, or the shapes differ)."""
     worst = 0.0
     scale = 0.0
     for g, w in zip(got, want):
-        g = np.asarray(g, dtype=float)
+        g = np.asarray(g)
+        if np.iscomplexobj(g):
+            if np.any(np.imag(g) != 0):
+                return float("inf")
+            g = np.real(g)
+        try:
+            g = g.astype(float)
+        except (TypeError, ValueError):  # an object array holding a non-real value
+            return float("inf")
         w = np.asarray(w, dtype=float)
         if g.shape != w.shape:
             try:

@@ -37,8 +37,8 @@ import sympy as sp
 from derive.spec import functions, ops
 from derive.errors import ExprError, SpecError
 from derive.spec.expr import Scope, default_functions, parse_equation, suggest
-from derive.spec.checks import (MAX_BYTES, MAX_DIM, MAX_EQUATIONS, MAX_SYMBOLS, RESERVED, ValueChecks, type_name,
-                                 shown)
+from derive.spec.checks import (MAX_BYTES, MAX_DIM, MAX_EQUATIONS, MAX_NESTED_CALLS, MAX_SYMBOLS, RESERVED,
+                                 ValueChecks, type_name, shown)
 
 ROLES = ("input", "state", "param", "target", "value")
 LAYOUTS = {"columns": 0, "rows": 1, "none": 0}
@@ -409,6 +409,10 @@ class _Loader(ValueChecks):
                 raise self.fail("a slice `x[a:b]` is read in formulas to check, not in a cell's equations: "
                                 "declare the parts as symbols of their own (e.g. W_x and W_h instead of "
                                 "W[:, :n] and W[:, n:]), or join arrays with concat(...)", text)
+            depth = _call_depth(rhs)
+            if depth > MAX_NESTED_CALLS:
+                raise self.fail(f"the equation nests functions {depth} deep (the limit is MAX_NESTED_CALLS = "
+                                f"{MAX_NESTED_CALLS}); write the inner part as an equation of its own", text)
             equations.append(Equation(name, rhs, text.strip(), tag))
         return equations
 
@@ -583,6 +587,19 @@ def _ancestors(equations, roots: set[str]) -> set[str]:
 
 # ---------------------------------------------------------------------------
 # shapes
+
+
+def _call_depth(expr: sp.Expr) -> int:
+    """How deep the activation functions of the table nest in ``expr`` (iterative:
+    the expression is whatever a spec wrote)."""
+    deepest, stack = 0, [(expr, 0)]
+    while stack:
+        e, d = stack.pop()
+        if e.func in functions.BY_CLASS:
+            d += 1
+            deepest = max(deepest, d)
+        stack.extend((a, d) for a in e.args)
+    return deepest
 
 
 class ShapeError(Exception):

@@ -107,11 +107,15 @@ class Scope:
     shape_of: Callable[[sp.Expr], tuple] | None = None
 
 
+def _reader(f):
+    return lambda *xs: functions.rebuild(f, xs)
+
+
 def default_functions(feature_axis: int) -> dict[str, Callable[..., sp.Expr]]:
     """The functions every formula may call, by name."""
     axis = sp.Integer(feature_axis)
     table: dict[str, Callable[..., sp.Expr]] = {
-        name: (lambda f: (lambda *xs: f(*xs)))(row.function) for name, row in functions.FUNCTIONS.items()
+        name: _reader(row.function) for name, row in functions.FUNCTIONS.items()
     }
     table["concat"] = lambda *parts: ops.concat(axis, *parts)
     table["softmax"] = lambda z: ops.softmax(z, axis)
@@ -263,7 +267,8 @@ class _Reader:
 
     def read(self, node: ast.AST, depth: int) -> sp.Expr:
         if depth > MAX_DEPTH:
-            raise self.fail(node, "formula nests too deep")
+            raise self.fail(node, f"formula nests too deep: more than {MAX_DEPTH} levels of operations (the limit "
+                                  f"is {MAX_DEPTH}; each `+` or `*` of a long sum or product is one more level)")
         method = getattr(self, "read_" + type(node).__name__, None)
         if method is None:
             raise self.fail(node, f"{_describe(node)} is not allowed in a formula")

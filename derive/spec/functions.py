@@ -215,6 +215,19 @@ def _symbolic(f):
 
 _sym_exp = _symbolic(sp.exp)
 
+# SymPy's own functions whose eval() queries assumptions over the whole argument:
+# tanh nested n deep cost about 3^n (7 deep: 0.7 s, 10 deep: minutes), so formulas
+# and the engine build them unevaluated unless every argument is a number.
+UNEVALUATED = (sp.tanh, sp.exp, sp.log)
+
+
+def rebuild(f, args) -> sp.Expr:
+    """``f(*args)``, unevaluated for the functions of ``UNEVALUATED`` (see there)
+    unless every argument is a number: the one way formulas and the engine apply them."""
+    if f in UNEVALUATED and not all(getattr(x, "is_Number", False) for x in args):
+        return f(*args, evaluate=False)
+    return f(*args)
+
 
 # ---------------------------------------------------------------------------
 # the template helpers an emitted module defines (sigmoid is always there)

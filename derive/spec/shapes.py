@@ -66,27 +66,17 @@ def _shape(e, walk, shapes) -> Shape:
     if e.is_Number or (e.is_number and not e.free_symbols):  # zoo (a division by zero) included
         return ()
     if isinstance(e, (sp.Add, sp.Mul)):
-        out: Shape = ()
-        try:
-            for arg in e.args:
-                out = broadcast(out, walk(arg), "")
-        except ShapeError:  # printed only for the message: printing every node is quadratic work
-            out = ()
-            for arg in e.args:
-                out = broadcast(out, walk(arg), f"`{_text(e)}`")
-        return out
+        return _broadcast_args(e, [walk(arg) for arg in e.args])
     if isinstance(e, sp.Pow):
         if walk(e.exp) != ():
             raise ShapeError(f"the exponent of `{_text(e)}` must be a number")
         return walk(e.base)
     if e.func in functions.BY_CLASS:
-        out = ()
-        for arg in e.args:
-            out = broadcast(out, walk(arg), f"`{_text(e)}`")
-        return out
+        return _broadcast_args(e, [walk(arg) for arg in e.args])
     if isinstance(e, ops.matmul):
         a, b = (walk(x) for x in e.args)
-        left, right = (_text(x) for x in e.args)
+        if not a or not b or not same_dim(a[-1], b[0] if len(b) == 1 else b[-2]):
+            left, right = (_text(x) for x in e.args)
         if not a or not b:
             raise ShapeError(f"`{left} @ {right}`: `@` needs arrays on both sides")
         inner_a = a[-1]
@@ -166,6 +156,21 @@ def _shape(e, walk, shapes) -> Shape:
     if isinstance(e, sp.Sum):
         return walk(e.function)
     raise ShapeError(f"cannot infer the shape of `{_text(e)}`")
+
+
+def _broadcast_args(e, shapes: list) -> Shape:
+    """The broadcast of the operands' shapes (already walked: an operand's own
+    error is raised once, by its walk). ``e`` is printed only for the message:
+    printing every node would be quadratic work."""
+    out: Shape = ()
+    try:
+        for shape in shapes:
+            out = broadcast(out, shape, "")
+    except ShapeError:
+        out = ()
+        for shape in shapes:
+            out = broadcast(out, shape, f"`{_text(e)}`")
+    return out
 
 
 def _text(e) -> str:

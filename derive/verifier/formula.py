@@ -56,8 +56,8 @@ The command line (:mod:`derive.cli.verify`)::
     lstm-derive check --spec FILE.toml path/to/file.py:NAME ...
 
 exit status 0 = right, 1 = wrong, 2 = the input could not be read. Derivations
-come from the disk cache of :mod:`derive.verifier.cache`; only the asked preset is
-derived.
+come from :mod:`derive.verifier.cache` (derived once per process, nothing on
+disk); only the asked preset is derived.
 
 Speed and safety. :func:`prescan` checks everything about a formula that does
 not depend on the notation (size, depth, syntax, the whitelist; for LaTeX the
@@ -298,8 +298,8 @@ def judge(ctx: Context, name: str, F: sp.Expr, formula: str, syntax: str, claim_
         verdict.message = _message(verdict)
         return verdict
     if not math.isfinite(err):
-        verdict.diagnosis.append(_terms().Finding("not_finite", "the formula's value is not finite (an overflow, a "
-                                            "division by zero, or a root of a negative number) at a random state"))
+        verdict.diagnosis.append(_terms().Finding("not_finite", "the formula's value is not finite or not real (an overflow, a "
+                                            "division by zero, a root of a negative number) at a random state"))
     else:
         other = _other_quantity(ctx, name_eff, got, total)
         if other is not None and other.got.name not in _terms().on_path(ctx, name_eff):

@@ -139,8 +139,9 @@ class _Parser:
         try:
             return broadcast(acc, last, "")
         except ShapeError:
-            self.shape(combine(*parts), op)  # raises the message that points at `op`
-            raise
+            # raises the message that points at `op`, or gives the shape of what SymPy
+            # folded the parts to (`x \odot 0 a` is 0, whatever the shapes)
+            return self.shape(combine(*parts), op)
 
     def term(self) -> sp.Expr:
         value = self.juxt()

@@ -19,6 +19,12 @@ from derive.spec import functions, ops
 from derive.verifier.terms import _py, derivative_of, expand, is_elementwise, reference
 
 
+# Each slice repaired is a candidate that is shaped, printed and judged, each in work
+# that grows with the formula: with more slices than this (a hostile `x[0:2][0:2]...`,
+# 99 deep, took 5 s of CPU) no slice repair is proposed.
+MAX_SLICE_REPAIRS = 8
+
+
 def repairs(ctx, name: str, F: sp.Expr) -> list[tuple[str, str, sp.Expr]]:
     """(label, description, repaired formula) candidates, most specific first."""
     out = []
@@ -40,7 +46,8 @@ def repairs(ctx, name: str, F: sp.Expr) -> list[tuple[str, str, sp.Expr]]:
         out.append(("missing_slice", f"the weights act on the whole concatenation; this gradient needs only their "
                     f"block of columns: {desc}", wrap(fixed)))
     # 2. a slice along the wrong axis
-    takes = [a for a in body.atoms(ops.take) if len(ctx.shape_or_none(a.args[0]) or ()) == 2]
+    takes = body.atoms(ops.take)
+    takes = [a for a in takes if len(ctx.shape_or_none(a.args[0]) or ()) == 2] if len(takes) <= MAX_SLICE_REPAIRS else []
 
     def swap(tk, to_end):
         x, axis, a, b = tk.args
