@@ -183,9 +183,12 @@ def test_a_name_outside_the_folder_is_never_written(tmp_path):
 
 
 _SLOW_WRITER = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
 from derive.cli import files
+# SIGINT as a terminal delivers it: a background job of a script (this test under
+# `cmd &`, CI runners) inherits SIGINT ignored, and Python then keeps it ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 def pause(i, name):
     if i == 2:
         print("staged", flush=True)
