@@ -112,7 +112,7 @@ def derive_cell(cell: Cell) -> Sweep:
     for link in cell.links:
         namer.claim(link.grad, link.out)
     for link in cell.links:
-        prev_adjoint = cell.adjoint_names.get(link.prev, "d" + link.prev)
+        prev_adjoint = namer.leaf_name(link.prev)
         if prev_adjoint in grads:
             raise SpecError(cell.path, f"[[recurrent]] `{grads[prev_adjoint].out}`: its grad `{prev_adjoint}` is also "
                                        f"the name of the gradient carried back to `{link.prev}`; call it otherwise "
@@ -339,8 +339,12 @@ class _Namer:
         self.taken[name] = of
         return name
 
+    def leaf_name(self, name: str) -> str:
+        """The name a leaf's adjoint takes (the spec's [adjoints], else d + name), unclaimed."""
+        return self.cell.adjoint_names.get(name, "d" + name)
+
     def leaf(self, name: str) -> str:
-        return self.claim(self.cell.adjoint_names.get(name, "d" + name), name)
+        return self.claim(self.leaf_name(name), name)
 
     def node(self, node: Node, incoming: list[Term], outside) -> str | None:
         cell = self.cell
