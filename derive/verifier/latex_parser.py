@@ -44,6 +44,7 @@ _FUNCTION_CMDS = {cmd: row.function for row in functions.FUNCTIONS.values() for 
 
 
 _FUNCTION_WORDS = {**{w: row.function for row in functions.FUNCTIONS.values() for w in row.words}, "softmax": "softmax"}
+_FUNCTION_WORDS_LONGEST_FIRST = sorted(_FUNCTION_WORDS, key=len, reverse=True)
 
 
 _LOSS = [keys(tokens_of(s)) for s in ("L", "J", "E", r"\ell", "l", r"\mathcal{L}", r"\mathcal{J}", "L(t)", "l(t)")]
@@ -496,7 +497,7 @@ class _Parser:
         while j < len(self.toks) and self.toks[j].kind == "chr" and self.toks[j].value.isalpha():
             word += self.toks[j].value
             j += 1
-        for w in sorted(_FUNCTION_WORDS, key=len, reverse=True):
+        for w in _FUNCTION_WORDS_LONGEST_FIRST:
             if word.startswith(w):
                 return w, len(w)
         return word, len(word)
