@@ -17,7 +17,7 @@ from typing import Any
 import sympy as sp
 
 from derive.spec import ops
-from derive.spec.cell import ShapeError
+from derive.spec.shapes import ShapeError
 from derive.errors import DeriveError, ExprError
 from derive.spec.expr import MAX_LENGTH, Scope, default_functions, parse, suggest
 from derive.spec.shapes import FormulaShapeError, all_shapes, shape_of
