@@ -374,7 +374,7 @@ def main(jobfile: str) -> None:
     try:
         names, answer["notes"], duplicates = load(job)
         signal.setitimer(signal.ITIMER_REAL, budget)
-        answer["functions"] = sorted(k for k, v in names.items() if callable(v) and not k.startswith("_")
+        answer["functions"] = sorted(k for k, v in names.items() if callable(v) and not k.startswith("__")
                                      and getattr(v, "__module__", None) in job["modules"])
         if job.get("function"):
             answer["function"] = check_named(job["function"], job)
