@@ -149,12 +149,6 @@ class NumbaEmitter:
             raise self.fail(f"the offset {off} is not a whole number of blocks of {self.units} units")
         return int(m)
 
-    def step_shape(self, blocks: int) -> str:
-        rows = self.U if blocks == 1 else f"{blocks}*{self.U}"
-        if self.L.name == "rows":
-            return f"({self.B}, {rows})"
-        return f"({rows}, {self.B})" if self.L.name == "columns" else f"({rows},)"
-
     def dims(self, units: str, gates: str) -> list[str]:
         """The kernel's T, B and U, read off the gates buffer and an array of
         units (``units`` indexes its units' axis: ``h_seq.shape[2]``)."""
@@ -186,6 +180,7 @@ class NumbaEmitter:
         self.fresh = Names(self.base_taken)
         self.n, self.k = self.fresh("_n"), self.fresh("_k")
         self.U, self.B, self.T = self.fresh("U"), self.fresh("B"), self.fresh("T")
+        self.blas = self.fresh("blas")
 
     def hp_row(self, src: Source, slot: Slot) -> sp.Expr:
         """Where a slot's terms sit in the source's product (its rows of the stacked weight)."""
@@ -201,6 +196,7 @@ class NumbaEmitter:
         gates = p.names["gates"]
         args = self.forward_args
         args[gates] = gates
+        args[self.blas] = "_BLAS"
         unit = Unit(self)
         local: dict[str, str] = {}
         states = [s for s in p.sources if s.role == "state"]
@@ -209,7 +205,7 @@ class NumbaEmitter:
         prev_of = {l.prev: l for l in self.cell.links}
         params = set(e.loop_params())
         inputs = set(self.cell.names("input"))
-        scratch, products = Lines(), Lines()
+        products = Lines()
         hp: dict[str, str] = {}
         for s in states:
             seq = p.seq[prev_of[s.name].out]
@@ -218,14 +214,13 @@ class NumbaEmitter:
             args[hp[s.name]] = self.outer_empty(self.blocks(s.rows), units, gates)
             if L.rows:
                 w = self.fresh(s.weight + "_T")
-                args[w] = f"np.ascontiguousarray({s.weight}.T)"  # C-contiguous: one np.dot signature per dtype for every kernel (compiled once per process)
-                products.add(f"np.dot({seq}[t], {w}, {hp[s.name]})", f"the {s.var} terms of their sums: one product")
+                args[w] = f"np.ascontiguousarray({s.weight}.T)"  # C-contiguous: one signature per dtype for every kernel
+                products.add(f"_gemm({self.blas}, {seq}[t], {w}, {hp[s.name]})",
+                             f"the {s.var} terms of their sums: one product")
             else:
                 args[s.weight] = f"np.ascontiguousarray({s.weight})"
-                xp = self.fresh(s.var + "_t")
-                args[xp] = self.outer_empty(1, units, gates)
-                products.add(f"{self.copy()}({xp}, {seq}[:, t])", f"{s.var}, contiguous for the product")
-                products.add(f"np.dot({s.weight}, {xp}, {hp[s.name]})", f"the {s.var} terms of their sums: one product")
+                products.add(f"_gemm({self.blas}, {s.weight}, {seq}[:, t], {hp[s.name]})",
+                             f"the {s.var} terms of their sums: one product (its rows strided, no copy)")
 
         def need(expr: sp.Expr) -> None:
             for sym in sorted(expr.free_symbols, key=lambda s: s.name):
@@ -304,7 +299,6 @@ class NumbaEmitter:
         lines = Lines()
         axis = {"rows": 2, "columns": 0, "none": 0}[L.name]
         lines.extend(self.dims(f"{p.seq[self.cell.links[0].out]}.shape[{axis}]", gates))
-        lines.extend(scratch)
         lines.add(f"for t in range({self.T}):")
         lines.extend("    " + line for line in Lines(products + unit.loop()))
         return lines
@@ -333,6 +327,7 @@ class NumbaEmitter:
         gates = n["gates"]
         args = self.backward_args
         args[gates] = gates
+        args[self.blas] = "_BLAS"
         target = gates if sb.reuse else n["dgates"]
         args[target] = target
         links = self.cell.links
@@ -469,39 +464,34 @@ class NumbaEmitter:
             if name in keep_buf:
                 unit.body.add(f"{unit.step(keep_buf[name], 0, name)} = {name}")
 
-        scratch = Lines()
+        # the step scratches: allocated by the caller and passed in, as the forward's
+        axis = {"rows": 1, "columns": 0, "none": 0}[L.name]
+        units = f"{next(iter(carried.values()))}.shape[{axis}]"
         if not inplace:
-            scratch.add(f"{dz} = np.empty({self.step_shape(self.blocks(p.total))}, {gates}.dtype)",
-                        "the slot adjoints of one step")
+            args[dz] = self.outer_empty(self.blocks(p.total), units, gates)  # the slot adjoints of one step
         step_dz = f"{target}[t]" if inplace else dz
         for name, buf in sorted(keep_buf.items()):
-            scratch.add(f"{buf} = np.empty({self.step_shape(1)}, {gates}.dtype)", f"{name}, for loop B")
+            args[buf] = self.outer_empty(1, units, gates)  # a value of loop A that loop B reads
         prods = Lines()
         for name, src in products.items():
             out = carried[direct[name]] if name in direct else prod_buf[name]
             if name not in direct:
-                scratch.add(f"{out} = np.empty({self.step_shape(self.blocks(src.size))}, {gates}.dtype)")
+                args[out] = self.outer_empty(self.blocks(src.size), units, gates)
             lo, hi = src.direct
-            whole = (lo, hi) == (0, p.total)
             operand = step_dz
-            if not whole:
-                operand = self.fresh("dz_" + src.var)
-                scratch.add(f"{operand} = np.empty({self.step_shape(self.blocks(hi - lo))}, {gates}.dtype)")
+            if (lo, hi) != (0, p.total):  # a block of the slot adjoints: its rows strided, no copy
                 a, b = self.blocks(lo), self.blocks(hi)
                 block = f"{a}*{self.U}:{b}*{self.U}" if a else f"0:{b}*{self.U}"
-                part = f"{step_dz}[:, {block}]" if L.rows else f"{step_dz}[{block}]"
-                prods.add(f"{self.copy()}({operand}, {part})", f"the adjoints of the {src.var} terms, contiguous")
+                operand = f"{step_dz}[:, {block}]" if L.rows else f"{step_dz}[{block}]"
             if L.rows:
                 args[src.weight] = f"np.ascontiguousarray({src.weight})"
-                prods.add(f"np.dot({operand}, {src.weight}, {out})", f"{name}: one product")
+                prods.add(f"_gemm({self.blas}, {operand}, {src.weight}, {out})", f"{name}: one product")
             else:
                 w = self.fresh(src.weight + "_T")
                 args[w] = f"np.ascontiguousarray({src.weight}.T)"
-                prods.add(f"np.dot({w}, {operand}, {out})", f"{name}: one product")
+                prods.add(f"_gemm({self.blas}, {w}, {operand}, {out})", f"{name}: one product")
         lines = Lines()
-        axis = {"rows": 1, "columns": 0, "none": 0}[L.name]
-        lines.extend(self.dims(f"{next(iter(carried.values()))}.shape[{axis}]", gates))
-        lines.extend(scratch)
+        lines.extend(self.dims(units, gates))
         lines.add(f"for t in range({self.T} - 1, -1, -1):")
         body = Lines(first.loop() + prods)
         if second.body:
