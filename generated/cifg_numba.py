@@ -494,7 +494,7 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, blas, y_seq, hp_y_prev, W_y_prev, c_seq, p_f, p_o):
+def _forward_steps_f32(gates, blas, b, y_seq, hp_y_prev, W_y_prev, c_seq, p_f, p_o):
     """The forward time loop in float32 (see _forward)."""
     T_, B_ = gates.shape[1], gates.shape[2]
     U = y_seq.shape[0]
@@ -502,26 +502,29 @@ def _forward_steps_f32(gates, blas, y_seq, hp_y_prev, W_y_prev, c_seq, p_f, p_o)
         _gemm(blas, W_y_prev, y_seq[:, t], hp_y_prev)  # the y_prev terms of their sums: one product (its rows strided, no copy)
         for _k in range(U):
             v_z_z = gates[_k, t]
+            v_b_z = b[_k, 0]
             v_hp_y_prev_z = hp_y_prev[_k]
             v_z_f = gates[1*U + _k, t]
+            v_b_f = b[1*U + _k, 0]
             v_hp_y_prev_f = hp_y_prev[1*U + _k]
             v_c_prev = c_seq[_k, t]
             v_p_f = p_f[_k, 0]
             v_c = c_seq[_k, t + 1]
             v_z_o = gates[2*U + _k, t]
+            v_b_o = b[2*U + _k, 0]
             v_hp_y_prev_o = hp_y_prev[2*U + _k]
             v_p_o = p_o[_k, 0]
             v_y = y_seq[_k, t + 1]
             for _n in range(B_):
-                z = _tanh_f32(v_z_z[_n] + v_hp_y_prev_z[_n])  # z = tanh(W_z @ x + R_z @ y_prev + b_z)
+                z = _tanh_f32(v_z_z[_n] + v_b_z + v_hp_y_prev_z[_n])  # z = tanh(W_z @ x + R_z @ y_prev + b_z)
                 v_z_z[_n] = z
                 c_prev = v_c_prev[_n]
-                f = _sigmoid_f32(v_z_f[_n] + v_hp_y_prev_f[_n] + c_prev*v_p_f)  # f = sigmoid(W_f @ x + R_f @ y_prev + p_f * c_prev + b_f)
+                f = _sigmoid_f32(v_z_f[_n] + v_b_f + v_hp_y_prev_f[_n] + c_prev*v_p_f)  # f = sigmoid(W_f @ x + R_f @ y_prev + p_f * c_prev + b_f)
                 v_z_f[_n] = f
                 i = _1_f32 - f  # i = 1 - f
                 c = c_prev*f + i*z  # c = z * i + c_prev * f
                 v_c[_n] = c
-                o = _sigmoid_f32(v_z_o[_n] + v_hp_y_prev_o[_n] + c*v_p_o)  # o = sigmoid(W_o @ x + R_o @ y_prev + p_o * c + b_o)
+                o = _sigmoid_f32(v_z_o[_n] + v_b_o + v_hp_y_prev_o[_n] + c*v_p_o)  # o = sigmoid(W_o @ x + R_o @ y_prev + p_o * c + b_o)
                 v_z_o[_n] = o
                 y = o*_tanh_f32(c)  # y = tanh(c) * o
                 v_y[_n] = y
@@ -609,7 +612,7 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, blas, y_seq, hp_y_prev, W_y_prev, c_seq, p_f, p_o):
+def _forward_steps_f64(gates, blas, b, y_seq, hp_y_prev, W_y_prev, c_seq, p_f, p_o):
     """The forward time loop in float64 (see _forward)."""
     T_, B_ = gates.shape[1], gates.shape[2]
     U = y_seq.shape[0]
@@ -617,26 +620,29 @@ def _forward_steps_f64(gates, blas, y_seq, hp_y_prev, W_y_prev, c_seq, p_f, p_o)
         _gemm(blas, W_y_prev, y_seq[:, t], hp_y_prev)  # the y_prev terms of their sums: one product (its rows strided, no copy)
         for _k in range(U):
             v_z_z = gates[_k, t]
+            v_b_z = b[_k, 0]
             v_hp_y_prev_z = hp_y_prev[_k]
             v_z_f = gates[1*U + _k, t]
+            v_b_f = b[1*U + _k, 0]
             v_hp_y_prev_f = hp_y_prev[1*U + _k]
             v_c_prev = c_seq[_k, t]
             v_p_f = p_f[_k, 0]
             v_c = c_seq[_k, t + 1]
             v_z_o = gates[2*U + _k, t]
+            v_b_o = b[2*U + _k, 0]
             v_hp_y_prev_o = hp_y_prev[2*U + _k]
             v_p_o = p_o[_k, 0]
             v_y = y_seq[_k, t + 1]
             for _n in range(B_):
-                z = _tanh_f64(v_z_z[_n] + v_hp_y_prev_z[_n])  # z = tanh(W_z @ x + R_z @ y_prev + b_z)
+                z = _tanh_f64(v_z_z[_n] + v_b_z + v_hp_y_prev_z[_n])  # z = tanh(W_z @ x + R_z @ y_prev + b_z)
                 v_z_z[_n] = z
                 c_prev = v_c_prev[_n]
-                f = _sigmoid_f64(v_z_f[_n] + v_hp_y_prev_f[_n] + c_prev*v_p_f)  # f = sigmoid(W_f @ x + R_f @ y_prev + p_f * c_prev + b_f)
+                f = _sigmoid_f64(v_z_f[_n] + v_b_f + v_hp_y_prev_f[_n] + c_prev*v_p_f)  # f = sigmoid(W_f @ x + R_f @ y_prev + p_f * c_prev + b_f)
                 v_z_f[_n] = f
                 i = _1_f64 - f  # i = 1 - f
                 c = c_prev*f + i*z  # c = z * i + c_prev * f
                 v_c[_n] = c
-                o = _sigmoid_f64(v_z_o[_n] + v_hp_y_prev_o[_n] + c*v_p_o)  # o = sigmoid(W_o @ x + R_o @ y_prev + p_o * c + b_o)
+                o = _sigmoid_f64(v_z_o[_n] + v_b_o + v_hp_y_prev_o[_n] + c*v_p_o)  # o = sigmoid(W_o @ x + R_o @ y_prev + p_o * c + b_o)
                 v_z_o[_n] = o
                 y = o*_tanh_f64(c)  # y = tanh(c) * o
                 v_y[_n] = y
@@ -717,13 +723,12 @@ def _forward(x_seq, y_prev, c_prev, W_x, W_y_prev, p_f, p_o, b):
     N = y_prev.shape[0]
     dtype = x_seq.dtype
     gates = W_x @ x_seq.reshape(M, T * B)  # the x terms of every sum at every step: one product
-    gates += b
     gates = gates.reshape(3*N, T, B)
     y_seq = np.empty((N, T + 1, B), dtype)  # y of every step; slot 0 holds y_prev of the first
     y_seq[:, 0] = y_prev
     c_seq = np.empty((N, T + 1, B), dtype)  # c of every step; slot 0 holds c_prev of the first
     c_seq[:, 0] = c_prev
-    _run(_kernel("_forward_steps", dtype), gates, _BLAS, y_seq, np.empty((3*y_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_y_prev), c_seq, np.ascontiguousarray(p_f), np.ascontiguousarray(p_o))
+    _run(_kernel("_forward_steps", dtype), gates, _BLAS, np.ascontiguousarray(b), y_seq, np.empty((3*y_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_y_prev), c_seq, np.ascontiguousarray(p_f), np.ascontiguousarray(p_o))
     return y_seq, c_seq, gates
 
 

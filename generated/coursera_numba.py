@@ -495,7 +495,7 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, blas, a_next_seq, hp_a_prev, W_a_prev, c_next_seq):
+def _forward_steps_f32(gates, blas, b, a_next_seq, hp_a_prev, W_a_prev, c_next_seq):
     """The forward time loop in float32 (see _forward)."""
     T_, B = gates.shape[1], gates.shape[2]
     U = a_next_seq.shape[0]
@@ -503,27 +503,31 @@ def _forward_steps_f32(gates, blas, a_next_seq, hp_a_prev, W_a_prev, c_next_seq)
         _gemm(blas, W_a_prev, a_next_seq[:, t], hp_a_prev)  # the a_prev terms of their sums: one product (its rows strided, no copy)
         for _k in range(U):
             v_z_ft = gates[_k, t]
+            v_b_ft = b[_k, 0]
             v_hp_a_prev_ft = hp_a_prev[_k]
             v_z_it = gates[1*U + _k, t]
+            v_b_it = b[1*U + _k, 0]
             v_hp_a_prev_it = hp_a_prev[1*U + _k]
             v_z_cct = gates[2*U + _k, t]
+            v_b_cct = b[2*U + _k, 0]
             v_hp_a_prev_cct = hp_a_prev[2*U + _k]
             v_c_prev = c_next_seq[_k, t]
             v_c_next = c_next_seq[_k, t + 1]
             v_z_ot = gates[3*U + _k, t]
+            v_b_ot = b[3*U + _k, 0]
             v_hp_a_prev_ot = hp_a_prev[3*U + _k]
             v_a_next = a_next_seq[_k, t + 1]
             for _n in range(B):
-                ft = _sigmoid_f32(v_z_ft[_n] + v_hp_a_prev_ft[_n])  # ft = sigmoid(Wf @ concat + bf)
+                ft = _sigmoid_f32(v_z_ft[_n] + v_b_ft + v_hp_a_prev_ft[_n])  # ft = sigmoid(Wf @ concat + bf)
                 v_z_ft[_n] = ft
-                it = _sigmoid_f32(v_z_it[_n] + v_hp_a_prev_it[_n])  # it = sigmoid(Wi @ concat + bi)
+                it = _sigmoid_f32(v_z_it[_n] + v_b_it + v_hp_a_prev_it[_n])  # it = sigmoid(Wi @ concat + bi)
                 v_z_it[_n] = it
-                cct = _tanh_f32(v_z_cct[_n] + v_hp_a_prev_cct[_n])  # cct = tanh(Wc @ concat + bc)
+                cct = _tanh_f32(v_z_cct[_n] + v_b_cct + v_hp_a_prev_cct[_n])  # cct = tanh(Wc @ concat + bc)
                 v_z_cct[_n] = cct
                 c_prev = v_c_prev[_n]
                 c_next = c_prev*ft + cct*it  # c_next = ft * c_prev + it * cct
                 v_c_next[_n] = c_next
-                ot = _sigmoid_f32(v_z_ot[_n] + v_hp_a_prev_ot[_n])  # ot = sigmoid(Wo @ concat + bo)
+                ot = _sigmoid_f32(v_z_ot[_n] + v_b_ot + v_hp_a_prev_ot[_n])  # ot = sigmoid(Wo @ concat + bo)
                 v_z_ot[_n] = ot
                 a_next = ot*_tanh_f32(c_next)  # a_next = ot * tanh(c_next)
                 v_a_next[_n] = a_next
@@ -613,7 +617,7 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, blas, a_next_seq, hp_a_prev, W_a_prev, c_next_seq):
+def _forward_steps_f64(gates, blas, b, a_next_seq, hp_a_prev, W_a_prev, c_next_seq):
     """The forward time loop in float64 (see _forward)."""
     T_, B = gates.shape[1], gates.shape[2]
     U = a_next_seq.shape[0]
@@ -621,27 +625,31 @@ def _forward_steps_f64(gates, blas, a_next_seq, hp_a_prev, W_a_prev, c_next_seq)
         _gemm(blas, W_a_prev, a_next_seq[:, t], hp_a_prev)  # the a_prev terms of their sums: one product (its rows strided, no copy)
         for _k in range(U):
             v_z_ft = gates[_k, t]
+            v_b_ft = b[_k, 0]
             v_hp_a_prev_ft = hp_a_prev[_k]
             v_z_it = gates[1*U + _k, t]
+            v_b_it = b[1*U + _k, 0]
             v_hp_a_prev_it = hp_a_prev[1*U + _k]
             v_z_cct = gates[2*U + _k, t]
+            v_b_cct = b[2*U + _k, 0]
             v_hp_a_prev_cct = hp_a_prev[2*U + _k]
             v_c_prev = c_next_seq[_k, t]
             v_c_next = c_next_seq[_k, t + 1]
             v_z_ot = gates[3*U + _k, t]
+            v_b_ot = b[3*U + _k, 0]
             v_hp_a_prev_ot = hp_a_prev[3*U + _k]
             v_a_next = a_next_seq[_k, t + 1]
             for _n in range(B):
-                ft = _sigmoid_f64(v_z_ft[_n] + v_hp_a_prev_ft[_n])  # ft = sigmoid(Wf @ concat + bf)
+                ft = _sigmoid_f64(v_z_ft[_n] + v_b_ft + v_hp_a_prev_ft[_n])  # ft = sigmoid(Wf @ concat + bf)
                 v_z_ft[_n] = ft
-                it = _sigmoid_f64(v_z_it[_n] + v_hp_a_prev_it[_n])  # it = sigmoid(Wi @ concat + bi)
+                it = _sigmoid_f64(v_z_it[_n] + v_b_it + v_hp_a_prev_it[_n])  # it = sigmoid(Wi @ concat + bi)
                 v_z_it[_n] = it
-                cct = _tanh_f64(v_z_cct[_n] + v_hp_a_prev_cct[_n])  # cct = tanh(Wc @ concat + bc)
+                cct = _tanh_f64(v_z_cct[_n] + v_b_cct + v_hp_a_prev_cct[_n])  # cct = tanh(Wc @ concat + bc)
                 v_z_cct[_n] = cct
                 c_prev = v_c_prev[_n]
                 c_next = c_prev*ft + cct*it  # c_next = ft * c_prev + it * cct
                 v_c_next[_n] = c_next
-                ot = _sigmoid_f64(v_z_ot[_n] + v_hp_a_prev_ot[_n])  # ot = sigmoid(Wo @ concat + bo)
+                ot = _sigmoid_f64(v_z_ot[_n] + v_b_ot + v_hp_a_prev_ot[_n])  # ot = sigmoid(Wo @ concat + bo)
                 v_z_ot[_n] = ot
                 a_next = ot*_tanh_f64(c_next)  # a_next = ot * tanh(c_next)
                 v_a_next[_n] = a_next
@@ -724,13 +732,12 @@ def _forward(xt_seq, a_prev, c_prev, W_xt, W_a_prev, b):
     n_a = a_prev.shape[0]
     dtype = xt_seq.dtype
     gates = W_xt @ xt_seq.reshape(n_x, T * m)  # the xt terms of every sum at every step: one product
-    gates += b
     gates = gates.reshape(4*n_a, T, m)
     a_next_seq = np.empty((n_a, T + 1, m), dtype)  # a_next of every step; slot 0 holds a_prev of the first
     a_next_seq[:, 0] = a_prev
     c_next_seq = np.empty((n_a, T + 1, m), dtype)  # c_next of every step; slot 0 holds c_prev of the first
     c_next_seq[:, 0] = c_prev
-    _run(_kernel("_forward_steps", dtype), gates, _BLAS, a_next_seq, np.empty((4*a_next_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_a_prev), c_next_seq)
+    _run(_kernel("_forward_steps", dtype), gates, _BLAS, np.ascontiguousarray(b), a_next_seq, np.empty((4*a_next_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_a_prev), c_next_seq)
     return a_next_seq, c_next_seq, gates
 
 

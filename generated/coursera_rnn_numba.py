@@ -463,7 +463,7 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, blas, a_next_seq, hp_a_prev, W_a_prev):
+def _forward_steps_f32(gates, blas, b, a_next_seq, hp_a_prev, W_a_prev):
     """The forward time loop in float32 (see _forward)."""
     T_, B = gates.shape[1], gates.shape[2]
     U = a_next_seq.shape[0]
@@ -471,10 +471,11 @@ def _forward_steps_f32(gates, blas, a_next_seq, hp_a_prev, W_a_prev):
         _gemm(blas, W_a_prev, a_next_seq[:, t], hp_a_prev)  # the a_prev terms of their sums: one product (its rows strided, no copy)
         for _k in range(U):
             v_z_a_next = gates[_k, t]
+            v_b_a_next = b[_k, 0]
             v_hp_a_prev_a_next = hp_a_prev[_k]
             v_a_next = a_next_seq[_k, t + 1]
             for _n in range(B):
-                a_next = _tanh_f32(v_z_a_next[_n] + v_hp_a_prev_a_next[_n])  # a_next = tanh(Wax @ xt + Waa @ a_prev + ba)
+                a_next = _tanh_f32(v_z_a_next[_n] + v_b_a_next + v_hp_a_prev_a_next[_n])  # a_next = tanh(Wax @ xt + Waa @ a_prev + ba)
                 v_a_next[_n] = a_next
 
 
@@ -533,7 +534,7 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, blas, a_next_seq, hp_a_prev, W_a_prev):
+def _forward_steps_f64(gates, blas, b, a_next_seq, hp_a_prev, W_a_prev):
     """The forward time loop in float64 (see _forward)."""
     T_, B = gates.shape[1], gates.shape[2]
     U = a_next_seq.shape[0]
@@ -541,10 +542,11 @@ def _forward_steps_f64(gates, blas, a_next_seq, hp_a_prev, W_a_prev):
         _gemm(blas, W_a_prev, a_next_seq[:, t], hp_a_prev)  # the a_prev terms of their sums: one product (its rows strided, no copy)
         for _k in range(U):
             v_z_a_next = gates[_k, t]
+            v_b_a_next = b[_k, 0]
             v_hp_a_prev_a_next = hp_a_prev[_k]
             v_a_next = a_next_seq[_k, t + 1]
             for _n in range(B):
-                a_next = _tanh_f64(v_z_a_next[_n] + v_hp_a_prev_a_next[_n])  # a_next = tanh(Wax @ xt + Waa @ a_prev + ba)
+                a_next = _tanh_f64(v_z_a_next[_n] + v_b_a_next + v_hp_a_prev_a_next[_n])  # a_next = tanh(Wax @ xt + Waa @ a_prev + ba)
                 v_a_next[_n] = a_next
 
 
@@ -596,11 +598,10 @@ def _forward(xt_seq, a_prev, W_xt, W_a_prev, b):
     n_a = a_prev.shape[0]
     dtype = xt_seq.dtype
     gates = W_xt @ xt_seq.reshape(n_x, T * m)  # the xt terms of every sum at every step: one product
-    gates += b
     gates = gates.reshape(n_a, T, m)
     a_next_seq = np.empty((n_a, T + 1, m), dtype)  # a_next of every step; slot 0 holds a_prev of the first
     a_next_seq[:, 0] = a_prev
-    _run(_kernel("_forward_steps", dtype), gates, _BLAS, a_next_seq, np.empty((a_next_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_a_prev))
+    _run(_kernel("_forward_steps", dtype), gates, _BLAS, np.ascontiguousarray(b), a_next_seq, np.empty((a_next_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_a_prev))
     return a_next_seq, gates
 
 

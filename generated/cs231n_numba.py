@@ -480,7 +480,7 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, blas, next_h_seq, hp_prev_h, W_prev_h_T, next_c_seq):
+def _forward_steps_f32(gates, blas, b, next_h_seq, hp_prev_h, W_prev_h_T, next_c_seq):
     """The forward time loop in float32 (see _forward)."""
     T_, B = gates.shape[0], gates.shape[1]
     U = next_h_seq.shape[2]
@@ -488,24 +488,28 @@ def _forward_steps_f32(gates, blas, next_h_seq, hp_prev_h, W_prev_h_T, next_c_se
         _gemm(blas, next_h_seq[t], W_prev_h_T, hp_prev_h)  # the prev_h terms of their sums: one product
         for _n in range(B):
             v_z_i = gates[t, _n, 0:U]
+            v_b_i = b[0:U]
             v_hp_prev_h_i = hp_prev_h[_n, 0:U]
             v_z_f = gates[t, _n, 1*U:2*U]
+            v_b_f = b[1*U:2*U]
             v_hp_prev_h_f = hp_prev_h[_n, 1*U:2*U]
             v_z_o = gates[t, _n, 2*U:3*U]
+            v_b_o = b[2*U:3*U]
             v_hp_prev_h_o = hp_prev_h[_n, 2*U:3*U]
             v_z_g = gates[t, _n, 3*U:4*U]
+            v_b_g = b[3*U:4*U]
             v_hp_prev_h_g = hp_prev_h[_n, 3*U:4*U]
             v_prev_c = next_c_seq[t, _n, 0:U]
             v_next_c = next_c_seq[t + 1, _n, 0:U]
             v_next_h = next_h_seq[t + 1, _n, 0:U]
             for _k in range(U):
-                i = _sigmoid_f32(v_z_i[_k] + v_hp_prev_h_i[_k])  # i = sigmoid(x @ Wx_i + prev_h @ Wh_i + b_i)
+                i = _sigmoid_f32(v_z_i[_k] + v_b_i[_k] + v_hp_prev_h_i[_k])  # i = sigmoid(x @ Wx_i + prev_h @ Wh_i + b_i)
                 v_z_i[_k] = i
-                f = _sigmoid_f32(v_z_f[_k] + v_hp_prev_h_f[_k])  # f = sigmoid(x @ Wx_f + prev_h @ Wh_f + b_f)
+                f = _sigmoid_f32(v_z_f[_k] + v_b_f[_k] + v_hp_prev_h_f[_k])  # f = sigmoid(x @ Wx_f + prev_h @ Wh_f + b_f)
                 v_z_f[_k] = f
-                o = _sigmoid_f32(v_z_o[_k] + v_hp_prev_h_o[_k])  # o = sigmoid(x @ Wx_o + prev_h @ Wh_o + b_o)
+                o = _sigmoid_f32(v_z_o[_k] + v_b_o[_k] + v_hp_prev_h_o[_k])  # o = sigmoid(x @ Wx_o + prev_h @ Wh_o + b_o)
                 v_z_o[_k] = o
-                g = _tanh_f32(v_z_g[_k] + v_hp_prev_h_g[_k])  # g = tanh(x @ Wx_g + prev_h @ Wh_g + b_g)
+                g = _tanh_f32(v_z_g[_k] + v_b_g[_k] + v_hp_prev_h_g[_k])  # g = tanh(x @ Wx_g + prev_h @ Wh_g + b_g)
                 v_z_g[_k] = g
                 prev_c = v_prev_c[_k]
                 next_c = f*prev_c + g*i  # next_c = f * prev_c + i * g
@@ -593,7 +597,7 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, blas, next_h_seq, hp_prev_h, W_prev_h_T, next_c_seq):
+def _forward_steps_f64(gates, blas, b, next_h_seq, hp_prev_h, W_prev_h_T, next_c_seq):
     """The forward time loop in float64 (see _forward)."""
     T_, B = gates.shape[0], gates.shape[1]
     U = next_h_seq.shape[2]
@@ -601,24 +605,28 @@ def _forward_steps_f64(gates, blas, next_h_seq, hp_prev_h, W_prev_h_T, next_c_se
         _gemm(blas, next_h_seq[t], W_prev_h_T, hp_prev_h)  # the prev_h terms of their sums: one product
         for _n in range(B):
             v_z_i = gates[t, _n, 0:U]
+            v_b_i = b[0:U]
             v_hp_prev_h_i = hp_prev_h[_n, 0:U]
             v_z_f = gates[t, _n, 1*U:2*U]
+            v_b_f = b[1*U:2*U]
             v_hp_prev_h_f = hp_prev_h[_n, 1*U:2*U]
             v_z_o = gates[t, _n, 2*U:3*U]
+            v_b_o = b[2*U:3*U]
             v_hp_prev_h_o = hp_prev_h[_n, 2*U:3*U]
             v_z_g = gates[t, _n, 3*U:4*U]
+            v_b_g = b[3*U:4*U]
             v_hp_prev_h_g = hp_prev_h[_n, 3*U:4*U]
             v_prev_c = next_c_seq[t, _n, 0:U]
             v_next_c = next_c_seq[t + 1, _n, 0:U]
             v_next_h = next_h_seq[t + 1, _n, 0:U]
             for _k in range(U):
-                i = _sigmoid_f64(v_z_i[_k] + v_hp_prev_h_i[_k])  # i = sigmoid(x @ Wx_i + prev_h @ Wh_i + b_i)
+                i = _sigmoid_f64(v_z_i[_k] + v_b_i[_k] + v_hp_prev_h_i[_k])  # i = sigmoid(x @ Wx_i + prev_h @ Wh_i + b_i)
                 v_z_i[_k] = i
-                f = _sigmoid_f64(v_z_f[_k] + v_hp_prev_h_f[_k])  # f = sigmoid(x @ Wx_f + prev_h @ Wh_f + b_f)
+                f = _sigmoid_f64(v_z_f[_k] + v_b_f[_k] + v_hp_prev_h_f[_k])  # f = sigmoid(x @ Wx_f + prev_h @ Wh_f + b_f)
                 v_z_f[_k] = f
-                o = _sigmoid_f64(v_z_o[_k] + v_hp_prev_h_o[_k])  # o = sigmoid(x @ Wx_o + prev_h @ Wh_o + b_o)
+                o = _sigmoid_f64(v_z_o[_k] + v_b_o[_k] + v_hp_prev_h_o[_k])  # o = sigmoid(x @ Wx_o + prev_h @ Wh_o + b_o)
                 v_z_o[_k] = o
-                g = _tanh_f64(v_z_g[_k] + v_hp_prev_h_g[_k])  # g = tanh(x @ Wx_g + prev_h @ Wh_g + b_g)
+                g = _tanh_f64(v_z_g[_k] + v_b_g[_k] + v_hp_prev_h_g[_k])  # g = tanh(x @ Wx_g + prev_h @ Wh_g + b_g)
                 v_z_g[_k] = g
                 prev_c = v_prev_c[_k]
                 next_c = f*prev_c + g*i  # next_c = f * prev_c + i * g
@@ -699,13 +707,12 @@ def _forward(x_seq, prev_h, prev_c, W_x, W_prev_h, b):
     H = prev_h.shape[1]
     dtype = x_seq.dtype
     gates = x_seq.reshape(T * N, D) @ W_x.T  # the x terms of every sum at every step: one product
-    gates += b
     gates = gates.reshape(T, N, 4*H)
     next_h_seq = np.empty((T + 1, N, H), dtype)  # next_h of every step; slot 0 holds prev_h of the first
     next_h_seq[0] = prev_h
     next_c_seq = np.empty((T + 1, N, H), dtype)  # next_c of every step; slot 0 holds prev_c of the first
     next_c_seq[0] = prev_c
-    _run(_kernel("_forward_steps", dtype), gates, _BLAS, next_h_seq, np.empty((gates.shape[1], 4*next_h_seq.shape[2]), gates.dtype), np.ascontiguousarray(W_prev_h.T), next_c_seq)
+    _run(_kernel("_forward_steps", dtype), gates, _BLAS, np.ascontiguousarray(b), next_h_seq, np.empty((gates.shape[1], 4*next_h_seq.shape[2]), gates.dtype), np.ascontiguousarray(W_prev_h.T), next_c_seq)
     return next_h_seq, next_c_seq, gates
 
 

@@ -441,7 +441,7 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, blas, next_h_seq, hp_prev_h, W_prev_h_T):
+def _forward_steps_f32(gates, blas, b_, next_h_seq, hp_prev_h, W_prev_h_T):
     """The forward time loop in float32 (see _forward)."""
     T_, B = gates.shape[0], gates.shape[1]
     U = next_h_seq.shape[2]
@@ -449,10 +449,11 @@ def _forward_steps_f32(gates, blas, next_h_seq, hp_prev_h, W_prev_h_T):
         _gemm(blas, next_h_seq[t], W_prev_h_T, hp_prev_h)  # the prev_h terms of their sums: one product
         for _n in range(B):
             v_z_next_h = gates[t, _n, 0:U]
+            v_b_next_h = b_[0:U]
             v_hp_prev_h_next_h = hp_prev_h[_n, 0:U]
             v_next_h = next_h_seq[t + 1, _n, 0:U]
             for _k in range(U):
-                next_h = _tanh_f32(v_z_next_h[_k] + v_hp_prev_h_next_h[_k])  # next_h = tanh(x @ Wx + prev_h @ Wh + b)
+                next_h = _tanh_f32(v_z_next_h[_k] + v_b_next_h[_k] + v_hp_prev_h_next_h[_k])  # next_h = tanh(x @ Wx + prev_h @ Wh + b)
                 v_next_h[_k] = next_h
 
 
@@ -510,7 +511,7 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, blas, next_h_seq, hp_prev_h, W_prev_h_T):
+def _forward_steps_f64(gates, blas, b_, next_h_seq, hp_prev_h, W_prev_h_T):
     """The forward time loop in float64 (see _forward)."""
     T_, B = gates.shape[0], gates.shape[1]
     U = next_h_seq.shape[2]
@@ -518,10 +519,11 @@ def _forward_steps_f64(gates, blas, next_h_seq, hp_prev_h, W_prev_h_T):
         _gemm(blas, next_h_seq[t], W_prev_h_T, hp_prev_h)  # the prev_h terms of their sums: one product
         for _n in range(B):
             v_z_next_h = gates[t, _n, 0:U]
+            v_b_next_h = b_[0:U]
             v_hp_prev_h_next_h = hp_prev_h[_n, 0:U]
             v_next_h = next_h_seq[t + 1, _n, 0:U]
             for _k in range(U):
-                next_h = _tanh_f64(v_z_next_h[_k] + v_hp_prev_h_next_h[_k])  # next_h = tanh(x @ Wx + prev_h @ Wh + b)
+                next_h = _tanh_f64(v_z_next_h[_k] + v_b_next_h[_k] + v_hp_prev_h_next_h[_k])  # next_h = tanh(x @ Wx + prev_h @ Wh + b)
                 v_next_h[_k] = next_h
 
 
@@ -572,11 +574,10 @@ def _forward(x_seq, prev_h, W_x, W_prev_h, b_):
     H = prev_h.shape[1]
     dtype = x_seq.dtype
     gates = x_seq.reshape(T * N, D) @ W_x.T  # the x terms of every sum at every step: one product
-    gates += b_
     gates = gates.reshape(T, N, H)
     next_h_seq = np.empty((T + 1, N, H), dtype)  # next_h of every step; slot 0 holds prev_h of the first
     next_h_seq[0] = prev_h
-    _run(_kernel("_forward_steps", dtype), gates, _BLAS, next_h_seq, np.empty((gates.shape[1], next_h_seq.shape[2]), gates.dtype), np.ascontiguousarray(W_prev_h.T))
+    _run(_kernel("_forward_steps", dtype), gates, _BLAS, np.ascontiguousarray(b_), next_h_seq, np.empty((gates.shape[1], next_h_seq.shape[2]), gates.dtype), np.ascontiguousarray(W_prev_h.T))
     return next_h_seq, gates
 
 

@@ -443,7 +443,7 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, blas, h_seq, hp_h_prev, weight_hh_T):
+def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, weight_hh_T):
     """The forward time loop in float32 (see _forward)."""
     T_, B = gates.shape[0], gates.shape[1]
     U = h_seq.shape[2]
@@ -451,10 +451,11 @@ def _forward_steps_f32(gates, blas, h_seq, hp_h_prev, weight_hh_T):
         _gemm(blas, h_seq[t], weight_hh_T, hp_h_prev)  # the h_prev terms of their sums: one product
         for _n in range(B):
             v_z_h = gates[t, _n, 0:U]
+            v_b_h = b[0:U]
             v_hp_h_prev_h = hp_h_prev[_n, 0:U]
             v_h = h_seq[t + 1, _n, 0:U]
             for _k in range(U):
-                h = _tanh_f32(v_z_h[_k] + v_hp_h_prev_h[_k])  # h = tanh(x @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh)
+                h = _tanh_f32(v_z_h[_k] + v_b_h[_k] + v_hp_h_prev_h[_k])  # h = tanh(x @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh)
                 v_h[_k] = h
 
 
@@ -512,7 +513,7 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, blas, h_seq, hp_h_prev, weight_hh_T):
+def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, weight_hh_T):
     """The forward time loop in float64 (see _forward)."""
     T_, B = gates.shape[0], gates.shape[1]
     U = h_seq.shape[2]
@@ -520,10 +521,11 @@ def _forward_steps_f64(gates, blas, h_seq, hp_h_prev, weight_hh_T):
         _gemm(blas, h_seq[t], weight_hh_T, hp_h_prev)  # the h_prev terms of their sums: one product
         for _n in range(B):
             v_z_h = gates[t, _n, 0:U]
+            v_b_h = b[0:U]
             v_hp_h_prev_h = hp_h_prev[_n, 0:U]
             v_h = h_seq[t + 1, _n, 0:U]
             for _k in range(U):
-                h = _tanh_f64(v_z_h[_k] + v_hp_h_prev_h[_k])  # h = tanh(x @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh)
+                h = _tanh_f64(v_z_h[_k] + v_b_h[_k] + v_hp_h_prev_h[_k])  # h = tanh(x @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh)
                 v_h[_k] = h
 
 
@@ -574,11 +576,10 @@ def _forward(x_seq, h_prev, weight_ih, weight_hh, b):
     hidden_size = h_prev.shape[1]
     dtype = x_seq.dtype
     gates = x_seq.reshape(T * N, input_size) @ weight_ih.T  # the x terms of every sum at every step: one product
-    gates += b
     gates = gates.reshape(T, N, hidden_size)
     h_seq = np.empty((T + 1, N, hidden_size), dtype)  # h of every step; slot 0 holds h_prev of the first
     h_seq[0] = h_prev
-    _run(_kernel("_forward_steps", dtype), gates, _BLAS, h_seq, np.empty((gates.shape[1], h_seq.shape[2]), gates.dtype), np.ascontiguousarray(weight_hh.T))
+    _run(_kernel("_forward_steps", dtype), gates, _BLAS, np.ascontiguousarray(b), h_seq, np.empty((gates.shape[1], h_seq.shape[2]), gates.dtype), np.ascontiguousarray(weight_hh.T))
     return h_seq, gates
 
 

@@ -505,7 +505,7 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, blas, h_seq, hp_h_prev, W_h_prev, W_ci, c_seq, W_cf, W_co):
+def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, W_h_prev, W_ci, c_seq, W_cf, W_co):
     """The forward time loop in float32 (see _forward)."""
     T_, B_ = gates.shape[1], gates.shape[2]
     U = h_seq.shape[0]
@@ -513,30 +513,34 @@ def _forward_steps_f32(gates, blas, h_seq, hp_h_prev, W_h_prev, W_ci, c_seq, W_c
         _gemm(blas, W_h_prev, h_seq[:, t], hp_h_prev)  # the h_prev terms of their sums: one product (its rows strided, no copy)
         for _k in range(U):
             v_z_i = gates[_k, t]
+            v_b_i = b[_k, 0]
             v_hp_h_prev_i = hp_h_prev[_k]
             v_W_ci = W_ci[_k, 0]
             v_c_prev = c_seq[_k, t]
             v_z_f = gates[1*U + _k, t]
+            v_b_f = b[1*U + _k, 0]
             v_hp_h_prev_f = hp_h_prev[1*U + _k]
             v_W_cf = W_cf[_k, 0]
             v_z_g = gates[2*U + _k, t]
+            v_b_g = b[2*U + _k, 0]
             v_hp_h_prev_g = hp_h_prev[2*U + _k]
             v_c = c_seq[_k, t + 1]
             v_z_o = gates[3*U + _k, t]
+            v_b_o = b[3*U + _k, 0]
             v_hp_h_prev_o = hp_h_prev[3*U + _k]
             v_W_co = W_co[_k, 0]
             v_h = h_seq[_k, t + 1]
             for _n in range(B_):
                 c_prev = v_c_prev[_n]
-                i = _sigmoid_f32(v_z_i[_n] + v_hp_h_prev_i[_n] + v_W_ci*c_prev)  # i = sigmoid(W_xi @ x + W_hi @ h_prev + W_ci * c_prev + b_i)
+                i = _sigmoid_f32(v_z_i[_n] + v_b_i + v_hp_h_prev_i[_n] + v_W_ci*c_prev)  # i = sigmoid(W_xi @ x + W_hi @ h_prev + W_ci * c_prev + b_i)
                 v_z_i[_n] = i
-                f = _sigmoid_f32(v_z_f[_n] + v_hp_h_prev_f[_n] + v_W_cf*c_prev)  # f = sigmoid(W_xf @ x + W_hf @ h_prev + W_cf * c_prev + b_f)
+                f = _sigmoid_f32(v_z_f[_n] + v_b_f + v_hp_h_prev_f[_n] + v_W_cf*c_prev)  # f = sigmoid(W_xf @ x + W_hf @ h_prev + W_cf * c_prev + b_f)
                 v_z_f[_n] = f
-                g = _tanh_f32(v_z_g[_n] + v_hp_h_prev_g[_n])  # g = tanh(W_xc @ x + W_hc @ h_prev + b_c)
+                g = _tanh_f32(v_z_g[_n] + v_b_g + v_hp_h_prev_g[_n])  # g = tanh(W_xc @ x + W_hc @ h_prev + b_c)
                 v_z_g[_n] = g
                 c = c_prev*f + g*i  # c = f * c_prev + i * g
                 v_c[_n] = c
-                o = _sigmoid_f32(v_z_o[_n] + v_hp_h_prev_o[_n] + v_W_co*c)  # o = sigmoid(W_xo @ x + W_ho @ h_prev + W_co * c + b_o)
+                o = _sigmoid_f32(v_z_o[_n] + v_b_o + v_hp_h_prev_o[_n] + v_W_co*c)  # o = sigmoid(W_xo @ x + W_ho @ h_prev + W_co * c + b_o)
                 v_z_o[_n] = o
                 h = o*_tanh_f32(c)  # h = o * tanh(c)
                 v_h[_n] = h
@@ -629,7 +633,7 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, blas, h_seq, hp_h_prev, W_h_prev, W_ci, c_seq, W_cf, W_co):
+def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, W_h_prev, W_ci, c_seq, W_cf, W_co):
     """The forward time loop in float64 (see _forward)."""
     T_, B_ = gates.shape[1], gates.shape[2]
     U = h_seq.shape[0]
@@ -637,30 +641,34 @@ def _forward_steps_f64(gates, blas, h_seq, hp_h_prev, W_h_prev, W_ci, c_seq, W_c
         _gemm(blas, W_h_prev, h_seq[:, t], hp_h_prev)  # the h_prev terms of their sums: one product (its rows strided, no copy)
         for _k in range(U):
             v_z_i = gates[_k, t]
+            v_b_i = b[_k, 0]
             v_hp_h_prev_i = hp_h_prev[_k]
             v_W_ci = W_ci[_k, 0]
             v_c_prev = c_seq[_k, t]
             v_z_f = gates[1*U + _k, t]
+            v_b_f = b[1*U + _k, 0]
             v_hp_h_prev_f = hp_h_prev[1*U + _k]
             v_W_cf = W_cf[_k, 0]
             v_z_g = gates[2*U + _k, t]
+            v_b_g = b[2*U + _k, 0]
             v_hp_h_prev_g = hp_h_prev[2*U + _k]
             v_c = c_seq[_k, t + 1]
             v_z_o = gates[3*U + _k, t]
+            v_b_o = b[3*U + _k, 0]
             v_hp_h_prev_o = hp_h_prev[3*U + _k]
             v_W_co = W_co[_k, 0]
             v_h = h_seq[_k, t + 1]
             for _n in range(B_):
                 c_prev = v_c_prev[_n]
-                i = _sigmoid_f64(v_z_i[_n] + v_hp_h_prev_i[_n] + v_W_ci*c_prev)  # i = sigmoid(W_xi @ x + W_hi @ h_prev + W_ci * c_prev + b_i)
+                i = _sigmoid_f64(v_z_i[_n] + v_b_i + v_hp_h_prev_i[_n] + v_W_ci*c_prev)  # i = sigmoid(W_xi @ x + W_hi @ h_prev + W_ci * c_prev + b_i)
                 v_z_i[_n] = i
-                f = _sigmoid_f64(v_z_f[_n] + v_hp_h_prev_f[_n] + v_W_cf*c_prev)  # f = sigmoid(W_xf @ x + W_hf @ h_prev + W_cf * c_prev + b_f)
+                f = _sigmoid_f64(v_z_f[_n] + v_b_f + v_hp_h_prev_f[_n] + v_W_cf*c_prev)  # f = sigmoid(W_xf @ x + W_hf @ h_prev + W_cf * c_prev + b_f)
                 v_z_f[_n] = f
-                g = _tanh_f64(v_z_g[_n] + v_hp_h_prev_g[_n])  # g = tanh(W_xc @ x + W_hc @ h_prev + b_c)
+                g = _tanh_f64(v_z_g[_n] + v_b_g + v_hp_h_prev_g[_n])  # g = tanh(W_xc @ x + W_hc @ h_prev + b_c)
                 v_z_g[_n] = g
                 c = c_prev*f + g*i  # c = f * c_prev + i * g
                 v_c[_n] = c
-                o = _sigmoid_f64(v_z_o[_n] + v_hp_h_prev_o[_n] + v_W_co*c)  # o = sigmoid(W_xo @ x + W_ho @ h_prev + W_co * c + b_o)
+                o = _sigmoid_f64(v_z_o[_n] + v_b_o + v_hp_h_prev_o[_n] + v_W_co*c)  # o = sigmoid(W_xo @ x + W_ho @ h_prev + W_co * c + b_o)
                 v_z_o[_n] = o
                 h = o*_tanh_f64(c)  # h = o * tanh(c)
                 v_h[_n] = h
@@ -746,13 +754,12 @@ def _forward(x_seq, h_prev, c_prev, W_x, W_h_prev, W_ci, W_cf, W_co, b):
     H = h_prev.shape[0]
     dtype = x_seq.dtype
     gates = W_x @ x_seq.reshape(D, T * B)  # the x terms of every sum at every step: one product
-    gates += b
     gates = gates.reshape(4*H, T, B)
     h_seq = np.empty((H, T + 1, B), dtype)  # h of every step; slot 0 holds h_prev of the first
     h_seq[:, 0] = h_prev
     c_seq = np.empty((H, T + 1, B), dtype)  # c of every step; slot 0 holds c_prev of the first
     c_seq[:, 0] = c_prev
-    _run(_kernel("_forward_steps", dtype), gates, _BLAS, h_seq, np.empty((4*h_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_h_prev), np.ascontiguousarray(W_ci), c_seq, np.ascontiguousarray(W_cf), np.ascontiguousarray(W_co))
+    _run(_kernel("_forward_steps", dtype), gates, _BLAS, np.ascontiguousarray(b), h_seq, np.empty((4*h_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_h_prev), np.ascontiguousarray(W_ci), c_seq, np.ascontiguousarray(W_cf), np.ascontiguousarray(W_co))
     return h_seq, c_seq, gates
 
 

@@ -469,7 +469,7 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, blas, h_seq, hp_h_prev, weight_hh_T):
+def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, weight_hh_T):
     """The forward time loop in float32 (see _forward)."""
     T_, B = gates.shape[0], gates.shape[1]
     U = h_seq.shape[2]
@@ -477,22 +477,26 @@ def _forward_steps_f32(gates, blas, h_seq, hp_h_prev, weight_hh_T):
         _gemm(blas, h_seq[t], weight_hh_T, hp_h_prev)  # the h_prev terms of their sums: one product
         for _n in range(B):
             v_z_r = gates[t, _n, 1*U:2*U]
+            v_b_r = b[1*U:2*U]
             v_hp_h_prev_r = hp_h_prev[_n, 0:U]
             v_z_z = gates[t, _n, 2*U:3*U]
+            v_b_z = b[2*U:3*U]
             v_hp_h_prev_z = hp_h_prev[_n, 1*U:2*U]
             v_z_n = gates[t, _n, 0:U]
+            v_b_n = b[0:U]
             v_z_W_hn_h_prev = gates[t, _n, 3*U:4*U]
+            v_b_W_hn_h_prev = b[3*U:4*U]
             v_hp_h_prev_W_hn_h_prev = hp_h_prev[_n, 2*U:3*U]
             v_h_prev = h_seq[t, _n, 0:U]
             v_h = h_seq[t + 1, _n, 0:U]
             for _k in range(U):
-                r = _sigmoid_f32(v_z_r[_k] + v_hp_h_prev_r[_k])  # r = sigmoid(x @ W_ir.T + b_ir + h_prev @ W_hr.T + b_hr)
+                r = _sigmoid_f32(v_z_r[_k] + v_b_r[_k] + v_hp_h_prev_r[_k])  # r = sigmoid(x @ W_ir.T + b_ir + h_prev @ W_hr.T + b_hr)
                 v_z_r[_k] = r
-                z = _sigmoid_f32(v_z_z[_k] + v_hp_h_prev_z[_k])  # z = sigmoid(x @ W_iz.T + b_iz + h_prev @ W_hz.T + b_hz)
+                z = _sigmoid_f32(v_z_z[_k] + v_b_z[_k] + v_hp_h_prev_z[_k])  # z = sigmoid(x @ W_iz.T + b_iz + h_prev @ W_hz.T + b_hz)
                 v_z_z[_k] = z
-                W_hn_h_prev = v_z_W_hn_h_prev[_k] + v_hp_h_prev_W_hn_h_prev[_k]  # W_hn_h_prev: its sum, kept for the backward pass
+                W_hn_h_prev = v_z_W_hn_h_prev[_k] + v_b_W_hn_h_prev[_k] + v_hp_h_prev_W_hn_h_prev[_k]  # W_hn_h_prev: its sum, kept for the backward pass
                 v_z_W_hn_h_prev[_k] = W_hn_h_prev
-                n = _tanh_f32(v_z_n[_k] + W_hn_h_prev*r)  # n = tanh(x @ W_in.T + b_in + r * (h_prev @ W_hn.T + b_hn))
+                n = _tanh_f32(v_z_n[_k] + v_b_n[_k] + W_hn_h_prev*r)  # n = tanh(x @ W_in.T + b_in + r * (h_prev @ W_hn.T + b_hn))
                 v_z_n[_k] = n
                 h_prev = v_h_prev[_k]
                 h = h_prev*z + n*(_1_f32 - z)  # h = (1 - z) * n + z * h_prev
@@ -578,7 +582,7 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, blas, h_seq, hp_h_prev, weight_hh_T):
+def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, weight_hh_T):
     """The forward time loop in float64 (see _forward)."""
     T_, B = gates.shape[0], gates.shape[1]
     U = h_seq.shape[2]
@@ -586,22 +590,26 @@ def _forward_steps_f64(gates, blas, h_seq, hp_h_prev, weight_hh_T):
         _gemm(blas, h_seq[t], weight_hh_T, hp_h_prev)  # the h_prev terms of their sums: one product
         for _n in range(B):
             v_z_r = gates[t, _n, 1*U:2*U]
+            v_b_r = b[1*U:2*U]
             v_hp_h_prev_r = hp_h_prev[_n, 0:U]
             v_z_z = gates[t, _n, 2*U:3*U]
+            v_b_z = b[2*U:3*U]
             v_hp_h_prev_z = hp_h_prev[_n, 1*U:2*U]
             v_z_n = gates[t, _n, 0:U]
+            v_b_n = b[0:U]
             v_z_W_hn_h_prev = gates[t, _n, 3*U:4*U]
+            v_b_W_hn_h_prev = b[3*U:4*U]
             v_hp_h_prev_W_hn_h_prev = hp_h_prev[_n, 2*U:3*U]
             v_h_prev = h_seq[t, _n, 0:U]
             v_h = h_seq[t + 1, _n, 0:U]
             for _k in range(U):
-                r = _sigmoid_f64(v_z_r[_k] + v_hp_h_prev_r[_k])  # r = sigmoid(x @ W_ir.T + b_ir + h_prev @ W_hr.T + b_hr)
+                r = _sigmoid_f64(v_z_r[_k] + v_b_r[_k] + v_hp_h_prev_r[_k])  # r = sigmoid(x @ W_ir.T + b_ir + h_prev @ W_hr.T + b_hr)
                 v_z_r[_k] = r
-                z = _sigmoid_f64(v_z_z[_k] + v_hp_h_prev_z[_k])  # z = sigmoid(x @ W_iz.T + b_iz + h_prev @ W_hz.T + b_hz)
+                z = _sigmoid_f64(v_z_z[_k] + v_b_z[_k] + v_hp_h_prev_z[_k])  # z = sigmoid(x @ W_iz.T + b_iz + h_prev @ W_hz.T + b_hz)
                 v_z_z[_k] = z
-                W_hn_h_prev = v_z_W_hn_h_prev[_k] + v_hp_h_prev_W_hn_h_prev[_k]  # W_hn_h_prev: its sum, kept for the backward pass
+                W_hn_h_prev = v_z_W_hn_h_prev[_k] + v_b_W_hn_h_prev[_k] + v_hp_h_prev_W_hn_h_prev[_k]  # W_hn_h_prev: its sum, kept for the backward pass
                 v_z_W_hn_h_prev[_k] = W_hn_h_prev
-                n = _tanh_f64(v_z_n[_k] + W_hn_h_prev*r)  # n = tanh(x @ W_in.T + b_in + r * (h_prev @ W_hn.T + b_hn))
+                n = _tanh_f64(v_z_n[_k] + v_b_n[_k] + W_hn_h_prev*r)  # n = tanh(x @ W_in.T + b_in + r * (h_prev @ W_hn.T + b_hn))
                 v_z_n[_k] = n
                 h_prev = v_h_prev[_k]
                 h = h_prev*z + n*(_1_f64 - z)  # h = (1 - z) * n + z * h_prev
@@ -682,11 +690,10 @@ def _forward(x_seq, h_prev, W_x, weight_hh, b):
     gates = np.empty((T * N, 4*hidden_size), dtype)
     np.matmul(x_seq.reshape(T * N, input_size), W_x.T, out=gates[:, 0:3*hidden_size])  # the x terms of every sum at every step: one product
     gates[:, 3*hidden_size:4*hidden_size] = 0  # the sums no input feeds
-    gates += b
     gates = gates.reshape(T, N, 4*hidden_size)
     h_seq = np.empty((T + 1, N, hidden_size), dtype)  # h of every step; slot 0 holds h_prev of the first
     h_seq[0] = h_prev
-    _run(_kernel("_forward_steps", dtype), gates, _BLAS, h_seq, np.empty((gates.shape[1], 3*h_seq.shape[2]), gates.dtype), np.ascontiguousarray(weight_hh.T))
+    _run(_kernel("_forward_steps", dtype), gates, _BLAS, np.ascontiguousarray(b), h_seq, np.empty((gates.shape[1], 3*h_seq.shape[2]), gates.dtype), np.ascontiguousarray(weight_hh.T))
     return h_seq, gates
 
 

@@ -496,7 +496,7 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, blas, h_seq, hp_h_prev, W_h_prev, s_seq):
+def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, W_h_prev, s_seq):
     """The forward time loop in float32 (see _forward)."""
     T_, B_ = gates.shape[1], gates.shape[2]
     U = h_seq.shape[0]
@@ -504,24 +504,28 @@ def _forward_steps_f32(gates, blas, h_seq, hp_h_prev, W_h_prev, s_seq):
         _gemm(blas, W_h_prev, h_seq[:, t], hp_h_prev)  # the h_prev terms of their sums: one product (its rows strided, no copy)
         for _k in range(U):
             v_z_g = gates[_k, t]
+            v_b_g = b[_k, 0]
             v_hp_h_prev_g = hp_h_prev[_k]
             v_z_i = gates[1*U + _k, t]
+            v_b_i = b[1*U + _k, 0]
             v_hp_h_prev_i = hp_h_prev[1*U + _k]
             v_z_f = gates[2*U + _k, t]
+            v_b_f = b[2*U + _k, 0]
             v_hp_h_prev_f = hp_h_prev[2*U + _k]
             v_z_o = gates[3*U + _k, t]
+            v_b_o = b[3*U + _k, 0]
             v_hp_h_prev_o = hp_h_prev[3*U + _k]
             v_s_prev = s_seq[_k, t]
             v_s = s_seq[_k, t + 1]
             v_h = h_seq[_k, t + 1]
             for _n in range(B_):
-                g = _tanh_f32(v_z_g[_n] + v_hp_h_prev_g[_n])  # g = tanh(W_gx @ x + W_gh @ h_prev + b_g)
+                g = _tanh_f32(v_z_g[_n] + v_b_g + v_hp_h_prev_g[_n])  # g = tanh(W_gx @ x + W_gh @ h_prev + b_g)
                 v_z_g[_n] = g
-                i = _sigmoid_f32(v_z_i[_n] + v_hp_h_prev_i[_n])  # i = sigmoid(W_ix @ x + W_ih @ h_prev + b_i)
+                i = _sigmoid_f32(v_z_i[_n] + v_b_i + v_hp_h_prev_i[_n])  # i = sigmoid(W_ix @ x + W_ih @ h_prev + b_i)
                 v_z_i[_n] = i
-                f = _sigmoid_f32(v_z_f[_n] + v_hp_h_prev_f[_n])  # f = sigmoid(W_fx @ x + W_fh @ h_prev + b_f)
+                f = _sigmoid_f32(v_z_f[_n] + v_b_f + v_hp_h_prev_f[_n])  # f = sigmoid(W_fx @ x + W_fh @ h_prev + b_f)
                 v_z_f[_n] = f
-                o = _sigmoid_f32(v_z_o[_n] + v_hp_h_prev_o[_n])  # o = sigmoid(W_ox @ x + W_oh @ h_prev + b_o)
+                o = _sigmoid_f32(v_z_o[_n] + v_b_o + v_hp_h_prev_o[_n])  # o = sigmoid(W_ox @ x + W_oh @ h_prev + b_o)
                 v_z_o[_n] = o
                 s_prev = v_s_prev[_n]
                 s = f*s_prev + g*i  # s = g * i + s_prev * f
@@ -614,7 +618,7 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, blas, h_seq, hp_h_prev, W_h_prev, s_seq):
+def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, W_h_prev, s_seq):
     """The forward time loop in float64 (see _forward)."""
     T_, B_ = gates.shape[1], gates.shape[2]
     U = h_seq.shape[0]
@@ -622,24 +626,28 @@ def _forward_steps_f64(gates, blas, h_seq, hp_h_prev, W_h_prev, s_seq):
         _gemm(blas, W_h_prev, h_seq[:, t], hp_h_prev)  # the h_prev terms of their sums: one product (its rows strided, no copy)
         for _k in range(U):
             v_z_g = gates[_k, t]
+            v_b_g = b[_k, 0]
             v_hp_h_prev_g = hp_h_prev[_k]
             v_z_i = gates[1*U + _k, t]
+            v_b_i = b[1*U + _k, 0]
             v_hp_h_prev_i = hp_h_prev[1*U + _k]
             v_z_f = gates[2*U + _k, t]
+            v_b_f = b[2*U + _k, 0]
             v_hp_h_prev_f = hp_h_prev[2*U + _k]
             v_z_o = gates[3*U + _k, t]
+            v_b_o = b[3*U + _k, 0]
             v_hp_h_prev_o = hp_h_prev[3*U + _k]
             v_s_prev = s_seq[_k, t]
             v_s = s_seq[_k, t + 1]
             v_h = h_seq[_k, t + 1]
             for _n in range(B_):
-                g = _tanh_f64(v_z_g[_n] + v_hp_h_prev_g[_n])  # g = tanh(W_gx @ x + W_gh @ h_prev + b_g)
+                g = _tanh_f64(v_z_g[_n] + v_b_g + v_hp_h_prev_g[_n])  # g = tanh(W_gx @ x + W_gh @ h_prev + b_g)
                 v_z_g[_n] = g
-                i = _sigmoid_f64(v_z_i[_n] + v_hp_h_prev_i[_n])  # i = sigmoid(W_ix @ x + W_ih @ h_prev + b_i)
+                i = _sigmoid_f64(v_z_i[_n] + v_b_i + v_hp_h_prev_i[_n])  # i = sigmoid(W_ix @ x + W_ih @ h_prev + b_i)
                 v_z_i[_n] = i
-                f = _sigmoid_f64(v_z_f[_n] + v_hp_h_prev_f[_n])  # f = sigmoid(W_fx @ x + W_fh @ h_prev + b_f)
+                f = _sigmoid_f64(v_z_f[_n] + v_b_f + v_hp_h_prev_f[_n])  # f = sigmoid(W_fx @ x + W_fh @ h_prev + b_f)
                 v_z_f[_n] = f
-                o = _sigmoid_f64(v_z_o[_n] + v_hp_h_prev_o[_n])  # o = sigmoid(W_ox @ x + W_oh @ h_prev + b_o)
+                o = _sigmoid_f64(v_z_o[_n] + v_b_o + v_hp_h_prev_o[_n])  # o = sigmoid(W_ox @ x + W_oh @ h_prev + b_o)
                 v_z_o[_n] = o
                 s_prev = v_s_prev[_n]
                 s = f*s_prev + g*i  # s = g * i + s_prev * f
@@ -725,13 +733,12 @@ def _forward(x_seq, h_prev, s_prev, W_x, W_h_prev, b):
     H = h_prev.shape[0]
     dtype = x_seq.dtype
     gates = W_x @ x_seq.reshape(D, T * B)  # the x terms of every sum at every step: one product
-    gates += b
     gates = gates.reshape(4*H, T, B)
     h_seq = np.empty((H, T + 1, B), dtype)  # h of every step; slot 0 holds h_prev of the first
     h_seq[:, 0] = h_prev
     s_seq = np.empty((H, T + 1, B), dtype)  # s of every step; slot 0 holds s_prev of the first
     s_seq[:, 0] = s_prev
-    _run(_kernel("_forward_steps", dtype), gates, _BLAS, h_seq, np.empty((4*h_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_h_prev), s_seq)
+    _run(_kernel("_forward_steps", dtype), gates, _BLAS, np.ascontiguousarray(b), h_seq, np.empty((4*h_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_h_prev), s_seq)
     return h_seq, s_seq, gates
 
 

@@ -462,7 +462,7 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, blas, h_seq, hp_h_prev, W_h_prev):
+def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, W_h_prev):
     """The forward time loop in float32 (see _forward)."""
     T_, B_ = gates.shape[1], gates.shape[2]
     U = h_seq.shape[0]
@@ -470,10 +470,11 @@ def _forward_steps_f32(gates, blas, h_seq, hp_h_prev, W_h_prev):
         _gemm(blas, W_h_prev, h_seq[:, t], hp_h_prev)  # the h_prev terms of their sums: one product (its rows strided, no copy)
         for _k in range(U):
             v_z_h = gates[_k, t]
+            v_b_h = b[_k, 0]
             v_hp_h_prev_h = hp_h_prev[_k]
             v_h = h_seq[_k, t + 1]
             for _n in range(B_):
-                h = _tanh_f32(v_z_h[_n] + v_hp_h_prev_h[_n])  # h = tanh(Wxh @ x + Whh @ h_prev + bh)
+                h = _tanh_f32(v_z_h[_n] + v_b_h + v_hp_h_prev_h[_n])  # h = tanh(Wxh @ x + Whh @ h_prev + bh)
                 v_h[_n] = h
 
 
@@ -532,7 +533,7 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, blas, h_seq, hp_h_prev, W_h_prev):
+def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, W_h_prev):
     """The forward time loop in float64 (see _forward)."""
     T_, B_ = gates.shape[1], gates.shape[2]
     U = h_seq.shape[0]
@@ -540,10 +541,11 @@ def _forward_steps_f64(gates, blas, h_seq, hp_h_prev, W_h_prev):
         _gemm(blas, W_h_prev, h_seq[:, t], hp_h_prev)  # the h_prev terms of their sums: one product (its rows strided, no copy)
         for _k in range(U):
             v_z_h = gates[_k, t]
+            v_b_h = b[_k, 0]
             v_hp_h_prev_h = hp_h_prev[_k]
             v_h = h_seq[_k, t + 1]
             for _n in range(B_):
-                h = _tanh_f64(v_z_h[_n] + v_hp_h_prev_h[_n])  # h = tanh(Wxh @ x + Whh @ h_prev + bh)
+                h = _tanh_f64(v_z_h[_n] + v_b_h + v_hp_h_prev_h[_n])  # h = tanh(Wxh @ x + Whh @ h_prev + bh)
                 v_h[_n] = h
 
 
@@ -595,11 +597,10 @@ def _forward(x_seq, h_prev, W_x, W_h_prev, b):
     hidden_size = h_prev.shape[0]
     dtype = x_seq.dtype
     gates = W_x @ x_seq.reshape(vocab_size, T * B)  # the x terms of every sum at every step: one product
-    gates += b
     gates = gates.reshape(hidden_size, T, B)
     h_seq = np.empty((hidden_size, T + 1, B), dtype)  # h of every step; slot 0 holds h_prev of the first
     h_seq[:, 0] = h_prev
-    _run(_kernel("_forward_steps", dtype), gates, _BLAS, h_seq, np.empty((h_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_h_prev))
+    _run(_kernel("_forward_steps", dtype), gates, _BLAS, np.ascontiguousarray(b), h_seq, np.empty((h_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_h_prev))
     return h_seq, gates
 
 

@@ -496,31 +496,35 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, blas, h_seq, hp_h_prev, W_h_prev, s_seq):
+def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, W_h_prev, s_seq):
     """The forward time loop in float32 (see _forward)."""
     T_ = gates.shape[1]
     U = h_seq.shape[0]
     for t in range(T_):
         _gemm(blas, W_h_prev, h_seq[:, t], hp_h_prev)  # the h_prev terms of their sums: one product (its rows strided, no copy)
         v_z_g = gates[0:U, t]
+        v_b_g = b[0:U]
         v_hp_h_prev_g = hp_h_prev[0:U]
         v_z_i = gates[1*U:2*U, t]
+        v_b_i = b[1*U:2*U]
         v_hp_h_prev_i = hp_h_prev[1*U:2*U]
         v_z_f = gates[2*U:3*U, t]
+        v_b_f = b[2*U:3*U]
         v_hp_h_prev_f = hp_h_prev[2*U:3*U]
         v_z_o = gates[3*U:4*U, t]
+        v_b_o = b[3*U:4*U]
         v_hp_h_prev_o = hp_h_prev[3*U:4*U]
         v_s_prev = s_seq[0:U, t]
         v_s = s_seq[0:U, t + 1]
         v_h = h_seq[0:U, t + 1]
         for _k in range(U):
-            g = _tanh_f32(v_z_g[_k] + v_hp_h_prev_g[_k])  # g = tanh(wg @ xc + bg)
+            g = _tanh_f32(v_z_g[_k] + v_b_g[_k] + v_hp_h_prev_g[_k])  # g = tanh(wg @ xc + bg)
             v_z_g[_k] = g
-            i = _sigmoid_f32(v_z_i[_k] + v_hp_h_prev_i[_k])  # i = sigmoid(wi @ xc + bi)
+            i = _sigmoid_f32(v_z_i[_k] + v_b_i[_k] + v_hp_h_prev_i[_k])  # i = sigmoid(wi @ xc + bi)
             v_z_i[_k] = i
-            f = _sigmoid_f32(v_z_f[_k] + v_hp_h_prev_f[_k])  # f = sigmoid(wf @ xc + bf)
+            f = _sigmoid_f32(v_z_f[_k] + v_b_f[_k] + v_hp_h_prev_f[_k])  # f = sigmoid(wf @ xc + bf)
             v_z_f[_k] = f
-            o = _sigmoid_f32(v_z_o[_k] + v_hp_h_prev_o[_k])  # o = sigmoid(wo @ xc + bo)
+            o = _sigmoid_f32(v_z_o[_k] + v_b_o[_k] + v_hp_h_prev_o[_k])  # o = sigmoid(wo @ xc + bo)
             v_z_o[_k] = o
             s_prev = v_s_prev[_k]
             s = f*s_prev + g*i  # s = g * i + s_prev * f
@@ -612,31 +616,35 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, blas, h_seq, hp_h_prev, W_h_prev, s_seq):
+def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, W_h_prev, s_seq):
     """The forward time loop in float64 (see _forward)."""
     T_ = gates.shape[1]
     U = h_seq.shape[0]
     for t in range(T_):
         _gemm(blas, W_h_prev, h_seq[:, t], hp_h_prev)  # the h_prev terms of their sums: one product (its rows strided, no copy)
         v_z_g = gates[0:U, t]
+        v_b_g = b[0:U]
         v_hp_h_prev_g = hp_h_prev[0:U]
         v_z_i = gates[1*U:2*U, t]
+        v_b_i = b[1*U:2*U]
         v_hp_h_prev_i = hp_h_prev[1*U:2*U]
         v_z_f = gates[2*U:3*U, t]
+        v_b_f = b[2*U:3*U]
         v_hp_h_prev_f = hp_h_prev[2*U:3*U]
         v_z_o = gates[3*U:4*U, t]
+        v_b_o = b[3*U:4*U]
         v_hp_h_prev_o = hp_h_prev[3*U:4*U]
         v_s_prev = s_seq[0:U, t]
         v_s = s_seq[0:U, t + 1]
         v_h = h_seq[0:U, t + 1]
         for _k in range(U):
-            g = _tanh_f64(v_z_g[_k] + v_hp_h_prev_g[_k])  # g = tanh(wg @ xc + bg)
+            g = _tanh_f64(v_z_g[_k] + v_b_g[_k] + v_hp_h_prev_g[_k])  # g = tanh(wg @ xc + bg)
             v_z_g[_k] = g
-            i = _sigmoid_f64(v_z_i[_k] + v_hp_h_prev_i[_k])  # i = sigmoid(wi @ xc + bi)
+            i = _sigmoid_f64(v_z_i[_k] + v_b_i[_k] + v_hp_h_prev_i[_k])  # i = sigmoid(wi @ xc + bi)
             v_z_i[_k] = i
-            f = _sigmoid_f64(v_z_f[_k] + v_hp_h_prev_f[_k])  # f = sigmoid(wf @ xc + bf)
+            f = _sigmoid_f64(v_z_f[_k] + v_b_f[_k] + v_hp_h_prev_f[_k])  # f = sigmoid(wf @ xc + bf)
             v_z_f[_k] = f
-            o = _sigmoid_f64(v_z_o[_k] + v_hp_h_prev_o[_k])  # o = sigmoid(wo @ xc + bo)
+            o = _sigmoid_f64(v_z_o[_k] + v_b_o[_k] + v_hp_h_prev_o[_k])  # o = sigmoid(wo @ xc + bo)
             v_z_o[_k] = o
             s_prev = v_s_prev[_k]
             s = f*s_prev + g*i  # s = g * i + s_prev * f
@@ -721,12 +729,11 @@ def _forward(x_seq, h_prev, s_prev, W_x, W_h_prev, b):
     mem_cell_ct = h_prev.shape[0]
     dtype = x_seq.dtype
     gates = W_x @ x_seq  # the x terms of every sum at every step: one product
-    gates += b[:, None]
     h_seq = np.empty((mem_cell_ct, T + 1), dtype)  # h of every step; slot 0 holds h_prev of the first
     h_seq[:, 0] = h_prev
     s_seq = np.empty((mem_cell_ct, T + 1), dtype)  # s of every step; slot 0 holds s_prev of the first
     s_seq[:, 0] = s_prev
-    _run(_kernel("_forward_steps", dtype), gates, _BLAS, h_seq, np.empty((4*h_seq.shape[0],), gates.dtype), np.ascontiguousarray(W_h_prev), s_seq)
+    _run(_kernel("_forward_steps", dtype), gates, _BLAS, np.ascontiguousarray(b), h_seq, np.empty((4*h_seq.shape[0],), gates.dtype), np.ascontiguousarray(W_h_prev), s_seq)
     return h_seq, s_seq, gates
 
 

@@ -485,7 +485,7 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, blas, h_seq, hp_h_prev, weight_hh_T, c_seq):
+def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, weight_hh_T, c_seq):
     """The forward time loop in float32 (see _forward)."""
     T_, B = gates.shape[0], gates.shape[1]
     U = h_seq.shape[2]
@@ -493,24 +493,28 @@ def _forward_steps_f32(gates, blas, h_seq, hp_h_prev, weight_hh_T, c_seq):
         _gemm(blas, h_seq[t], weight_hh_T, hp_h_prev)  # the h_prev terms of their sums: one product
         for _n in range(B):
             v_z_i = gates[t, _n, 0:U]
+            v_b_i = b[0:U]
             v_hp_h_prev_i = hp_h_prev[_n, 0:U]
             v_z_f = gates[t, _n, 1*U:2*U]
+            v_b_f = b[1*U:2*U]
             v_hp_h_prev_f = hp_h_prev[_n, 1*U:2*U]
             v_z_g = gates[t, _n, 2*U:3*U]
+            v_b_g = b[2*U:3*U]
             v_hp_h_prev_g = hp_h_prev[_n, 2*U:3*U]
             v_z_o = gates[t, _n, 3*U:4*U]
+            v_b_o = b[3*U:4*U]
             v_hp_h_prev_o = hp_h_prev[_n, 3*U:4*U]
             v_c_prev = c_seq[t, _n, 0:U]
             v_c = c_seq[t + 1, _n, 0:U]
             v_h = h_seq[t + 1, _n, 0:U]
             for _k in range(U):
-                i = _sigmoid_f32(v_z_i[_k] + v_hp_h_prev_i[_k])  # i = sigmoid(x @ W_ii.T + b_ii + h_prev @ W_hi.T + b_hi)
+                i = _sigmoid_f32(v_z_i[_k] + v_b_i[_k] + v_hp_h_prev_i[_k])  # i = sigmoid(x @ W_ii.T + b_ii + h_prev @ W_hi.T + b_hi)
                 v_z_i[_k] = i
-                f = _sigmoid_f32(v_z_f[_k] + v_hp_h_prev_f[_k])  # f = sigmoid(x @ W_if.T + b_if + h_prev @ W_hf.T + b_hf)
+                f = _sigmoid_f32(v_z_f[_k] + v_b_f[_k] + v_hp_h_prev_f[_k])  # f = sigmoid(x @ W_if.T + b_if + h_prev @ W_hf.T + b_hf)
                 v_z_f[_k] = f
-                g = _tanh_f32(v_z_g[_k] + v_hp_h_prev_g[_k])  # g = tanh(x @ W_ig.T + b_ig + h_prev @ W_hg.T + b_hg)
+                g = _tanh_f32(v_z_g[_k] + v_b_g[_k] + v_hp_h_prev_g[_k])  # g = tanh(x @ W_ig.T + b_ig + h_prev @ W_hg.T + b_hg)
                 v_z_g[_k] = g
-                o = _sigmoid_f32(v_z_o[_k] + v_hp_h_prev_o[_k])  # o = sigmoid(x @ W_io.T + b_io + h_prev @ W_ho.T + b_ho)
+                o = _sigmoid_f32(v_z_o[_k] + v_b_o[_k] + v_hp_h_prev_o[_k])  # o = sigmoid(x @ W_io.T + b_io + h_prev @ W_ho.T + b_ho)
                 v_z_o[_k] = o
                 c_prev = v_c_prev[_k]
                 c = c_prev*f + g*i  # c = f * c_prev + i * g
@@ -598,7 +602,7 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, blas, h_seq, hp_h_prev, weight_hh_T, c_seq):
+def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, weight_hh_T, c_seq):
     """The forward time loop in float64 (see _forward)."""
     T_, B = gates.shape[0], gates.shape[1]
     U = h_seq.shape[2]
@@ -606,24 +610,28 @@ def _forward_steps_f64(gates, blas, h_seq, hp_h_prev, weight_hh_T, c_seq):
         _gemm(blas, h_seq[t], weight_hh_T, hp_h_prev)  # the h_prev terms of their sums: one product
         for _n in range(B):
             v_z_i = gates[t, _n, 0:U]
+            v_b_i = b[0:U]
             v_hp_h_prev_i = hp_h_prev[_n, 0:U]
             v_z_f = gates[t, _n, 1*U:2*U]
+            v_b_f = b[1*U:2*U]
             v_hp_h_prev_f = hp_h_prev[_n, 1*U:2*U]
             v_z_g = gates[t, _n, 2*U:3*U]
+            v_b_g = b[2*U:3*U]
             v_hp_h_prev_g = hp_h_prev[_n, 2*U:3*U]
             v_z_o = gates[t, _n, 3*U:4*U]
+            v_b_o = b[3*U:4*U]
             v_hp_h_prev_o = hp_h_prev[_n, 3*U:4*U]
             v_c_prev = c_seq[t, _n, 0:U]
             v_c = c_seq[t + 1, _n, 0:U]
             v_h = h_seq[t + 1, _n, 0:U]
             for _k in range(U):
-                i = _sigmoid_f64(v_z_i[_k] + v_hp_h_prev_i[_k])  # i = sigmoid(x @ W_ii.T + b_ii + h_prev @ W_hi.T + b_hi)
+                i = _sigmoid_f64(v_z_i[_k] + v_b_i[_k] + v_hp_h_prev_i[_k])  # i = sigmoid(x @ W_ii.T + b_ii + h_prev @ W_hi.T + b_hi)
                 v_z_i[_k] = i
-                f = _sigmoid_f64(v_z_f[_k] + v_hp_h_prev_f[_k])  # f = sigmoid(x @ W_if.T + b_if + h_prev @ W_hf.T + b_hf)
+                f = _sigmoid_f64(v_z_f[_k] + v_b_f[_k] + v_hp_h_prev_f[_k])  # f = sigmoid(x @ W_if.T + b_if + h_prev @ W_hf.T + b_hf)
                 v_z_f[_k] = f
-                g = _tanh_f64(v_z_g[_k] + v_hp_h_prev_g[_k])  # g = tanh(x @ W_ig.T + b_ig + h_prev @ W_hg.T + b_hg)
+                g = _tanh_f64(v_z_g[_k] + v_b_g[_k] + v_hp_h_prev_g[_k])  # g = tanh(x @ W_ig.T + b_ig + h_prev @ W_hg.T + b_hg)
                 v_z_g[_k] = g
-                o = _sigmoid_f64(v_z_o[_k] + v_hp_h_prev_o[_k])  # o = sigmoid(x @ W_io.T + b_io + h_prev @ W_ho.T + b_ho)
+                o = _sigmoid_f64(v_z_o[_k] + v_b_o[_k] + v_hp_h_prev_o[_k])  # o = sigmoid(x @ W_io.T + b_io + h_prev @ W_ho.T + b_ho)
                 v_z_o[_k] = o
                 c_prev = v_c_prev[_k]
                 c = c_prev*f + g*i  # c = f * c_prev + i * g
@@ -704,13 +712,12 @@ def _forward(x_seq, h_prev, c_prev, weight_ih, weight_hh, b):
     hidden_size = h_prev.shape[1]
     dtype = x_seq.dtype
     gates = x_seq.reshape(T * N, input_size) @ weight_ih.T  # the x terms of every sum at every step: one product
-    gates += b
     gates = gates.reshape(T, N, 4*hidden_size)
     h_seq = np.empty((T + 1, N, hidden_size), dtype)  # h of every step; slot 0 holds h_prev of the first
     h_seq[0] = h_prev
     c_seq = np.empty((T + 1, N, hidden_size), dtype)  # c of every step; slot 0 holds c_prev of the first
     c_seq[0] = c_prev
-    _run(_kernel("_forward_steps", dtype), gates, _BLAS, h_seq, np.empty((gates.shape[1], 4*h_seq.shape[2]), gates.dtype), np.ascontiguousarray(weight_hh.T), c_seq)
+    _run(_kernel("_forward_steps", dtype), gates, _BLAS, np.ascontiguousarray(b), h_seq, np.empty((gates.shape[1], 4*h_seq.shape[2]), gates.dtype), np.ascontiguousarray(weight_hh.T), c_seq)
     return h_seq, c_seq, gates
 
 

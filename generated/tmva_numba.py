@@ -496,7 +496,7 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, blas, h_seq, hp_h_prev, W_h_prev_T, c_seq):
+def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, W_h_prev_T, c_seq):
     """The forward time loop in float32 (see _forward)."""
     T_, B_ = gates.shape[0], gates.shape[1]
     U = h_seq.shape[2]
@@ -504,24 +504,28 @@ def _forward_steps_f32(gates, blas, h_seq, hp_h_prev, W_h_prev_T, c_seq):
         _gemm(blas, h_seq[t], W_h_prev_T, hp_h_prev)  # the h_prev terms of their sums: one product
         for _n in range(B_):
             v_z_i = gates[t, _n, 0:U]
+            v_b_i = b[0:U]
             v_hp_h_prev_i = hp_h_prev[_n, 0:U]
             v_z_f = gates[t, _n, 1*U:2*U]
+            v_b_f = b[1*U:2*U]
             v_hp_h_prev_f = hp_h_prev[_n, 1*U:2*U]
             v_z_c_tilde = gates[t, _n, 2*U:3*U]
+            v_b_c_tilde = b[2*U:3*U]
             v_hp_h_prev_c_tilde = hp_h_prev[_n, 2*U:3*U]
             v_z_o = gates[t, _n, 3*U:4*U]
+            v_b_o = b[3*U:4*U]
             v_hp_h_prev_o = hp_h_prev[_n, 3*U:4*U]
             v_c_prev = c_seq[t, _n, 0:U]
             v_c = c_seq[t + 1, _n, 0:U]
             v_h = h_seq[t + 1, _n, 0:U]
             for _k in range(U):
-                i = _sigmoid_f32(v_z_i[_k] + v_hp_h_prev_i[_k])  # i = sigmoid(x @ W_i.T + h_prev @ U_i.T + b_i)
+                i = _sigmoid_f32(v_z_i[_k] + v_b_i[_k] + v_hp_h_prev_i[_k])  # i = sigmoid(x @ W_i.T + h_prev @ U_i.T + b_i)
                 v_z_i[_k] = i
-                f = _sigmoid_f32(v_z_f[_k] + v_hp_h_prev_f[_k])  # f = sigmoid(x @ W_f.T + h_prev @ U_f.T + b_f)
+                f = _sigmoid_f32(v_z_f[_k] + v_b_f[_k] + v_hp_h_prev_f[_k])  # f = sigmoid(x @ W_f.T + h_prev @ U_f.T + b_f)
                 v_z_f[_k] = f
-                c_tilde = _tanh_f32(v_z_c_tilde[_k] + v_hp_h_prev_c_tilde[_k])  # c_tilde = tanh(x @ W_c.T + h_prev @ U_c.T + b_c)
+                c_tilde = _tanh_f32(v_z_c_tilde[_k] + v_b_c_tilde[_k] + v_hp_h_prev_c_tilde[_k])  # c_tilde = tanh(x @ W_c.T + h_prev @ U_c.T + b_c)
                 v_z_c_tilde[_k] = c_tilde
-                o = _sigmoid_f32(v_z_o[_k] + v_hp_h_prev_o[_k])  # o = sigmoid(x @ W_o.T + h_prev @ U_o.T + b_o)
+                o = _sigmoid_f32(v_z_o[_k] + v_b_o[_k] + v_hp_h_prev_o[_k])  # o = sigmoid(x @ W_o.T + h_prev @ U_o.T + b_o)
                 v_z_o[_k] = o
                 c_prev = v_c_prev[_k]
                 c = c_prev*f + c_tilde*i  # c = f * c_prev + i * c_tilde
@@ -609,7 +613,7 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, blas, h_seq, hp_h_prev, W_h_prev_T, c_seq):
+def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, W_h_prev_T, c_seq):
     """The forward time loop in float64 (see _forward)."""
     T_, B_ = gates.shape[0], gates.shape[1]
     U = h_seq.shape[2]
@@ -617,24 +621,28 @@ def _forward_steps_f64(gates, blas, h_seq, hp_h_prev, W_h_prev_T, c_seq):
         _gemm(blas, h_seq[t], W_h_prev_T, hp_h_prev)  # the h_prev terms of their sums: one product
         for _n in range(B_):
             v_z_i = gates[t, _n, 0:U]
+            v_b_i = b[0:U]
             v_hp_h_prev_i = hp_h_prev[_n, 0:U]
             v_z_f = gates[t, _n, 1*U:2*U]
+            v_b_f = b[1*U:2*U]
             v_hp_h_prev_f = hp_h_prev[_n, 1*U:2*U]
             v_z_c_tilde = gates[t, _n, 2*U:3*U]
+            v_b_c_tilde = b[2*U:3*U]
             v_hp_h_prev_c_tilde = hp_h_prev[_n, 2*U:3*U]
             v_z_o = gates[t, _n, 3*U:4*U]
+            v_b_o = b[3*U:4*U]
             v_hp_h_prev_o = hp_h_prev[_n, 3*U:4*U]
             v_c_prev = c_seq[t, _n, 0:U]
             v_c = c_seq[t + 1, _n, 0:U]
             v_h = h_seq[t + 1, _n, 0:U]
             for _k in range(U):
-                i = _sigmoid_f64(v_z_i[_k] + v_hp_h_prev_i[_k])  # i = sigmoid(x @ W_i.T + h_prev @ U_i.T + b_i)
+                i = _sigmoid_f64(v_z_i[_k] + v_b_i[_k] + v_hp_h_prev_i[_k])  # i = sigmoid(x @ W_i.T + h_prev @ U_i.T + b_i)
                 v_z_i[_k] = i
-                f = _sigmoid_f64(v_z_f[_k] + v_hp_h_prev_f[_k])  # f = sigmoid(x @ W_f.T + h_prev @ U_f.T + b_f)
+                f = _sigmoid_f64(v_z_f[_k] + v_b_f[_k] + v_hp_h_prev_f[_k])  # f = sigmoid(x @ W_f.T + h_prev @ U_f.T + b_f)
                 v_z_f[_k] = f
-                c_tilde = _tanh_f64(v_z_c_tilde[_k] + v_hp_h_prev_c_tilde[_k])  # c_tilde = tanh(x @ W_c.T + h_prev @ U_c.T + b_c)
+                c_tilde = _tanh_f64(v_z_c_tilde[_k] + v_b_c_tilde[_k] + v_hp_h_prev_c_tilde[_k])  # c_tilde = tanh(x @ W_c.T + h_prev @ U_c.T + b_c)
                 v_z_c_tilde[_k] = c_tilde
-                o = _sigmoid_f64(v_z_o[_k] + v_hp_h_prev_o[_k])  # o = sigmoid(x @ W_o.T + h_prev @ U_o.T + b_o)
+                o = _sigmoid_f64(v_z_o[_k] + v_b_o[_k] + v_hp_h_prev_o[_k])  # o = sigmoid(x @ W_o.T + h_prev @ U_o.T + b_o)
                 v_z_o[_k] = o
                 c_prev = v_c_prev[_k]
                 c = c_prev*f + c_tilde*i  # c = f * c_prev + i * c_tilde
@@ -715,13 +723,12 @@ def _forward(x_seq, h_prev, c_prev, W_x, W_h_prev, b):
     H = h_prev.shape[1]
     dtype = x_seq.dtype
     gates = x_seq.reshape(T * B, D) @ W_x.T  # the x terms of every sum at every step: one product
-    gates += b
     gates = gates.reshape(T, B, 4*H)
     h_seq = np.empty((T + 1, B, H), dtype)  # h of every step; slot 0 holds h_prev of the first
     h_seq[0] = h_prev
     c_seq = np.empty((T + 1, B, H), dtype)  # c of every step; slot 0 holds c_prev of the first
     c_seq[0] = c_prev
-    _run(_kernel("_forward_steps", dtype), gates, _BLAS, h_seq, np.empty((gates.shape[1], 4*h_seq.shape[2]), gates.dtype), np.ascontiguousarray(W_h_prev.T), c_seq)
+    _run(_kernel("_forward_steps", dtype), gates, _BLAS, np.ascontiguousarray(b), h_seq, np.empty((gates.shape[1], 4*h_seq.shape[2]), gates.dtype), np.ascontiguousarray(W_h_prev.T), c_seq)
     return h_seq, c_seq, gates
 
 

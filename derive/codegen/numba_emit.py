@@ -82,6 +82,14 @@ class Unit:
             return self._view((array, lo), label, f"{array}[{_plus(lo, ne.k)}]") + f"[{ne.n}]"
         return self._view((array, lo), label, f"{array}[{lo}:{hi}]") + f"[{ne.k}]"
 
+    def bias(self, array: str, off: sp.Expr, label: str) -> str:
+        """A unit of the bias vector (``b``: every sum's, stacked as the gates buffer), features from ``off``."""
+        ne = self.ne
+        lo, hi = self._range(off)
+        if ne.L.name == "columns":
+            return self._view((array, lo), label, f"{array}[{_plus(lo, ne.k)}, 0]")
+        return self._view((array, lo), label, f"{array}[{lo}:{hi}]") + f"[{ne.k}]"
+
     def param(self, array: str) -> str:
         """A unit of a parameter read elementwise (a peephole), the same for every example."""
         ne = self.ne
@@ -197,6 +205,8 @@ class NumbaEmitter:
         args = self.forward_args
         args[gates] = gates
         args[self.blas] = "_BLAS"
+        if p.has_bias:
+            args[p.names["b"]] = f"np.ascontiguousarray({p.names['b']})"
         unit = Unit(self)
         local: dict[str, str] = {}
         states = [s for s in p.sources if s.role == "state"]
@@ -248,6 +258,8 @@ class NumbaEmitter:
         def total(slot: Slot) -> str:
             """The slot's sum: its block of the gates (input terms and bias), each state's terms, its other terms."""
             terms = [unit.seq(gates, "t", slot.start, "z_" + slot.name)]
+            if p.has_bias:  # in the NumPy module's order: (input terms + bias) + state terms
+                terms.append(unit.bias(p.names["b"], slot.start, "b_" + slot.name))
             for s in states:
                 if any(part.slot is slot for part in s.parts):
                     terms.append(unit.step(hp[s.name], self.hp_row(s, slot), f"{hp[s.name]}_{slot.name}"))
@@ -503,15 +515,19 @@ class NumbaEmitter:
         return lines, list(carried.values())
 
     # -- what the template needs ----------------------------------------------------------
-    def context(self) -> dict:
+    def context(self, fwd: dict) -> dict:
+        """The template's ``numba`` entry, and ``fwd`` (the NumPy module's forward
+        context) without the bias line: the forward loop adds the biases."""
         kernels = {}
         for sfx in DTYPES:
-            fwd = self.forward(sfx)
-            bwd, carried = self.backward(sfx)
-            kernels[sfx] = {"forward": list(fwd), "backward": list(bwd)}
+            forward = self.forward(sfx)
+            backward, carried = self.backward(sfx)
+            kernels[sfx] = {"forward": list(forward), "backward": list(backward)}
         grads = [self.d.gradient_name(l.prev) for l in self.cell.links]
         helpers = {sfx: helper_lines(self.constants, sfx) for sfx in DTYPES}
+        fwd = dict(fwd, pre=[line for line in fwd["pre"] if line != self.e.bias_line()])  # the loop adds the biases
         return {
+            "fwd": fwd,
             "numba": {
                 "kernels": kernels,
                 "helpers": helpers,
