@@ -79,11 +79,13 @@ Shapes of one step (features down the rows, the batch across the columns):
 Compiled. The twin of the pure-NumPy module of this cell, with the same API
 and the same results (to rounding): each time loop (the forward pass, full
 BPTT) is one compiled function. Per step the products go through BLAS
-(np.dot into a scratch, no allocation) and everything elementwise is one loop
-over the units of the step, filled with the same derived statements, the
-activations computed with a vectorisable exponential. Before and after the
-loops (the input products of all steps; weight, bias and input gradients)
-and truncated BPTT run in NumPy as in the NumPy module. Needs numba and scipy
+(its gemm called from the compiled code into a scratch, no allocation:
+NumPy's own OpenBLAS when found, else scipy's) and everything elementwise,
+the biases included, is one loop over the units of the step, filled with
+the same derived statements, the activations computed with a vectorisable
+exponential. Before and after the loops (the input products of all steps;
+weight, bias and input gradients) and truncated BPTT run in NumPy as in the
+NumPy module. Needs numba and scipy
 (pip install 'derive[fast]'). The first call in a process compiles the loops
 for its dtype (seconds), cached on disk beside this file when that is
 writable (else in numba's user cache, else not cached). float32 in, float32

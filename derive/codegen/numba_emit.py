@@ -7,20 +7,27 @@ and gives the templates two compiled kernels, each one whole time loop in one
 ``@njit`` function, and the Python lines that call them:
 
     forward kernel    per step t: each state's product into a scratch
-                      (``np.dot(h_prev, W_hᵀ, hp)``, BLAS, no allocation), then ONE
-                      loop over the units [n, k] of the step: every sum completed,
-                      every gate activated, every other equation of the cell
+                      (``_gemm(blas, h_prev, W_hᵀ, hp)``: BLAS's gemm called from the
+                      compiled code, no allocation), then ONE loop over the units
+                      [n, k] of the step: every sum completed (its input terms, its
+                      bias, its state terms), every gate activated, every other
+                      equation of the cell
     backward kernel   per step t (descending): loop A over the units: the derived
                       statements that do not need a product (the slot adjoints into
-                      a step scratch dz); each state's product (``np.dot(dz, W_h,
-                      ...)``); loop B: the statements that do (the GRU's ``dh_prev =
-                      dz @ W_h + dh*z``); dz copied into the step's slot of the gates
-                      buffer, as the NumPy module leaves it
+                      the step's slot of the gates buffer, or a step scratch dz);
+                      each state's product (``_gemm(blas, dz[:, block], W_h, ...)``,
+                      a column block passed with its row stride, no copy); loop B:
+                      the statements that do (the GRU's ``dh_prev = dz @ W_h +
+                      dh*z``); dz copied into the step's slot of the gates buffer
+                      when it was a scratch, as the NumPy module leaves it
 
-Everything before the loops (the input products of all steps) and after
-them (weight, bias and input gradients, one product each) is the NumPy
-module's, unchanged; so is truncated BPTT (``_bptt_truncated``, the NumPy
-stacked loop). Every scalar statement is a derived one, printed per unit by
+Every scratch of a step is allocated by the Python caller and passed in. The
+``blas`` argument is the module's token of the BLAS library (``_BLAS``: NumPy's
+own when found, else scipy's; see the template). Everything before the loops
+(the input products of all steps, without the bias line: the forward loop adds
+the biases) and after them (weight, bias and input gradients, one product or
+sum each) is the NumPy module's; so is truncated BPTT (``_bptt_truncated``,
+the NumPy stacked loop). Every scalar statement is a derived one, printed per unit by
 :mod:`derive.codegen.numba_printer`, once per dtype (float32 and float64:
 constants are of the loop's dtype). The frame is narrower than the NumPy
 one: every sum, state and elementwise value of the step has the same number
