@@ -118,11 +118,13 @@ Shapes of one step (features down the rows, the batch across the columns):
 Compiled. The twin of the pure-NumPy module of this cell, with the same API
 and the same results (to rounding): each time loop (the forward pass, full
 BPTT) is one compiled function. Per step the products go through BLAS
-(np.dot into a scratch, no allocation) and everything elementwise is one loop
-over the units of the step, filled with the same derived statements, the
-activations computed with a vectorisable exponential. Before and after the
-loops (the input products of all steps; weight, bias and input gradients)
-and truncated BPTT run in NumPy as in the NumPy module. Needs numba and scipy
+(its gemm called from the compiled code into a scratch, no allocation:
+NumPy's own OpenBLAS when found, else scipy's) and everything elementwise,
+the biases included, is one loop over the units of the step, filled with
+the same derived statements, the activations computed with a vectorisable
+exponential. Before and after the loops (the input products of all steps;
+weight, bias and input gradients) and truncated BPTT run in NumPy as in the
+NumPy module. Needs numba and scipy
 (pip install 'derive[fast]'). The first call in a process compiles the loops
 for its dtype (seconds), cached on disk beside this file when that is
 writable (else in numba's user cache, else not cached). float32 in, float32
@@ -137,15 +139,20 @@ import numbers
 
 import numpy as np
 
+import ctypes
 import pickle
 import sys
 
 try:
     import numba
-    import scipy  # noqa: F401  (numba's np.dot calls BLAS through scipy)
+    import scipy.linalg.cython_blas  # noqa: F401  (the BLAS of last resort: scipy's sgemm/dgemm)
+    from llvmlite import binding as _llvm
     from llvmlite import ir as _ir
+    from numba.core import cgutils as _cgutils
+    from numba.core import types as _types
     from numba.core.caching import NullCache as _NullCache
     from numba.core.dispatcher import Dispatcher as _Dispatcher
+    from numba.extending import get_cython_function_address as _cython_address
     from numba.extending import intrinsic as _intrinsic
 except ImportError as _missing:
     raise ImportError(f"this compiled module needs numba and scipy: pip install 'derive[fast]' "
@@ -284,6 +291,117 @@ def _f64_from_bits(typingctx, bits):
     return numba.float64(numba.int64), codegen
 
 
+# The matrix products of the loops: BLAS's gemm called straight from the
+# compiled code (no np.dot: it costs a compile per signature and goes through
+# scipy's OpenBLAS, slower than NumPy's on some machines). The library is
+# NumPy's own (the one np.matmul uses, its ILP64 CBLAS) when this process can
+# find it, else scipy's (its Fortran sgemm/dgemm, as numba's np.dot).
+# Each is an external symbol of its own, resolved when a loop is linked (so
+# a loop cached on disk finds it again in the next process); the loops take
+# a token whose type says which library (int64: NumPy's CBLAS, int32:
+# scipy's Fortran BLAS), so that a cached loop is never linked to the other.
+_CBLAS_NAMES = ["scipy_cblas_{}gemm64_", "cblas_{}gemm64_"]  # NumPy >= 2.0 wheels, NumPy 1.x wheels
+
+
+def _numpy_cblas():
+    """{"s": address, "d": address} of NumPy's ILP64 cblas_sgemm/dgemm, or None."""
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    try:
+        library = ctypes.CDLL(core._multiarray_umath.__file__)
+    except (AttributeError, OSError):
+        return None
+    for pattern in _CBLAS_NAMES:
+        try:
+            return {t: ctypes.cast(getattr(library, pattern.format(t)), ctypes.c_void_p).value for t in "sd"}
+        except AttributeError:
+            continue
+    return None
+
+
+def _blas_token():
+    """Register the gemm symbols this process can use; the token for the loops."""
+    for t in "sd":
+        _llvm.add_symbol(f"_derive_f77_{t}gemm", _cython_address("scipy.linalg.cython_blas", f"{t}gemm"))
+    cblas = _numpy_cblas()
+    if cblas is None:
+        return np.int32(0)
+    for t, address in cblas.items():
+        _llvm.add_symbol(f"_derive_cblas64_{t}gemm", address)
+    return np.int64(0)
+
+
+_BLAS = _blas_token()
+
+
+def _matrix(context, builder, array_type, value):
+    """(data pointer, rows, columns, leading dimension) of a 2-D array, or of a
+    1-D one as a column (rows, 1); the leading dimension is the distance
+    between its rows (a 2-D array's last axis must have unit stride: the
+    loops pass C-contiguous arrays and column blocks of them)."""
+    array = context.make_array(array_type)(context, builder, value)
+    shape = _cgutils.unpack_tuple(builder, array.shape, array_type.ndim)
+    strides = _cgutils.unpack_tuple(builder, array.strides, array_type.ndim)
+    size = context.get_constant(_types.intp, context.get_abi_sizeof(context.get_data_type(array_type.dtype)))
+    one = context.get_constant(_types.intp, 1)
+    if array_type.ndim == 1:
+        return array.data, shape[0], one, builder.sdiv(strides[0], size)
+    return array.data, shape[0], shape[1], builder.sdiv(strides[0], size)
+
+
+def _at_least(builder, value, *bounds):
+    for bound in bounds:
+        value = builder.select(builder.icmp_signed(">", value, bound), value, bound)
+    return value
+
+
+@_intrinsic
+def _gemm(typingctx, blas, a, b, out):
+    """out = a @ b through BLAS's gemm, written into ``out`` (no allocation).
+    ``a`` is 2-D; ``b`` and ``out`` both 2-D, or both 1-D (a column); float32
+    or float64 alike; ``blas``: the token of the library (_BLAS)."""
+    arrays = (a, b, out)
+    if not (isinstance(blas, _types.Integer) and blas.bitwidth in (32, 64)
+            and all(isinstance(x, _types.Array) for x in arrays)
+            and a.ndim == 2 and b.ndim == out.ndim and b.ndim in (1, 2)
+            and a.dtype == b.dtype == out.dtype and a.dtype in (_types.float32, _types.float64)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        (pa, m, k, lda), (pb, _, n, ldb), (pc, _, _, ldc) = (
+            _matrix(context, builder, t, v) for t, v in zip(arrays, args[1:]))
+        one = context.get_constant(_types.intp, 1)
+        lda, ldb, ldc = _at_least(builder, lda, k, one), _at_least(builder, ldb, n, one), _at_least(builder, ldc, n, one)
+        real = context.get_value_type(a.dtype)
+        alpha, beta = real(1.0), real(0.0)
+        t = "s" if a.dtype == _types.float32 else "d"
+        pointer = real.as_pointer()
+        if blas.bitwidth == 64:  # NumPy's CBLAS, row-major: out = a b
+            i32, i64 = _ir.IntType(32), _ir.IntType(64)
+            fnty = _ir.FunctionType(_ir.VoidType(), [i32, i32, i32, i64, i64, i64, real, pointer, i64, pointer,
+                                                     i64, real, pointer, i64])
+            fn = _cgutils.get_or_insert_function(builder.module, fnty, f"_derive_cblas64_{t}gemm")
+            wide = [builder.sext(v, i64) if v.type.width < 64 else v for v in (m, n, k, lda, ldb, ldc)]
+            m, n, k, lda, ldb, ldc = wide
+            builder.call(fn, [i32(101), i32(111), i32(111), m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc])
+        else:  # scipy's Fortran gemm, column-major: outᵀ = bᵀ aᵀ
+            i8, i32 = _ir.IntType(8), _ir.IntType(32)
+            fnty = _ir.FunctionType(_ir.VoidType(), [i8.as_pointer()] * 2 + [i32.as_pointer()] * 3 + [
+                pointer, pointer, i32.as_pointer(), pointer, i32.as_pointer(), pointer, pointer, i32.as_pointer()])
+            fn = _cgutils.get_or_insert_function(builder.module, fnty, f"_derive_f77_{t}gemm")
+
+            def ref(value):
+                return _cgutils.alloca_once_value(builder, value)
+
+            def small(v):
+                return builder.trunc(v, i32) if v.type.width > 32 else v
+            no = ref(i8(ord("N")))
+            builder.call(fn, [no, no, ref(small(n)), ref(small(m)), ref(small(k)), ref(alpha), pb, ref(small(ldb)),
+                              pa, ref(small(lda)), ref(beta), pc, ref(small(ldc))])
+        return context.get_dummy_value()
+
+    return _types.none(blas, a, b, out), codegen
+
+
 @_jit
 def _copy_2d(out, a):
     """out[...] = a, as a loop (an array assignment in a kernel is slow to compile)."""
@@ -378,46 +496,47 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, y_seq, hp_y_prev, W_y_prev, y_prev_t, c_seq, p_f, p_o):
+def _forward_steps_f32(gates, blas, b, y_seq, hp_y_prev, W_y_prev, c_seq, p_f, p_o):
     """The forward time loop in float32 (see _forward)."""
     T_, B_ = gates.shape[1], gates.shape[2]
     U = y_seq.shape[0]
     for t in range(T_):
-        _copy_2d(y_prev_t, y_seq[:, t])  # y_prev, contiguous for the product
-        np.dot(W_y_prev, y_prev_t, hp_y_prev)  # the y_prev terms of their sums: one product
+        _gemm(blas, W_y_prev, y_seq[:, t], hp_y_prev)  # the y_prev terms of their sums: one product (its rows strided, no copy)
         for _k in range(U):
             v_z_z = gates[_k, t]
+            v_b_z = b[_k, 0]
             v_hp_y_prev_z = hp_y_prev[_k]
             v_z_f = gates[1*U + _k, t]
+            v_b_f = b[1*U + _k, 0]
             v_hp_y_prev_f = hp_y_prev[1*U + _k]
             v_c_prev = c_seq[_k, t]
             v_p_f = p_f[_k, 0]
             v_c = c_seq[_k, t + 1]
             v_z_o = gates[2*U + _k, t]
+            v_b_o = b[2*U + _k, 0]
             v_hp_y_prev_o = hp_y_prev[2*U + _k]
             v_p_o = p_o[_k, 0]
             v_y = y_seq[_k, t + 1]
             for _n in range(B_):
-                z = _tanh_f32(v_z_z[_n] + v_hp_y_prev_z[_n])  # z = tanh(W_z @ x + R_z @ y_prev + b_z)
+                z = _tanh_f32(v_z_z[_n] + v_b_z + v_hp_y_prev_z[_n])  # z = tanh(W_z @ x + R_z @ y_prev + b_z)
                 v_z_z[_n] = z
                 c_prev = v_c_prev[_n]
-                f = _sigmoid_f32(v_z_f[_n] + v_hp_y_prev_f[_n] + c_prev*v_p_f)  # f = sigmoid(W_f @ x + R_f @ y_prev + p_f * c_prev + b_f)
+                f = _sigmoid_f32(v_z_f[_n] + v_b_f + v_hp_y_prev_f[_n] + c_prev*v_p_f)  # f = sigmoid(W_f @ x + R_f @ y_prev + p_f * c_prev + b_f)
                 v_z_f[_n] = f
                 i = _1_f32 - f  # i = 1 - f
                 c = c_prev*f + i*z  # c = z * i + c_prev * f
                 v_c[_n] = c
-                o = _sigmoid_f32(v_z_o[_n] + v_hp_y_prev_o[_n] + c*v_p_o)  # o = sigmoid(W_o @ x + R_o @ y_prev + p_o * c + b_o)
+                o = _sigmoid_f32(v_z_o[_n] + v_b_o + v_hp_y_prev_o[_n] + c*v_p_o)  # o = sigmoid(W_o @ x + R_o @ y_prev + p_o * c + b_o)
                 v_z_o[_n] = o
                 y = o*_tanh_f32(c)  # y = tanh(c) * o
                 v_y[_n] = y
 
 
 @_jit
-def _bptt_steps_f32(gates, dy_prev_buf, dc_prev_buf, Delta_seq, c_seq, p_o, p_f, W_y_prev_T):
+def _bptt_steps_f32(gates, blas, dy_prev_buf, dc_prev_buf, Delta_seq, c_seq, p_o, p_f, dz_, W_y_prev_T):
     """The full-BPTT time loop in float32 (see _bptt)."""
     T_, B_ = gates.shape[1], gates.shape[2]
     U = dy_prev_buf.shape[0]
-    dz_ = np.empty((3*U, B_), gates.dtype)  # the slot adjoints of one step
     for t in range(T_ - 1, -1, -1):
         for _k in range(U):
             v_f = gates[1*U + _k, t]
@@ -458,7 +577,7 @@ def _bptt_steps_f32(gates, dy_prev_buf, dc_prev_buf, Delta_seq, c_seq, p_o, p_f,
                 v_delta_zbar[_n] = delta_zbar
                 dc_prev = delta_c*f + delta_fbar*v_p_f  # dc_prev = delta_c*f + delta_fbar*p_f
                 v_dc_prev[_n] = dc_prev
-        np.dot(W_y_prev_T, dz_, dy_prev_buf)  # dy_prev_from_gates: one product
+        _gemm(blas, W_y_prev_T, dz_, dy_prev_buf)  # dy_prev_from_gates: one product
         _copy_2d(gates[:, t], dz_)  # the step's slot adjoints, where the NumPy loop leaves them
 
 
@@ -495,46 +614,47 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, y_seq, hp_y_prev, W_y_prev, y_prev_t, c_seq, p_f, p_o):
+def _forward_steps_f64(gates, blas, b, y_seq, hp_y_prev, W_y_prev, c_seq, p_f, p_o):
     """The forward time loop in float64 (see _forward)."""
     T_, B_ = gates.shape[1], gates.shape[2]
     U = y_seq.shape[0]
     for t in range(T_):
-        _copy_2d(y_prev_t, y_seq[:, t])  # y_prev, contiguous for the product
-        np.dot(W_y_prev, y_prev_t, hp_y_prev)  # the y_prev terms of their sums: one product
+        _gemm(blas, W_y_prev, y_seq[:, t], hp_y_prev)  # the y_prev terms of their sums: one product (its rows strided, no copy)
         for _k in range(U):
             v_z_z = gates[_k, t]
+            v_b_z = b[_k, 0]
             v_hp_y_prev_z = hp_y_prev[_k]
             v_z_f = gates[1*U + _k, t]
+            v_b_f = b[1*U + _k, 0]
             v_hp_y_prev_f = hp_y_prev[1*U + _k]
             v_c_prev = c_seq[_k, t]
             v_p_f = p_f[_k, 0]
             v_c = c_seq[_k, t + 1]
             v_z_o = gates[2*U + _k, t]
+            v_b_o = b[2*U + _k, 0]
             v_hp_y_prev_o = hp_y_prev[2*U + _k]
             v_p_o = p_o[_k, 0]
             v_y = y_seq[_k, t + 1]
             for _n in range(B_):
-                z = _tanh_f64(v_z_z[_n] + v_hp_y_prev_z[_n])  # z = tanh(W_z @ x + R_z @ y_prev + b_z)
+                z = _tanh_f64(v_z_z[_n] + v_b_z + v_hp_y_prev_z[_n])  # z = tanh(W_z @ x + R_z @ y_prev + b_z)
                 v_z_z[_n] = z
                 c_prev = v_c_prev[_n]
-                f = _sigmoid_f64(v_z_f[_n] + v_hp_y_prev_f[_n] + c_prev*v_p_f)  # f = sigmoid(W_f @ x + R_f @ y_prev + p_f * c_prev + b_f)
+                f = _sigmoid_f64(v_z_f[_n] + v_b_f + v_hp_y_prev_f[_n] + c_prev*v_p_f)  # f = sigmoid(W_f @ x + R_f @ y_prev + p_f * c_prev + b_f)
                 v_z_f[_n] = f
                 i = _1_f64 - f  # i = 1 - f
                 c = c_prev*f + i*z  # c = z * i + c_prev * f
                 v_c[_n] = c
-                o = _sigmoid_f64(v_z_o[_n] + v_hp_y_prev_o[_n] + c*v_p_o)  # o = sigmoid(W_o @ x + R_o @ y_prev + p_o * c + b_o)
+                o = _sigmoid_f64(v_z_o[_n] + v_b_o + v_hp_y_prev_o[_n] + c*v_p_o)  # o = sigmoid(W_o @ x + R_o @ y_prev + p_o * c + b_o)
                 v_z_o[_n] = o
                 y = o*_tanh_f64(c)  # y = tanh(c) * o
                 v_y[_n] = y
 
 
 @_jit
-def _bptt_steps_f64(gates, dy_prev_buf, dc_prev_buf, Delta_seq, c_seq, p_o, p_f, W_y_prev_T):
+def _bptt_steps_f64(gates, blas, dy_prev_buf, dc_prev_buf, Delta_seq, c_seq, p_o, p_f, dz_, W_y_prev_T):
     """The full-BPTT time loop in float64 (see _bptt)."""
     T_, B_ = gates.shape[1], gates.shape[2]
     U = dy_prev_buf.shape[0]
-    dz_ = np.empty((3*U, B_), gates.dtype)  # the slot adjoints of one step
     for t in range(T_ - 1, -1, -1):
         for _k in range(U):
             v_f = gates[1*U + _k, t]
@@ -575,7 +695,7 @@ def _bptt_steps_f64(gates, dy_prev_buf, dc_prev_buf, Delta_seq, c_seq, p_o, p_f,
                 v_delta_zbar[_n] = delta_zbar
                 dc_prev = delta_c*f + delta_fbar*v_p_f  # dc_prev = delta_c*f + delta_fbar*p_f
                 v_dc_prev[_n] = dc_prev
-        np.dot(W_y_prev_T, dz_, dy_prev_buf)  # dy_prev_from_gates: one product
+        _gemm(blas, W_y_prev_T, dz_, dy_prev_buf)  # dy_prev_from_gates: one product
         _copy_2d(gates[:, t], dz_)  # the step's slot adjoints, where the NumPy loop leaves them
 
 
@@ -605,13 +725,12 @@ def _forward(x_seq, y_prev, c_prev, W_x, W_y_prev, p_f, p_o, b):
     N = y_prev.shape[0]
     dtype = x_seq.dtype
     gates = W_x @ x_seq.reshape(M, T * B)  # the x terms of every sum at every step: one product
-    gates += b
     gates = gates.reshape(3*N, T, B)
     y_seq = np.empty((N, T + 1, B), dtype)  # y of every step; slot 0 holds y_prev of the first
     y_seq[:, 0] = y_prev
     c_seq = np.empty((N, T + 1, B), dtype)  # c of every step; slot 0 holds c_prev of the first
     c_seq[:, 0] = c_prev
-    _run(_kernel("_forward_steps", dtype), gates, y_seq, np.empty((3*y_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_y_prev), np.empty((y_seq.shape[0], gates.shape[2]), gates.dtype), c_seq, np.ascontiguousarray(p_f), np.ascontiguousarray(p_o))
+    _run(_kernel("_forward_steps", dtype), gates, _BLAS, np.ascontiguousarray(b), y_seq, np.empty((3*y_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_y_prev), c_seq, np.ascontiguousarray(p_f), np.ascontiguousarray(p_o))
     return y_seq, c_seq, gates
 
 
@@ -682,7 +801,7 @@ def _bptt(Delta_seq, gates, c_seq, W_y_prev, p_f, p_o, N, T, dy_prev, dc_prev):
     slot of the gates buffer. Returns the gradients on the initial states."""
     dy_prev_buf = np.array(dy_prev, dtype=gates.dtype)
     dc_prev_buf = np.array(dc_prev, dtype=gates.dtype)
-    _run(_kernel("_bptt_steps", gates.dtype), gates, dy_prev_buf, dc_prev_buf, np.ascontiguousarray(Delta_seq), c_seq, np.ascontiguousarray(p_o), np.ascontiguousarray(p_f), np.ascontiguousarray(W_y_prev.T))
+    _run(_kernel("_bptt_steps", gates.dtype), gates, _BLAS, dy_prev_buf, dc_prev_buf, np.ascontiguousarray(Delta_seq), c_seq, np.ascontiguousarray(p_o), np.ascontiguousarray(p_f), np.empty((3*dy_prev_buf.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_y_prev.T))
     return dy_prev_buf, dc_prev_buf
 
 

@@ -80,11 +80,13 @@ Shapes of one step (features down the rows, the batch across the columns):
 Compiled. The twin of the pure-NumPy module of this cell, with the same API
 and the same results (to rounding): each time loop (the forward pass, full
 BPTT) is one compiled function. Per step the products go through BLAS
-(np.dot into a scratch, no allocation) and everything elementwise is one loop
-over the units of the step, filled with the same derived statements, the
-activations computed with a vectorisable exponential. Before and after the
-loops (the input products of all steps; weight, bias and input gradients)
-and truncated BPTT run in NumPy as in the NumPy module. Needs numba and scipy
+(its gemm called from the compiled code into a scratch, no allocation:
+NumPy's own OpenBLAS when found, else scipy's) and everything elementwise,
+the biases included, is one loop over the units of the step, filled with
+the same derived statements, the activations computed with a vectorisable
+exponential. Before and after the loops (the input products of all steps;
+weight, bias and input gradients) and truncated BPTT run in NumPy as in the
+NumPy module. Needs numba and scipy
 (pip install 'derive[fast]'). The first call in a process compiles the loops
 for its dtype (seconds), cached on disk beside this file when that is
 writable (else in numba's user cache, else not cached). float32 in, float32
@@ -99,15 +101,20 @@ import numbers
 
 import numpy as np
 
+import ctypes
 import pickle
 import sys
 
 try:
     import numba
-    import scipy  # noqa: F401  (numba's np.dot calls BLAS through scipy)
+    import scipy.linalg.cython_blas  # noqa: F401  (the BLAS of last resort: scipy's sgemm/dgemm)
+    from llvmlite import binding as _llvm
     from llvmlite import ir as _ir
+    from numba.core import cgutils as _cgutils
+    from numba.core import types as _types
     from numba.core.caching import NullCache as _NullCache
     from numba.core.dispatcher import Dispatcher as _Dispatcher
+    from numba.extending import get_cython_function_address as _cython_address
     from numba.extending import intrinsic as _intrinsic
 except ImportError as _missing:
     raise ImportError(f"this compiled module needs numba and scipy: pip install 'derive[fast]' "
@@ -253,6 +260,117 @@ def _f64_from_bits(typingctx, bits):
     return numba.float64(numba.int64), codegen
 
 
+# The matrix products of the loops: BLAS's gemm called straight from the
+# compiled code (no np.dot: it costs a compile per signature and goes through
+# scipy's OpenBLAS, slower than NumPy's on some machines). The library is
+# NumPy's own (the one np.matmul uses, its ILP64 CBLAS) when this process can
+# find it, else scipy's (its Fortran sgemm/dgemm, as numba's np.dot).
+# Each is an external symbol of its own, resolved when a loop is linked (so
+# a loop cached on disk finds it again in the next process); the loops take
+# a token whose type says which library (int64: NumPy's CBLAS, int32:
+# scipy's Fortran BLAS), so that a cached loop is never linked to the other.
+_CBLAS_NAMES = ["scipy_cblas_{}gemm64_", "cblas_{}gemm64_"]  # NumPy >= 2.0 wheels, NumPy 1.x wheels
+
+
+def _numpy_cblas():
+    """{"s": address, "d": address} of NumPy's ILP64 cblas_sgemm/dgemm, or None."""
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    try:
+        library = ctypes.CDLL(core._multiarray_umath.__file__)
+    except (AttributeError, OSError):
+        return None
+    for pattern in _CBLAS_NAMES:
+        try:
+            return {t: ctypes.cast(getattr(library, pattern.format(t)), ctypes.c_void_p).value for t in "sd"}
+        except AttributeError:
+            continue
+    return None
+
+
+def _blas_token():
+    """Register the gemm symbols this process can use; the token for the loops."""
+    for t in "sd":
+        _llvm.add_symbol(f"_derive_f77_{t}gemm", _cython_address("scipy.linalg.cython_blas", f"{t}gemm"))
+    cblas = _numpy_cblas()
+    if cblas is None:
+        return np.int32(0)
+    for t, address in cblas.items():
+        _llvm.add_symbol(f"_derive_cblas64_{t}gemm", address)
+    return np.int64(0)
+
+
+_BLAS = _blas_token()
+
+
+def _matrix(context, builder, array_type, value):
+    """(data pointer, rows, columns, leading dimension) of a 2-D array, or of a
+    1-D one as a column (rows, 1); the leading dimension is the distance
+    between its rows (a 2-D array's last axis must have unit stride: the
+    loops pass C-contiguous arrays and column blocks of them)."""
+    array = context.make_array(array_type)(context, builder, value)
+    shape = _cgutils.unpack_tuple(builder, array.shape, array_type.ndim)
+    strides = _cgutils.unpack_tuple(builder, array.strides, array_type.ndim)
+    size = context.get_constant(_types.intp, context.get_abi_sizeof(context.get_data_type(array_type.dtype)))
+    one = context.get_constant(_types.intp, 1)
+    if array_type.ndim == 1:
+        return array.data, shape[0], one, builder.sdiv(strides[0], size)
+    return array.data, shape[0], shape[1], builder.sdiv(strides[0], size)
+
+
+def _at_least(builder, value, *bounds):
+    for bound in bounds:
+        value = builder.select(builder.icmp_signed(">", value, bound), value, bound)
+    return value
+
+
+@_intrinsic
+def _gemm(typingctx, blas, a, b, out):
+    """out = a @ b through BLAS's gemm, written into ``out`` (no allocation).
+    ``a`` is 2-D; ``b`` and ``out`` both 2-D, or both 1-D (a column); float32
+    or float64 alike; ``blas``: the token of the library (_BLAS)."""
+    arrays = (a, b, out)
+    if not (isinstance(blas, _types.Integer) and blas.bitwidth in (32, 64)
+            and all(isinstance(x, _types.Array) for x in arrays)
+            and a.ndim == 2 and b.ndim == out.ndim and b.ndim in (1, 2)
+            and a.dtype == b.dtype == out.dtype and a.dtype in (_types.float32, _types.float64)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        (pa, m, k, lda), (pb, _, n, ldb), (pc, _, _, ldc) = (
+            _matrix(context, builder, t, v) for t, v in zip(arrays, args[1:]))
+        one = context.get_constant(_types.intp, 1)
+        lda, ldb, ldc = _at_least(builder, lda, k, one), _at_least(builder, ldb, n, one), _at_least(builder, ldc, n, one)
+        real = context.get_value_type(a.dtype)
+        alpha, beta = real(1.0), real(0.0)
+        t = "s" if a.dtype == _types.float32 else "d"
+        pointer = real.as_pointer()
+        if blas.bitwidth == 64:  # NumPy's CBLAS, row-major: out = a b
+            i32, i64 = _ir.IntType(32), _ir.IntType(64)
+            fnty = _ir.FunctionType(_ir.VoidType(), [i32, i32, i32, i64, i64, i64, real, pointer, i64, pointer,
+                                                     i64, real, pointer, i64])
+            fn = _cgutils.get_or_insert_function(builder.module, fnty, f"_derive_cblas64_{t}gemm")
+            wide = [builder.sext(v, i64) if v.type.width < 64 else v for v in (m, n, k, lda, ldb, ldc)]
+            m, n, k, lda, ldb, ldc = wide
+            builder.call(fn, [i32(101), i32(111), i32(111), m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc])
+        else:  # scipy's Fortran gemm, column-major: outᵀ = bᵀ aᵀ
+            i8, i32 = _ir.IntType(8), _ir.IntType(32)
+            fnty = _ir.FunctionType(_ir.VoidType(), [i8.as_pointer()] * 2 + [i32.as_pointer()] * 3 + [
+                pointer, pointer, i32.as_pointer(), pointer, i32.as_pointer(), pointer, pointer, i32.as_pointer()])
+            fn = _cgutils.get_or_insert_function(builder.module, fnty, f"_derive_f77_{t}gemm")
+
+            def ref(value):
+                return _cgutils.alloca_once_value(builder, value)
+
+            def small(v):
+                return builder.trunc(v, i32) if v.type.width > 32 else v
+            no = ref(i8(ord("N")))
+            builder.call(fn, [no, no, ref(small(n)), ref(small(m)), ref(small(k)), ref(alpha), pb, ref(small(ldb)),
+                              pa, ref(small(lda)), ref(beta), pc, ref(small(ldc))])
+        return context.get_dummy_value()
+
+    return _types.none(blas, a, b, out), codegen
+
+
 @_jit
 def _copy_2d(out, a):
     """out[...] = a, as a loop (an array assignment in a kernel is slow to compile)."""
@@ -347,28 +465,27 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, a_next_seq, hp_a_prev, W_a_prev, a_prev_t):
+def _forward_steps_f32(gates, blas, b, a_next_seq, hp_a_prev, W_a_prev):
     """The forward time loop in float32 (see _forward)."""
     T_, B = gates.shape[1], gates.shape[2]
     U = a_next_seq.shape[0]
     for t in range(T_):
-        _copy_2d(a_prev_t, a_next_seq[:, t])  # a_prev, contiguous for the product
-        np.dot(W_a_prev, a_prev_t, hp_a_prev)  # the a_prev terms of their sums: one product
+        _gemm(blas, W_a_prev, a_next_seq[:, t], hp_a_prev)  # the a_prev terms of their sums: one product (its rows strided, no copy)
         for _k in range(U):
             v_z_a_next = gates[_k, t]
+            v_b_a_next = b[_k, 0]
             v_hp_a_prev_a_next = hp_a_prev[_k]
             v_a_next = a_next_seq[_k, t + 1]
             for _n in range(B):
-                a_next = _tanh_f32(v_z_a_next[_n] + v_hp_a_prev_a_next[_n])  # a_next = tanh(Wax @ xt + Waa @ a_prev + ba)
+                a_next = _tanh_f32(v_z_a_next[_n] + v_b_a_next + v_hp_a_prev_a_next[_n])  # a_next = tanh(Wax @ xt + Waa @ a_prev + ba)
                 v_a_next[_n] = a_next
 
 
 @_jit
-def _bptt_steps_f32(gates, da_prev_buf, da_seq, a_next_seq, W_a_prev_T):
+def _bptt_steps_f32(gates, blas, da_prev_buf, da_seq, a_next_seq, dz_, W_a_prev_T):
     """The full-BPTT time loop in float32 (see _bptt)."""
     T_, B = gates.shape[1], gates.shape[2]
     U = da_prev_buf.shape[0]
-    dz_ = np.empty((U, B), gates.dtype)  # the slot adjoints of one step
     for t in range(T_ - 1, -1, -1):
         for _k in range(U):
             v_da = da_seq[_k, t]
@@ -382,7 +499,7 @@ def _bptt_steps_f32(gates, da_prev_buf, da_seq, a_next_seq, W_a_prev_T):
                 a_next = v_a_next[_n]
                 dtanh = da_next*(_1_f32 - a_next*a_next)  # dtanh = da_next*(1 - a_next**2)
                 v_dtanh[_n] = dtanh
-        np.dot(W_a_prev_T, dz_, da_prev_buf)  # da_prev_from_gates: one product
+        _gemm(blas, W_a_prev_T, dz_, da_prev_buf)  # da_prev_from_gates: one product
         _copy_2d(gates[:, t], dz_)  # the step's slot adjoints, where the NumPy loop leaves them
 
 
@@ -419,28 +536,27 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, a_next_seq, hp_a_prev, W_a_prev, a_prev_t):
+def _forward_steps_f64(gates, blas, b, a_next_seq, hp_a_prev, W_a_prev):
     """The forward time loop in float64 (see _forward)."""
     T_, B = gates.shape[1], gates.shape[2]
     U = a_next_seq.shape[0]
     for t in range(T_):
-        _copy_2d(a_prev_t, a_next_seq[:, t])  # a_prev, contiguous for the product
-        np.dot(W_a_prev, a_prev_t, hp_a_prev)  # the a_prev terms of their sums: one product
+        _gemm(blas, W_a_prev, a_next_seq[:, t], hp_a_prev)  # the a_prev terms of their sums: one product (its rows strided, no copy)
         for _k in range(U):
             v_z_a_next = gates[_k, t]
+            v_b_a_next = b[_k, 0]
             v_hp_a_prev_a_next = hp_a_prev[_k]
             v_a_next = a_next_seq[_k, t + 1]
             for _n in range(B):
-                a_next = _tanh_f64(v_z_a_next[_n] + v_hp_a_prev_a_next[_n])  # a_next = tanh(Wax @ xt + Waa @ a_prev + ba)
+                a_next = _tanh_f64(v_z_a_next[_n] + v_b_a_next + v_hp_a_prev_a_next[_n])  # a_next = tanh(Wax @ xt + Waa @ a_prev + ba)
                 v_a_next[_n] = a_next
 
 
 @_jit
-def _bptt_steps_f64(gates, da_prev_buf, da_seq, a_next_seq, W_a_prev_T):
+def _bptt_steps_f64(gates, blas, da_prev_buf, da_seq, a_next_seq, dz_, W_a_prev_T):
     """The full-BPTT time loop in float64 (see _bptt)."""
     T_, B = gates.shape[1], gates.shape[2]
     U = da_prev_buf.shape[0]
-    dz_ = np.empty((U, B), gates.dtype)  # the slot adjoints of one step
     for t in range(T_ - 1, -1, -1):
         for _k in range(U):
             v_da = da_seq[_k, t]
@@ -454,7 +570,7 @@ def _bptt_steps_f64(gates, da_prev_buf, da_seq, a_next_seq, W_a_prev_T):
                 a_next = v_a_next[_n]
                 dtanh = da_next*(_1_f64 - a_next*a_next)  # dtanh = da_next*(1 - a_next**2)
                 v_dtanh[_n] = dtanh
-        np.dot(W_a_prev_T, dz_, da_prev_buf)  # da_prev_from_gates: one product
+        _gemm(blas, W_a_prev_T, dz_, da_prev_buf)  # da_prev_from_gates: one product
         _copy_2d(gates[:, t], dz_)  # the step's slot adjoints, where the NumPy loop leaves them
 
 
@@ -484,11 +600,10 @@ def _forward(xt_seq, a_prev, W_xt, W_a_prev, b):
     n_a = a_prev.shape[0]
     dtype = xt_seq.dtype
     gates = W_xt @ xt_seq.reshape(n_x, T * m)  # the xt terms of every sum at every step: one product
-    gates += b
     gates = gates.reshape(n_a, T, m)
     a_next_seq = np.empty((n_a, T + 1, m), dtype)  # a_next of every step; slot 0 holds a_prev of the first
     a_next_seq[:, 0] = a_prev
-    _run(_kernel("_forward_steps", dtype), gates, a_next_seq, np.empty((a_next_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_a_prev), np.empty((a_next_seq.shape[0], gates.shape[2]), gates.dtype))
+    _run(_kernel("_forward_steps", dtype), gates, _BLAS, np.ascontiguousarray(b), a_next_seq, np.empty((a_next_seq.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_a_prev))
     return a_next_seq, gates
 
 
@@ -540,7 +655,7 @@ def _bptt(da_seq, gates, a_next_seq, W_a_prev, n_a, T, da_prev):
     gradients cross from step to step; each step's slot adjoints go into its
     slot of the gates buffer. Returns the gradients on the initial states."""
     da_prev_buf = np.array(da_prev, dtype=gates.dtype)
-    _run(_kernel("_bptt_steps", gates.dtype), gates, da_prev_buf, np.ascontiguousarray(da_seq), a_next_seq, np.ascontiguousarray(W_a_prev.T))
+    _run(_kernel("_bptt_steps", gates.dtype), gates, _BLAS, da_prev_buf, np.ascontiguousarray(da_seq), a_next_seq, np.empty((da_prev_buf.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_a_prev.T))
     return da_prev_buf
 
 

@@ -104,11 +104,13 @@ Shapes of one step (one example per row, features across the columns):
 Compiled. The twin of the pure-NumPy module of this cell, with the same API
 and the same results (to rounding): each time loop (the forward pass, full
 BPTT) is one compiled function. Per step the products go through BLAS
-(np.dot into a scratch, no allocation) and everything elementwise is one loop
-over the units of the step, filled with the same derived statements, the
-activations computed with a vectorisable exponential. Before and after the
-loops (the input products of all steps; weight, bias and input gradients)
-and truncated BPTT run in NumPy as in the NumPy module. Needs numba and scipy
+(its gemm called from the compiled code into a scratch, no allocation:
+NumPy's own OpenBLAS when found, else scipy's) and everything elementwise,
+the biases included, is one loop over the units of the step, filled with
+the same derived statements, the activations computed with a vectorisable
+exponential. Before and after the loops (the input products of all steps;
+weight, bias and input gradients) and truncated BPTT run in NumPy as in the
+NumPy module. Needs numba and scipy
 (pip install 'derive[fast]'). The first call in a process compiles the loops
 for its dtype (seconds), cached on disk beside this file when that is
 writable (else in numba's user cache, else not cached). float32 in, float32
@@ -123,15 +125,20 @@ import numbers
 
 import numpy as np
 
+import ctypes
 import pickle
 import sys
 
 try:
     import numba
-    import scipy  # noqa: F401  (numba's np.dot calls BLAS through scipy)
+    import scipy.linalg.cython_blas  # noqa: F401  (the BLAS of last resort: scipy's sgemm/dgemm)
+    from llvmlite import binding as _llvm
     from llvmlite import ir as _ir
+    from numba.core import cgutils as _cgutils
+    from numba.core import types as _types
     from numba.core.caching import NullCache as _NullCache
     from numba.core.dispatcher import Dispatcher as _Dispatcher
+    from numba.extending import get_cython_function_address as _cython_address
     from numba.extending import intrinsic as _intrinsic
 except ImportError as _missing:
     raise ImportError(f"this compiled module needs numba and scipy: pip install 'derive[fast]' "
@@ -270,6 +277,117 @@ def _f64_from_bits(typingctx, bits):
     return numba.float64(numba.int64), codegen
 
 
+# The matrix products of the loops: BLAS's gemm called straight from the
+# compiled code (no np.dot: it costs a compile per signature and goes through
+# scipy's OpenBLAS, slower than NumPy's on some machines). The library is
+# NumPy's own (the one np.matmul uses, its ILP64 CBLAS) when this process can
+# find it, else scipy's (its Fortran sgemm/dgemm, as numba's np.dot).
+# Each is an external symbol of its own, resolved when a loop is linked (so
+# a loop cached on disk finds it again in the next process); the loops take
+# a token whose type says which library (int64: NumPy's CBLAS, int32:
+# scipy's Fortran BLAS), so that a cached loop is never linked to the other.
+_CBLAS_NAMES = ["scipy_cblas_{}gemm64_", "cblas_{}gemm64_"]  # NumPy >= 2.0 wheels, NumPy 1.x wheels
+
+
+def _numpy_cblas():
+    """{"s": address, "d": address} of NumPy's ILP64 cblas_sgemm/dgemm, or None."""
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    try:
+        library = ctypes.CDLL(core._multiarray_umath.__file__)
+    except (AttributeError, OSError):
+        return None
+    for pattern in _CBLAS_NAMES:
+        try:
+            return {t: ctypes.cast(getattr(library, pattern.format(t)), ctypes.c_void_p).value for t in "sd"}
+        except AttributeError:
+            continue
+    return None
+
+
+def _blas_token():
+    """Register the gemm symbols this process can use; the token for the loops."""
+    for t in "sd":
+        _llvm.add_symbol(f"_derive_f77_{t}gemm", _cython_address("scipy.linalg.cython_blas", f"{t}gemm"))
+    cblas = _numpy_cblas()
+    if cblas is None:
+        return np.int32(0)
+    for t, address in cblas.items():
+        _llvm.add_symbol(f"_derive_cblas64_{t}gemm", address)
+    return np.int64(0)
+
+
+_BLAS = _blas_token()
+
+
+def _matrix(context, builder, array_type, value):
+    """(data pointer, rows, columns, leading dimension) of a 2-D array, or of a
+    1-D one as a column (rows, 1); the leading dimension is the distance
+    between its rows (a 2-D array's last axis must have unit stride: the
+    loops pass C-contiguous arrays and column blocks of them)."""
+    array = context.make_array(array_type)(context, builder, value)
+    shape = _cgutils.unpack_tuple(builder, array.shape, array_type.ndim)
+    strides = _cgutils.unpack_tuple(builder, array.strides, array_type.ndim)
+    size = context.get_constant(_types.intp, context.get_abi_sizeof(context.get_data_type(array_type.dtype)))
+    one = context.get_constant(_types.intp, 1)
+    if array_type.ndim == 1:
+        return array.data, shape[0], one, builder.sdiv(strides[0], size)
+    return array.data, shape[0], shape[1], builder.sdiv(strides[0], size)
+
+
+def _at_least(builder, value, *bounds):
+    for bound in bounds:
+        value = builder.select(builder.icmp_signed(">", value, bound), value, bound)
+    return value
+
+
+@_intrinsic
+def _gemm(typingctx, blas, a, b, out):
+    """out = a @ b through BLAS's gemm, written into ``out`` (no allocation).
+    ``a`` is 2-D; ``b`` and ``out`` both 2-D, or both 1-D (a column); float32
+    or float64 alike; ``blas``: the token of the library (_BLAS)."""
+    arrays = (a, b, out)
+    if not (isinstance(blas, _types.Integer) and blas.bitwidth in (32, 64)
+            and all(isinstance(x, _types.Array) for x in arrays)
+            and a.ndim == 2 and b.ndim == out.ndim and b.ndim in (1, 2)
+            and a.dtype == b.dtype == out.dtype and a.dtype in (_types.float32, _types.float64)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        (pa, m, k, lda), (pb, _, n, ldb), (pc, _, _, ldc) = (
+            _matrix(context, builder, t, v) for t, v in zip(arrays, args[1:]))
+        one = context.get_constant(_types.intp, 1)
+        lda, ldb, ldc = _at_least(builder, lda, k, one), _at_least(builder, ldb, n, one), _at_least(builder, ldc, n, one)
+        real = context.get_value_type(a.dtype)
+        alpha, beta = real(1.0), real(0.0)
+        t = "s" if a.dtype == _types.float32 else "d"
+        pointer = real.as_pointer()
+        if blas.bitwidth == 64:  # NumPy's CBLAS, row-major: out = a b
+            i32, i64 = _ir.IntType(32), _ir.IntType(64)
+            fnty = _ir.FunctionType(_ir.VoidType(), [i32, i32, i32, i64, i64, i64, real, pointer, i64, pointer,
+                                                     i64, real, pointer, i64])
+            fn = _cgutils.get_or_insert_function(builder.module, fnty, f"_derive_cblas64_{t}gemm")
+            wide = [builder.sext(v, i64) if v.type.width < 64 else v for v in (m, n, k, lda, ldb, ldc)]
+            m, n, k, lda, ldb, ldc = wide
+            builder.call(fn, [i32(101), i32(111), i32(111), m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc])
+        else:  # scipy's Fortran gemm, column-major: outᵀ = bᵀ aᵀ
+            i8, i32 = _ir.IntType(8), _ir.IntType(32)
+            fnty = _ir.FunctionType(_ir.VoidType(), [i8.as_pointer()] * 2 + [i32.as_pointer()] * 3 + [
+                pointer, pointer, i32.as_pointer(), pointer, i32.as_pointer(), pointer, pointer, i32.as_pointer()])
+            fn = _cgutils.get_or_insert_function(builder.module, fnty, f"_derive_f77_{t}gemm")
+
+            def ref(value):
+                return _cgutils.alloca_once_value(builder, value)
+
+            def small(v):
+                return builder.trunc(v, i32) if v.type.width > 32 else v
+            no = ref(i8(ord("N")))
+            builder.call(fn, [no, no, ref(small(n)), ref(small(m)), ref(small(k)), ref(alpha), pb, ref(small(ldb)),
+                              pa, ref(small(lda)), ref(beta), pc, ref(small(ldc))])
+        return context.get_dummy_value()
+
+    return _types.none(blas, a, b, out), codegen
+
+
 @_jit
 def _copy_2d(out, a):
     """out[...] = a, as a loop (an array assignment in a kernel is slow to compile)."""
@@ -364,32 +482,36 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, next_h_seq, hp_prev_h, W_prev_h_T, next_c_seq):
+def _forward_steps_f32(gates, blas, b, next_h_seq, hp_prev_h, W_prev_h_T, next_c_seq):
     """The forward time loop in float32 (see _forward)."""
     T_, B = gates.shape[0], gates.shape[1]
     U = next_h_seq.shape[2]
     for t in range(T_):
-        np.dot(next_h_seq[t], W_prev_h_T, hp_prev_h)  # the prev_h terms of their sums: one product
+        _gemm(blas, next_h_seq[t], W_prev_h_T, hp_prev_h)  # the prev_h terms of their sums: one product
         for _n in range(B):
             v_z_i = gates[t, _n, 0:U]
+            v_b_i = b[0:U]
             v_hp_prev_h_i = hp_prev_h[_n, 0:U]
             v_z_f = gates[t, _n, 1*U:2*U]
+            v_b_f = b[1*U:2*U]
             v_hp_prev_h_f = hp_prev_h[_n, 1*U:2*U]
             v_z_o = gates[t, _n, 2*U:3*U]
+            v_b_o = b[2*U:3*U]
             v_hp_prev_h_o = hp_prev_h[_n, 2*U:3*U]
             v_z_g = gates[t, _n, 3*U:4*U]
+            v_b_g = b[3*U:4*U]
             v_hp_prev_h_g = hp_prev_h[_n, 3*U:4*U]
             v_prev_c = next_c_seq[t, _n, 0:U]
             v_next_c = next_c_seq[t + 1, _n, 0:U]
             v_next_h = next_h_seq[t + 1, _n, 0:U]
             for _k in range(U):
-                i = _sigmoid_f32(v_z_i[_k] + v_hp_prev_h_i[_k])  # i = sigmoid(x @ Wx_i + prev_h @ Wh_i + b_i)
+                i = _sigmoid_f32(v_z_i[_k] + v_b_i[_k] + v_hp_prev_h_i[_k])  # i = sigmoid(x @ Wx_i + prev_h @ Wh_i + b_i)
                 v_z_i[_k] = i
-                f = _sigmoid_f32(v_z_f[_k] + v_hp_prev_h_f[_k])  # f = sigmoid(x @ Wx_f + prev_h @ Wh_f + b_f)
+                f = _sigmoid_f32(v_z_f[_k] + v_b_f[_k] + v_hp_prev_h_f[_k])  # f = sigmoid(x @ Wx_f + prev_h @ Wh_f + b_f)
                 v_z_f[_k] = f
-                o = _sigmoid_f32(v_z_o[_k] + v_hp_prev_h_o[_k])  # o = sigmoid(x @ Wx_o + prev_h @ Wh_o + b_o)
+                o = _sigmoid_f32(v_z_o[_k] + v_b_o[_k] + v_hp_prev_h_o[_k])  # o = sigmoid(x @ Wx_o + prev_h @ Wh_o + b_o)
                 v_z_o[_k] = o
-                g = _tanh_f32(v_z_g[_k] + v_hp_prev_h_g[_k])  # g = tanh(x @ Wx_g + prev_h @ Wh_g + b_g)
+                g = _tanh_f32(v_z_g[_k] + v_b_g[_k] + v_hp_prev_h_g[_k])  # g = tanh(x @ Wx_g + prev_h @ Wh_g + b_g)
                 v_z_g[_k] = g
                 prev_c = v_prev_c[_k]
                 next_c = f*prev_c + g*i  # next_c = f * prev_c + i * g
@@ -399,7 +521,7 @@ def _forward_steps_f32(gates, next_h_seq, hp_prev_h, W_prev_h_T, next_c_seq):
 
 
 @_jit
-def _bptt_steps_f32(gates, dprev_h_buf, dprev_c_buf, dh_seq, next_c_seq, W_prev_h):
+def _bptt_steps_f32(gates, blas, dprev_h_buf, dprev_c_buf, dh_seq, next_c_seq, W_prev_h):
     """The full-BPTT time loop in float32 (see _bptt)."""
     T_, B = gates.shape[0], gates.shape[1]
     U = dprev_h_buf.shape[1]
@@ -441,7 +563,7 @@ def _bptt_steps_f32(gates, dprev_h_buf, dprev_c_buf, dh_seq, next_c_seq, W_prev_
                 v_i[_k] = da_i
                 dprev_c = dc_f  # dprev_c = dc*f
                 v_dprev_c[_k] = dprev_c
-        np.dot(gates[t], W_prev_h, dprev_h_buf)  # dprev_h_from_gates: one product
+        _gemm(blas, gates[t], W_prev_h, dprev_h_buf)  # dprev_h_from_gates: one product
 
 
 @_jit(inline="always")
@@ -477,32 +599,36 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, next_h_seq, hp_prev_h, W_prev_h_T, next_c_seq):
+def _forward_steps_f64(gates, blas, b, next_h_seq, hp_prev_h, W_prev_h_T, next_c_seq):
     """The forward time loop in float64 (see _forward)."""
     T_, B = gates.shape[0], gates.shape[1]
     U = next_h_seq.shape[2]
     for t in range(T_):
-        np.dot(next_h_seq[t], W_prev_h_T, hp_prev_h)  # the prev_h terms of their sums: one product
+        _gemm(blas, next_h_seq[t], W_prev_h_T, hp_prev_h)  # the prev_h terms of their sums: one product
         for _n in range(B):
             v_z_i = gates[t, _n, 0:U]
+            v_b_i = b[0:U]
             v_hp_prev_h_i = hp_prev_h[_n, 0:U]
             v_z_f = gates[t, _n, 1*U:2*U]
+            v_b_f = b[1*U:2*U]
             v_hp_prev_h_f = hp_prev_h[_n, 1*U:2*U]
             v_z_o = gates[t, _n, 2*U:3*U]
+            v_b_o = b[2*U:3*U]
             v_hp_prev_h_o = hp_prev_h[_n, 2*U:3*U]
             v_z_g = gates[t, _n, 3*U:4*U]
+            v_b_g = b[3*U:4*U]
             v_hp_prev_h_g = hp_prev_h[_n, 3*U:4*U]
             v_prev_c = next_c_seq[t, _n, 0:U]
             v_next_c = next_c_seq[t + 1, _n, 0:U]
             v_next_h = next_h_seq[t + 1, _n, 0:U]
             for _k in range(U):
-                i = _sigmoid_f64(v_z_i[_k] + v_hp_prev_h_i[_k])  # i = sigmoid(x @ Wx_i + prev_h @ Wh_i + b_i)
+                i = _sigmoid_f64(v_z_i[_k] + v_b_i[_k] + v_hp_prev_h_i[_k])  # i = sigmoid(x @ Wx_i + prev_h @ Wh_i + b_i)
                 v_z_i[_k] = i
-                f = _sigmoid_f64(v_z_f[_k] + v_hp_prev_h_f[_k])  # f = sigmoid(x @ Wx_f + prev_h @ Wh_f + b_f)
+                f = _sigmoid_f64(v_z_f[_k] + v_b_f[_k] + v_hp_prev_h_f[_k])  # f = sigmoid(x @ Wx_f + prev_h @ Wh_f + b_f)
                 v_z_f[_k] = f
-                o = _sigmoid_f64(v_z_o[_k] + v_hp_prev_h_o[_k])  # o = sigmoid(x @ Wx_o + prev_h @ Wh_o + b_o)
+                o = _sigmoid_f64(v_z_o[_k] + v_b_o[_k] + v_hp_prev_h_o[_k])  # o = sigmoid(x @ Wx_o + prev_h @ Wh_o + b_o)
                 v_z_o[_k] = o
-                g = _tanh_f64(v_z_g[_k] + v_hp_prev_h_g[_k])  # g = tanh(x @ Wx_g + prev_h @ Wh_g + b_g)
+                g = _tanh_f64(v_z_g[_k] + v_b_g[_k] + v_hp_prev_h_g[_k])  # g = tanh(x @ Wx_g + prev_h @ Wh_g + b_g)
                 v_z_g[_k] = g
                 prev_c = v_prev_c[_k]
                 next_c = f*prev_c + g*i  # next_c = f * prev_c + i * g
@@ -512,7 +638,7 @@ def _forward_steps_f64(gates, next_h_seq, hp_prev_h, W_prev_h_T, next_c_seq):
 
 
 @_jit
-def _bptt_steps_f64(gates, dprev_h_buf, dprev_c_buf, dh_seq, next_c_seq, W_prev_h):
+def _bptt_steps_f64(gates, blas, dprev_h_buf, dprev_c_buf, dh_seq, next_c_seq, W_prev_h):
     """The full-BPTT time loop in float64 (see _bptt)."""
     T_, B = gates.shape[0], gates.shape[1]
     U = dprev_h_buf.shape[1]
@@ -554,7 +680,7 @@ def _bptt_steps_f64(gates, dprev_h_buf, dprev_c_buf, dh_seq, next_c_seq, W_prev_
                 v_i[_k] = da_i
                 dprev_c = dc_f  # dprev_c = dc*f
                 v_dprev_c[_k] = dprev_c
-        np.dot(gates[t], W_prev_h, dprev_h_buf)  # dprev_h_from_gates: one product
+        _gemm(blas, gates[t], W_prev_h, dprev_h_buf)  # dprev_h_from_gates: one product
 
 
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -583,13 +709,12 @@ def _forward(x_seq, prev_h, prev_c, W_x, W_prev_h, b):
     H = prev_h.shape[1]
     dtype = x_seq.dtype
     gates = x_seq.reshape(T * N, D) @ W_x.T  # the x terms of every sum at every step: one product
-    gates += b
     gates = gates.reshape(T, N, 4*H)
     next_h_seq = np.empty((T + 1, N, H), dtype)  # next_h of every step; slot 0 holds prev_h of the first
     next_h_seq[0] = prev_h
     next_c_seq = np.empty((T + 1, N, H), dtype)  # next_c of every step; slot 0 holds prev_c of the first
     next_c_seq[0] = prev_c
-    _run(_kernel("_forward_steps", dtype), gates, next_h_seq, np.empty((gates.shape[1], 4*next_h_seq.shape[2]), gates.dtype), np.ascontiguousarray(W_prev_h.T), next_c_seq)
+    _run(_kernel("_forward_steps", dtype), gates, _BLAS, np.ascontiguousarray(b), next_h_seq, np.empty((gates.shape[1], 4*next_h_seq.shape[2]), gates.dtype), np.ascontiguousarray(W_prev_h.T), next_c_seq)
     return next_h_seq, next_c_seq, gates
 
 
@@ -662,7 +787,7 @@ def _bptt(dh_seq, gates, next_c_seq, W_prev_h, H, T, dprev_h, dprev_c):
     slot of the gates buffer. Returns the gradients on the initial states."""
     dprev_h_buf = np.array(dprev_h, dtype=gates.dtype)
     dprev_c_buf = np.array(dprev_c, dtype=gates.dtype)
-    _run(_kernel("_bptt_steps", gates.dtype), gates, dprev_h_buf, dprev_c_buf, np.ascontiguousarray(dh_seq), next_c_seq, np.ascontiguousarray(W_prev_h))
+    _run(_kernel("_bptt_steps", gates.dtype), gates, _BLAS, dprev_h_buf, dprev_c_buf, np.ascontiguousarray(dh_seq), next_c_seq, np.ascontiguousarray(W_prev_h))
     return dprev_h_buf, dprev_c_buf
 
 

@@ -184,7 +184,8 @@ def test_the_disk_cache_serves_the_next_process_under_any_name(tmp_path):
     """The first process compiles and writes the cache beside the module; a second one,
     importing the same file under another name, still computes (the entries it cannot
     load, the loop's and those of the helpers it calls, are left alone). The GRU: its
-    backward loop calls a compiled helper (_copy_2d)."""
+    loops call BLAS through an external symbol (_gemm) that a cached loop finds again
+    in the next process."""
     path = tmp_path / "gru_numba.py"
     path.write_text((GENERATED / "gru_numba.py").read_text())
     code = ("import importlib.util as u, sys, numpy as np\n"
@@ -232,3 +233,19 @@ def test_committed_compiled_modules_are_what_the_build_renders():
         assert (path.read_text("utf-8") if path.is_file() else None) == text, name
     assert {"pytorch", "gru", "graves", "nicodjimenez", "elman"} <= set(PRESETS)
     assert not (ROOT / "generated" / "mgu_numba.py").exists()
+
+
+@pytest.mark.parametrize("name", ["pytorch", "gru", "graves", "nicodjimenez"])
+def test_both_blas_libraries_give_the_numpy_module_numbers(name, monkeypatch):
+    """The loops' products go through NumPy's own CBLAS when found (token int64), else
+    scipy's Fortran gemm (token int32): both, in both dtypes, agree with the NumPy module
+    (rows, strided column blocks, the columns and 1-D layouts)."""
+    twin = compiled(name)
+    assert np.asarray(twin._BLAS).dtype in (np.int64, np.int32)
+    for token in (np.int64(0), np.int32(0)):
+        if token.dtype == np.int64 and twin._numpy_cblas() is None:
+            continue
+        monkeypatch.setattr(twin, "_BLAS", token)
+        for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+            err, key = _agree(name, dtype, None, 5, (3, 4, 3), seed=2)
+            assert err <= tol, (name, token.dtype, dtype, key, err)

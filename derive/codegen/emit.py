@@ -207,7 +207,7 @@ class Emitter:
             if k == 0:
                 pre.add(f"{L.all_block(n['gates'], dim_text(s.rows), total)} = 0", "the sums no input feeds")
         if p.has_bias:
-            pre.add(f"{n['gates']} += {L.bias_add(n['b'])}")
+            pre.add(self.bias_line())
         if L.from_all(n["gates"], total, T, self.batch) != n["gates"]:
             pre.add(f"{n['gates']} = {L.from_all(n['gates'], total, T, self.batch)}")
         for link in cell.links:
@@ -477,6 +477,11 @@ class Emitter:
                 "returns": list(dict.fromkeys(results.values())), "state_grads": state_grads, "finals": finals,
                 "cache": cache, "init": init, "reuse": reuse, "buffers": buffers, "loop_args": loop_args,
                 "scratch": body.scratch(stacked=False), "stacked_scratch": body.scratch(stacked=True)}
+
+    def bias_line(self) -> str:
+        """The forward line that adds every bias to every sum (the compiled twin's
+        loop adds them itself and leaves this line out)."""
+        return f"{self.n['gates']} += {self.L.bias_add(self.n['b'])}"
 
     def _after_loops(self, grads, input_grads, reuse: bool) -> tuple[Lines, dict[str, str]]:
         """What needs every step: the weight gradients (one product per source), the

@@ -7,20 +7,27 @@ and gives the templates two compiled kernels, each one whole time loop in one
 ``@njit`` function, and the Python lines that call them:
 
     forward kernel    per step t: each state's product into a scratch
-                      (``np.dot(h_prev, W_hᵀ, hp)``, BLAS, no allocation), then ONE
-                      loop over the units [n, k] of the step: every sum completed,
-                      every gate activated, every other equation of the cell
+                      (``_gemm(blas, h_prev, W_hᵀ, hp)``: BLAS's gemm called from the
+                      compiled code, no allocation), then ONE loop over the units
+                      [n, k] of the step: every sum completed (its input terms, its
+                      bias, its state terms), every gate activated, every other
+                      equation of the cell
     backward kernel   per step t (descending): loop A over the units: the derived
                       statements that do not need a product (the slot adjoints into
-                      a step scratch dz); each state's product (``np.dot(dz, W_h,
-                      ...)``); loop B: the statements that do (the GRU's ``dh_prev =
-                      dz @ W_h + dh*z``); dz copied into the step's slot of the gates
-                      buffer, as the NumPy module leaves it
+                      the step's slot of the gates buffer, or a step scratch dz);
+                      each state's product (``_gemm(blas, dz[:, block], W_h, ...)``,
+                      a column block passed with its row stride, no copy); loop B:
+                      the statements that do (the GRU's ``dh_prev = dz @ W_h +
+                      dh*z``); dz copied into the step's slot of the gates buffer
+                      when it was a scratch, as the NumPy module leaves it
 
-Everything before the loops (the input products of all steps) and after
-them (weight, bias and input gradients, one product each) is the NumPy
-module's, unchanged; so is truncated BPTT (``_bptt_truncated``, the NumPy
-stacked loop). Every scalar statement is a derived one, printed per unit by
+Every scratch of a step is allocated by the Python caller and passed in. The
+``blas`` argument is the module's token of the BLAS library (``_BLAS``: NumPy's
+own when found, else scipy's; see the template). Everything before the loops
+(the input products of all steps, without the bias line: the forward loop adds
+the biases) and after them (weight, bias and input gradients, one product or
+sum each) is the NumPy module's; so is truncated BPTT (``_bptt_truncated``,
+the NumPy stacked loop). Every scalar statement is a derived one, printed per unit by
 :mod:`derive.codegen.numba_printer`, once per dtype (float32 and float64:
 constants are of the loop's dtype). The frame is narrower than the NumPy
 one: every sum, state and elementwise value of the step has the same number
@@ -80,6 +87,14 @@ class Unit:
             return self._view((array, lo), label, f"{array}[{ne.n}, {lo}:{hi}]") + f"[{ne.k}]"
         if layout == "columns":
             return self._view((array, lo), label, f"{array}[{_plus(lo, ne.k)}]") + f"[{ne.n}]"
+        return self._view((array, lo), label, f"{array}[{lo}:{hi}]") + f"[{ne.k}]"
+
+    def bias(self, array: str, off: sp.Expr, label: str) -> str:
+        """A unit of the bias vector (``b``: every sum's, stacked as the gates buffer), features from ``off``."""
+        ne = self.ne
+        lo, hi = self._range(off)
+        if ne.L.name == "columns":
+            return self._view((array, lo), label, f"{array}[{_plus(lo, ne.k)}, 0]")
         return self._view((array, lo), label, f"{array}[{lo}:{hi}]") + f"[{ne.k}]"
 
     def param(self, array: str) -> str:
@@ -149,12 +164,6 @@ class NumbaEmitter:
             raise self.fail(f"the offset {off} is not a whole number of blocks of {self.units} units")
         return int(m)
 
-    def step_shape(self, blocks: int) -> str:
-        rows = self.U if blocks == 1 else f"{blocks}*{self.U}"
-        if self.L.name == "rows":
-            return f"({self.B}, {rows})"
-        return f"({rows}, {self.B})" if self.L.name == "columns" else f"({rows},)"
-
     def dims(self, units: str, gates: str) -> list[str]:
         """The kernel's T, B and U, read off the gates buffer and an array of
         units (``units`` indexes its units' axis: ``h_seq.shape[2]``)."""
@@ -186,6 +195,7 @@ class NumbaEmitter:
         self.fresh = Names(self.base_taken)
         self.n, self.k = self.fresh("_n"), self.fresh("_k")
         self.U, self.B, self.T = self.fresh("U"), self.fresh("B"), self.fresh("T")
+        self.blas = self.fresh("blas")
 
     def hp_row(self, src: Source, slot: Slot) -> sp.Expr:
         """Where a slot's terms sit in the source's product (its rows of the stacked weight)."""
@@ -201,6 +211,9 @@ class NumbaEmitter:
         gates = p.names["gates"]
         args = self.forward_args
         args[gates] = gates
+        args[self.blas] = "_BLAS"
+        if p.has_bias:
+            args[p.names["b"]] = f"np.ascontiguousarray({p.names['b']})"
         unit = Unit(self)
         local: dict[str, str] = {}
         states = [s for s in p.sources if s.role == "state"]
@@ -209,7 +222,7 @@ class NumbaEmitter:
         prev_of = {l.prev: l for l in self.cell.links}
         params = set(e.loop_params())
         inputs = set(self.cell.names("input"))
-        scratch, products = Lines(), Lines()
+        products = Lines()
         hp: dict[str, str] = {}
         for s in states:
             seq = p.seq[prev_of[s.name].out]
@@ -218,14 +231,13 @@ class NumbaEmitter:
             args[hp[s.name]] = self.outer_empty(self.blocks(s.rows), units, gates)
             if L.rows:
                 w = self.fresh(s.weight + "_T")
-                args[w] = f"np.ascontiguousarray({s.weight}.T)"  # C-contiguous: one np.dot signature per dtype for every kernel (compiled once per process)
-                products.add(f"np.dot({seq}[t], {w}, {hp[s.name]})", f"the {s.var} terms of their sums: one product")
+                args[w] = f"np.ascontiguousarray({s.weight}.T)"  # C-contiguous: one signature per dtype for every kernel
+                products.add(f"_gemm({self.blas}, {seq}[t], {w}, {hp[s.name]})",
+                             f"the {s.var} terms of their sums: one product")
             else:
                 args[s.weight] = f"np.ascontiguousarray({s.weight})"
-                xp = self.fresh(s.var + "_t")
-                args[xp] = self.outer_empty(1, units, gates)
-                products.add(f"{self.copy()}({xp}, {seq}[:, t])", f"{s.var}, contiguous for the product")
-                products.add(f"np.dot({s.weight}, {xp}, {hp[s.name]})", f"the {s.var} terms of their sums: one product")
+                products.add(f"_gemm({self.blas}, {s.weight}, {seq}[:, t], {hp[s.name]})",
+                             f"the {s.var} terms of their sums: one product (its rows strided, no copy)")
 
         def need(expr: sp.Expr) -> None:
             for sym in sorted(expr.free_symbols, key=lambda s: s.name):
@@ -253,6 +265,8 @@ class NumbaEmitter:
         def total(slot: Slot) -> str:
             """The slot's sum: its block of the gates (input terms and bias), each state's terms, its other terms."""
             terms = [unit.seq(gates, "t", slot.start, "z_" + slot.name)]
+            if p.has_bias:  # in the NumPy module's order: (input terms + bias) + state terms
+                terms.append(unit.bias(p.names["b"], slot.start, "b_" + slot.name))
             for s in states:
                 if any(part.slot is slot for part in s.parts):
                     terms.append(unit.step(hp[s.name], self.hp_row(s, slot), f"{hp[s.name]}_{slot.name}"))
@@ -304,7 +318,6 @@ class NumbaEmitter:
         lines = Lines()
         axis = {"rows": 2, "columns": 0, "none": 0}[L.name]
         lines.extend(self.dims(f"{p.seq[self.cell.links[0].out]}.shape[{axis}]", gates))
-        lines.extend(scratch)
         lines.add(f"for t in range({self.T}):")
         lines.extend("    " + line for line in Lines(products + unit.loop()))
         return lines
@@ -333,6 +346,7 @@ class NumbaEmitter:
         gates = n["gates"]
         args = self.backward_args
         args[gates] = gates
+        args[self.blas] = "_BLAS"
         target = gates if sb.reuse else n["dgates"]
         args[target] = target
         links = self.cell.links
@@ -469,39 +483,34 @@ class NumbaEmitter:
             if name in keep_buf:
                 unit.body.add(f"{unit.step(keep_buf[name], 0, name)} = {name}")
 
-        scratch = Lines()
+        # the step scratches: allocated by the caller and passed in, as the forward's
+        axis = {"rows": 1, "columns": 0, "none": 0}[L.name]
+        units = f"{next(iter(carried.values()))}.shape[{axis}]"
         if not inplace:
-            scratch.add(f"{dz} = np.empty({self.step_shape(self.blocks(p.total))}, {gates}.dtype)",
-                        "the slot adjoints of one step")
+            args[dz] = self.outer_empty(self.blocks(p.total), units, gates)  # the slot adjoints of one step
         step_dz = f"{target}[t]" if inplace else dz
         for name, buf in sorted(keep_buf.items()):
-            scratch.add(f"{buf} = np.empty({self.step_shape(1)}, {gates}.dtype)", f"{name}, for loop B")
+            args[buf] = self.outer_empty(1, units, gates)  # a value of loop A that loop B reads
         prods = Lines()
         for name, src in products.items():
             out = carried[direct[name]] if name in direct else prod_buf[name]
             if name not in direct:
-                scratch.add(f"{out} = np.empty({self.step_shape(self.blocks(src.size))}, {gates}.dtype)")
+                args[out] = self.outer_empty(self.blocks(src.size), units, gates)
             lo, hi = src.direct
-            whole = (lo, hi) == (0, p.total)
             operand = step_dz
-            if not whole:
-                operand = self.fresh("dz_" + src.var)
-                scratch.add(f"{operand} = np.empty({self.step_shape(self.blocks(hi - lo))}, {gates}.dtype)")
+            if (lo, hi) != (0, p.total):  # a block of the slot adjoints: its rows strided, no copy
                 a, b = self.blocks(lo), self.blocks(hi)
                 block = f"{a}*{self.U}:{b}*{self.U}" if a else f"0:{b}*{self.U}"
-                part = f"{step_dz}[:, {block}]" if L.rows else f"{step_dz}[{block}]"
-                prods.add(f"{self.copy()}({operand}, {part})", f"the adjoints of the {src.var} terms, contiguous")
+                operand = f"{step_dz}[:, {block}]" if L.rows else f"{step_dz}[{block}]"
             if L.rows:
                 args[src.weight] = f"np.ascontiguousarray({src.weight})"
-                prods.add(f"np.dot({operand}, {src.weight}, {out})", f"{name}: one product")
+                prods.add(f"_gemm({self.blas}, {operand}, {src.weight}, {out})", f"{name}: one product")
             else:
                 w = self.fresh(src.weight + "_T")
                 args[w] = f"np.ascontiguousarray({src.weight}.T)"
-                prods.add(f"np.dot({w}, {operand}, {out})", f"{name}: one product")
+                prods.add(f"_gemm({self.blas}, {w}, {operand}, {out})", f"{name}: one product")
         lines = Lines()
-        axis = {"rows": 1, "columns": 0, "none": 0}[L.name]
-        lines.extend(self.dims(f"{next(iter(carried.values()))}.shape[{axis}]", gates))
-        lines.extend(scratch)
+        lines.extend(self.dims(units, gates))
         lines.add(f"for t in range({self.T} - 1, -1, -1):")
         body = Lines(first.loop() + prods)
         if second.body:
@@ -513,15 +522,19 @@ class NumbaEmitter:
         return lines, list(carried.values())
 
     # -- what the template needs ----------------------------------------------------------
-    def context(self) -> dict:
+    def context(self, fwd: dict) -> dict:
+        """The template's ``numba`` entry, and ``fwd`` (the NumPy module's forward
+        context) without the bias line: the forward loop adds the biases."""
         kernels = {}
         for sfx in DTYPES:
-            fwd = self.forward(sfx)
-            bwd, carried = self.backward(sfx)
-            kernels[sfx] = {"forward": list(fwd), "backward": list(bwd)}
+            forward = self.forward(sfx)
+            backward, carried = self.backward(sfx)
+            kernels[sfx] = {"forward": list(forward), "backward": list(backward)}
         grads = [self.d.gradient_name(l.prev) for l in self.cell.links]
         helpers = {sfx: helper_lines(self.constants, sfx) for sfx in DTYPES}
+        fwd = dict(fwd, pre=[line for line in fwd["pre"] if line != self.e.bias_line()])  # the loop adds the biases
         return {
+            "fwd": fwd,
             "numba": {
                 "kernels": kernels,
                 "helpers": helpers,
