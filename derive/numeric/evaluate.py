@@ -283,11 +283,14 @@ def forward(derivation, seq: Sequence, backend: Backend = FLOAT) -> list[dict[st
     cell = derivation.cell
     envs = []
     state = dict(seq.initial)
+    # each equation's target and compiled right side once per call, not once per step
+    program = [(eq, eq.lhs.name if isinstance(eq.lhs, sp.Symbol) else str(eq.lhs), compiled(eq.rhs, backend, seq.dims))
+               for eq in derivation.forward]
     for inputs in seq.steps:
         env = {**seq.params, **inputs, **state}
-        for eq in derivation.forward:
+        for eq, target, rhs in program:
             try:
-                env[str(eq.lhs)] = evaluate(eq.rhs, env, backend, seq.dims)
+                env[target] = rhs(env)
             except DomainError as exc:
                 written = {e.target: e.text for e in cell.equations}.get(str(eq.lhs)) or equation_text(eq)
                 raise DomainError(f"{cell.name}, equation `{written}`: {exc} at the random "
