@@ -45,6 +45,8 @@ class Backend:
     functions: Mapping[Any, Callable]
     number: Callable[[sp.Expr], Any]
     softmax: Callable[[np.ndarray, int], np.ndarray]
+    # x**n for an integer n, elementwise (None: Python's ** and 1/x)
+    power: Callable[[Any, int], Any] | None = None
 
 
 def _float_softmax(z, axis):
@@ -52,10 +54,11 @@ def _float_softmax(z, axis):
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
-def _object_softmax(exp):
+def _object_softmax(exp, reciprocal=None):
     def softmax(z, axis):
         e = exp(z)
-        return e / np.sum(e, axis=axis, keepdims=True)
+        total = np.sum(e, axis=axis, keepdims=True)
+        return e / total if reciprocal is None else reciprocal(e, total)
 
     return softmax
 
@@ -106,7 +109,9 @@ FLOAT = Backend(
     _float_softmax,
 )
 MP = Backend("mp", _mp, lambda x: mpmath.mpf(x.p) / x.q if x.is_Rational else mpmath.mpf(str(x)), _object_softmax(_mp[sp.exp]))
-SYMBOLIC = Backend("symbolic", _sym, lambda x: x, _object_softmax(_sym[sp.exp]))
+SYMBOLIC = Backend("symbolic", _sym, lambda x: x,
+                   _object_softmax(_sym[sp.exp], np.frompyfunc(functions.sym_quotient, 2, 1)),
+                   np.frompyfunc(functions.sym_power, 2, 1))
 
 
 def evaluate(expr: sp.Expr, env: Mapping[str, Any], backend: Backend = FLOAT, dims: Mapping[str, int] | None = None):
@@ -168,6 +173,9 @@ def _compile(e: sp.Expr, backend: Backend, dims: Mapping[str, int]) -> Callable[
         base, exp = sub(e.base), e.exp
         if exp.is_Integer:
             n = int(exp)
+            if backend.power is not None:
+                power = backend.power
+                return lambda env: power(base(env), n)
             if n == -1:
                 return lambda env: 1 / base(env)
             if n < 0:
