@@ -25,6 +25,7 @@ interpreter, for the kernels of :mod:`derive.numeric.kernels` and for the verifi
 
 from __future__ import annotations
 
+import functools
 import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -281,9 +282,14 @@ def step_loss(derivation, env: Mapping[str, Any], backend: Backend = FLOAT, dims
         shapes = cell.symbols[loss.prediction].shape
         axis = sp.Integer(min(cell.feature_axis, max(len(shapes) - 1, 0)))
         n = shapes[axis] if shapes else sp.Integer(1)
-        expr = LOSS_RULES[loss.kind].value(sp.Symbol(loss.prediction), sp.Symbol(loss.target), axis, loss.unit, n)
-        value = evaluate(expr, env, backend, dims)
+        value = evaluate(_loss_value(loss.kind, loss.prediction, loss.target, axis, loss.unit, n), env, backend, dims)
     return np.sum(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _loss_value(kind: str, prediction: str, target: str, axis: sp.Integer, unit, n: sp.Expr) -> sp.Expr:
+    """The expression of one step's loss (built once per head, not once per step)."""
+    return LOSS_RULES[kind].value(sp.Symbol(prediction), sp.Symbol(target), axis, unit, n)
 
 
 def forward(derivation, seq: Sequence, backend: Backend = FLOAT) -> list[dict[str, Any]]:
