@@ -72,3 +72,11 @@ def test_every_function_of_the_table(row):
     expr = node * (1 + W) + node**2
     ours, theirs = _both(expr, mpmath.mpf("0.45"))
     assert abs(ours - theirs) <= max(abs(theirs), 1) * mpmath.mpf("1e-35")
+
+
+def test_a_head_without_expression_arguments_is_differentiated_whole():
+    """Piecewise takes (expression, condition) pairs, not placeholders: that node's
+    derivative is SymPy's diff of the node itself."""
+    expr = sp.Piecewise((W**2, W > 0), (W, True)) * sp.tanh(W) + sp.exp(W)
+    ours, theirs = _both(expr, mpmath.mpf("0.3"))
+    assert abs(ours - theirs) <= abs(theirs) * mpmath.mpf("1e-35")

@@ -16,7 +16,8 @@ a weight on the previous state: the question of seed 003):
   formula involved, evaluated in 40-digit mpmath: the chain rule over the
   expression's distinct subexpressions, each node's local derivative SymPy's
   ``diff`` of its head (:func:`derivative`; ``sympy.diff`` of the whole
-  expression gives the same number, ~100 times slower, as the tests show);
+  expression gives the same number, tests/test_unrolled_derivative.py, in
+  about a hundred times the time);
 - ``truncated``: the same per-step formulas with the carried gradients
   dropped (each step differentiates its own loss only): what one gets
   without backpropagation through time.
@@ -247,10 +248,14 @@ def derivative(expr: sp.Expr, w: sp.Symbol, at) -> mpmath.mpf:
             if not has_w(e):
                 r = mpmath.mpf(0)
             else:
-                holders, partials = local_partials(e.func, len(e.args))
-                at_args = {a: _mp_value(x, env, values) for a, x in zip(holders, e.args)}
-                r = mpmath.fsum(_mp_value(partials[i], at_args) * slope(x)
-                                for i, x in enumerate(e.args) if has_w(x))
+                try:
+                    holders, partials = local_partials(e.func, len(e.args))
+                except (TypeError, ValueError):  # a head that does not take expressions as its arguments
+                    r = _mp_value(sp.diff(e, w), env)  # (none in the presets): SymPy's diff of the node whole
+                else:
+                    at_args = {a: _mp_value(x, env, values) for a, x in zip(holders, e.args)}
+                    r = mpmath.fsum(_mp_value(partials[i], at_args) * slope(x)
+                                    for i, x in enumerate(e.args) if has_w(x))
             slopes[e] = r
         return r
 
