@@ -55,5 +55,12 @@ def environment() -> jinja2.Environment:
     )
 
 
+def warm() -> None:
+    """Compile every template now (a build's parent process, before forking its
+    workers: each inherits them compiled instead of compiling its own)."""
+    for name in template_texts():
+        environment().get_template(name)
+
+
 def render(name: str, **context) -> str:
     return environment().get_template(name).render(**context)

@@ -6,7 +6,9 @@ regenerate) -> text`` (None: the cell has no such file; the compiled twin
 spec gets it from ``lstm-derive numpy SPEC --backend numba``); :func:`render_one` renders the four artifacts of one cell,
 :func:`render_all` those of every named cell (all presets by default), in
 worker processes when ``jobs > 1`` (the cells are independent, and a preset's
-write-up measures its own checks, which is most of the time), reporting each
+write-up measures its own checks, which is most of the time; what they share,
+the compiled templates and every preset's derivation, is made once before
+they fork), reporting each
 finished cell to ``progress``. The files' headers name the command that
 regenerates them into ``out``. :func:`changed` lists the files whose text
 differs from what is on disk; :func:`write` writes only those (all or
@@ -72,6 +74,7 @@ def render_all(names: Iterable[str] | None = None, out: str | Path = DEFAULT_OUT
             if progress:
                 progress(len(results), len(names), name)
     else:
+        _warm()
         with ProcessPoolExecutor(max_workers=min(jobs, len(names)), mp_context=_context()) as pool:
             # the largest cells first: the last to finish is then a small one, not
             # an LSTM started when the other worker had nothing left to do
@@ -85,6 +88,17 @@ def render_all(names: Iterable[str] | None = None, out: str | Path = DEFAULT_OUT
     for name in names:  # the order of the names, whatever order the workers finished in
         files.update(results[name])
     return files
+
+
+def _warm() -> None:
+    """What every worker would otherwise do again, done once before they fork: the
+    templates compiled, every preset derived and its names read (each cell's
+    crosswalk reads every preset of its family)."""
+    from derive import templating
+    from derive.writeup import crosswalk
+
+    templating.warm()
+    crosswalk.warm()
 
 
 def _largest_first(names: list[str]) -> list[str]:

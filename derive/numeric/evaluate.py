@@ -25,6 +25,7 @@ interpreter, for the kernels of :mod:`derive.numeric.kernels` and for the verifi
 
 from __future__ import annotations
 
+import functools
 import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -45,6 +46,8 @@ class Backend:
     functions: Mapping[Any, Callable]
     number: Callable[[sp.Expr], Any]
     softmax: Callable[[np.ndarray, int], np.ndarray]
+    # x**n for an integer n, elementwise (None: Python's ** and 1/x)
+    power: Callable[[Any, int], Any] | None = None
 
 
 def _float_softmax(z, axis):
@@ -52,10 +55,11 @@ def _float_softmax(z, axis):
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
-def _object_softmax(exp):
+def _object_softmax(exp, reciprocal=None):
     def softmax(z, axis):
         e = exp(z)
-        return e / np.sum(e, axis=axis, keepdims=True)
+        total = np.sum(e, axis=axis, keepdims=True)
+        return e / total if reciprocal is None else reciprocal(e, total)
 
     return softmax
 
@@ -106,7 +110,9 @@ FLOAT = Backend(
     _float_softmax,
 )
 MP = Backend("mp", _mp, lambda x: mpmath.mpf(x.p) / x.q if x.is_Rational else mpmath.mpf(str(x)), _object_softmax(_mp[sp.exp]))
-SYMBOLIC = Backend("symbolic", _sym, lambda x: x, _object_softmax(_sym[sp.exp]))
+SYMBOLIC = Backend("symbolic", _sym, lambda x: x,
+                   _object_softmax(_sym[sp.exp], np.frompyfunc(functions.sym_quotient, 2, 1)),
+                   np.frompyfunc(functions.sym_power, 2, 1))
 
 
 def evaluate(expr: sp.Expr, env: Mapping[str, Any], backend: Backend = FLOAT, dims: Mapping[str, int] | None = None):
@@ -168,6 +174,9 @@ def _compile(e: sp.Expr, backend: Backend, dims: Mapping[str, int]) -> Callable[
         base, exp = sub(e.base), e.exp
         if exp.is_Integer:
             n = int(exp)
+            if backend.power is not None:
+                power = backend.power
+                return lambda env: power(base(env), n)
             if n == -1:
                 return lambda env: 1 / base(env)
             if n < 0:
@@ -273,9 +282,14 @@ def step_loss(derivation, env: Mapping[str, Any], backend: Backend = FLOAT, dims
         shapes = cell.symbols[loss.prediction].shape
         axis = sp.Integer(min(cell.feature_axis, max(len(shapes) - 1, 0)))
         n = shapes[axis] if shapes else sp.Integer(1)
-        expr = LOSS_RULES[loss.kind].value(sp.Symbol(loss.prediction), sp.Symbol(loss.target), axis, loss.unit, n)
-        value = evaluate(expr, env, backend, dims)
+        value = evaluate(_loss_value(loss.kind, loss.prediction, loss.target, axis, loss.unit, n), env, backend, dims)
     return np.sum(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _loss_value(kind: str, prediction: str, target: str, axis: sp.Integer, unit, n: sp.Expr) -> sp.Expr:
+    """The expression of one step's loss (built once per head, not once per step)."""
+    return LOSS_RULES[kind].value(sp.Symbol(prediction), sp.Symbol(target), axis, unit, n)
 
 
 def forward(derivation, seq: Sequence, backend: Backend = FLOAT) -> list[dict[str, Any]]:
@@ -283,11 +297,14 @@ def forward(derivation, seq: Sequence, backend: Backend = FLOAT) -> list[dict[st
     cell = derivation.cell
     envs = []
     state = dict(seq.initial)
+    # each equation's target and compiled right side once per call, not once per step
+    program = [(eq, eq.lhs.name if isinstance(eq.lhs, sp.Symbol) else str(eq.lhs), compiled(eq.rhs, backend, seq.dims))
+               for eq in derivation.forward]
     for inputs in seq.steps:
         env = {**seq.params, **inputs, **state}
-        for eq in derivation.forward:
+        for eq, target, rhs in program:
             try:
-                env[str(eq.lhs)] = evaluate(eq.rhs, env, backend, seq.dims)
+                env[target] = rhs(env)
             except DomainError as exc:
                 written = {e.target: e.text for e in cell.equations}.get(str(eq.lhs)) or equation_text(eq)
                 raise DomainError(f"{cell.name}, equation `{written}`: {exc} at the random "

@@ -75,11 +75,17 @@ def restarted_loss(derivation, seq: ev.Sequence, k: int, frozen: list[dict]) -> 
     the restart reads them as constants, except at 0, where it reads the
     sequence's own initial states (which are differentiated)."""
     total = 0.0
+    # the steps t < k all start at 0: one forward serves them (its step t is the
+    # last step of the forward over steps 0..t, the same operations)
+    first = ev.forward(derivation, ev.Sequence(seq.params, seq.steps[:k], seq.initial, seq.dims))
     for t in range(len(seq.steps)):
-        start = max(0, t - k + 1)
-        state = seq.initial if start == 0 else frozen[start]
-        restart = ev.Sequence(seq.params, seq.steps[start:t + 1], state, seq.dims)
-        total += float(ev.step_loss(derivation, ev.forward(derivation, restart)[-1], dims=seq.dims))
+        if t < k:
+            env = first[t]
+        else:
+            start = t - k + 1
+            restart = ev.Sequence(seq.params, seq.steps[start:t + 1], frozen[start], seq.dims)
+            env = ev.forward(derivation, restart)[-1]
+        total += float(ev.step_loss(derivation, env, dims=seq.dims))
     return total
 
 

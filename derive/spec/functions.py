@@ -215,6 +215,32 @@ def _symbolic(f):
 
 _sym_exp = _symbolic(sp.exp)
 
+
+def sym_reciprocal(x: sp.Expr) -> sp.Expr:
+    """1/x for a SymPy scalar, the same expression ``1/x`` builds, without the
+    question SymPy asks first of a two-term sum (is a term infinite?), which for
+    1 + exp(...) walks the assumptions of the whole argument: most of the time
+    of building an unrolled loss through a sigmoid or a softmax."""
+    return 1 / x if x.is_Number else sp.Pow(x, -1, evaluate=False)
+
+
+def sym_power(x: sp.Expr, n: int) -> sp.Expr:
+    """x**n for a SymPy scalar and an integer n: numbers fold; otherwise the
+    power left as written (SymPy's ``**`` asks a two-term sum whether a term is
+    infinite first, as for 1/x)."""
+    if x.is_Number:
+        return x**n
+    return sp.Pow(x, n, evaluate=False)
+
+
+def sym_quotient(x: sp.Expr, y: sp.Expr) -> sp.Expr:
+    """x/y for SymPy scalars: numbers fold; otherwise the product x * (1/y) left
+    as it is (SymPy's canonical product asks the sign and finiteness of both
+    factors over their whole arguments first)."""
+    if x.is_Number and y.is_Number:
+        return x / y
+    return sp.Mul(x, sym_reciprocal(y), evaluate=False)
+
 # SymPy's own functions whose eval() queries assumptions over the whole argument:
 # tanh nested n deep cost about 3^n (7 deep: 0.7 s, 10 deep: minutes), so formulas
 # and the engine build them unevaluated unless every argument is a number.
@@ -280,7 +306,7 @@ def _probe(arity: int):
 
 _ROWS = [
     Function("sigmoid", ops.sigmoid, lambda y, x: (y * (1 - y),), "sigmoid", _stable_sigmoid,
-             lambda x: 1 / (1 + mpmath.exp(-x)), lambda x: 1 / (1 + _sym_exp(-x)), r"\sigma",
+             lambda x: 1 / (1 + mpmath.exp(-x)), lambda x: sym_reciprocal(1 + _sym_exp(-x)), r"\sigma",
              (r"\sigma",), words=("sigmoid", "sigma"), doc="the logistic function 1/(1 + e^{-x})"),
     Function("tanh", sp.tanh, lambda y, x: (1 - y**2,), "np.tanh", np.tanh, mpmath.tanh,
              _symbolic(sp.tanh), r"\tanh", (r"\tanh",), words=("tanh",)),

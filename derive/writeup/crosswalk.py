@@ -8,6 +8,7 @@ notation finds each quantity in every other. :func:`cell_family` names the famil
 
 from __future__ import annotations
 
+import functools
 
 import sympy as sp
 
@@ -44,8 +45,10 @@ CONCEPT_TEXT = {
 }
 
 
+@functools.lru_cache(maxsize=64)
 def _concept_names(d) -> dict[str, tuple[str, str, str]]:
-    """concept -> (symbol name, its LaTeX, its gradient's LaTeX) for one derivation."""
+    """concept -> (symbol name, its LaTeX, its gradient's LaTeX) for one derivation
+    (kept per derivation: every cell's crosswalk reads every preset's; read only)."""
     from derive.writeup.explain import explain as _explain
 
     ex = _explain(d)
@@ -89,6 +92,19 @@ def cell_family(d) -> str:
     if any(isinstance(e.rhs, ops.sigmoid) for e in d.cell.cell_equations()):
         return "gated"
     return "simple"
+
+
+def warm() -> None:
+    """Derive every preset and read its names, what every cell's crosswalk reads:
+    a build calls this once in the parent process, before forking its workers, so
+    that each worker inherits them instead of deriving every preset again."""
+    from derive.derivation import derive as _derive, presets
+
+    for p in presets():
+        try:
+            _concept_names(_derive(p))
+        except Exception:  # noqa: BLE001 - as in _crosswalk: a preset that does not load is left out
+            continue
 
 
 def _crosswalk(d) -> dict:
