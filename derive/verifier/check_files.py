@@ -285,7 +285,8 @@ def _diagnose(report: FilesReport, job: dict, timeout: float) -> None:
         return
     prepared = userfiles.prepare(report.files)
     try:
-        job = {**job, "folder": str(prepared.folder), "modules": prepared.modules, "diagnose": wanted}
+        job = {**job, "folder": str(prepared.folder), "modules": prepared.modules, "diagnose": wanted,
+               "budget": timeout * 4}  # the user's code already ran within `timeout`; the search takes longer
         try:
             answer = sandbox.run_child(job, timeout=timeout * 4 + sandbox.STARTUP_SECONDS)
         except sandbox.CouldNotCheck:
