@@ -105,3 +105,67 @@ def test_the_corpus_no_carry_notebooks_are_named(item, files):
     assert len(notes) == 1 and notes[0].startswith(f"the derivation says: cause: {NO_CARRY}; it explains "), notes
     explains = set(notes[0].split("it explains ", 1)[1].split(", "))
     assert explains == {c["key"] for c in fn["outputs"] if not c["ok"]}
+
+
+# --- the other APIs through `check FILE`: CS231n (stacked i, f, o, g) and min-char-rnn's lossFun -----------
+
+CS231N_FIXTURE = FIXTURE.with_name("cs231n_sequence_bugs.py")
+CS231N = {  # bug -> {backward: the causes' sentences, in order}
+    (): {},
+    ("rnn_no_carry", "lstm_no_h_carry"): {
+        "rnn_backward": ["dnext_h: the gradient carried back from step t+1 (dprev_h) is not added; "
+                         "it explains dx, dprev_h, dWx, dWh, db"],
+        "lstm_backward": ["dnext_h: the gradient carried back from step t+1 (dprev_h) is not added; it explains dx, "
+                          "dprev_h, dWx_i"]},
+    ("rnn_no_derivative", "dprev_c_no_f"): {
+        "rnn_step_backward": ["dtanh lacks the factor 1 - next_h**2, the derivative of tanh in next_h"],
+        "rnn_backward": ["dtanh lacks the factor 1 - next_h**2, the derivative of tanh in next_h; "
+                         "it explains dx, dprev_h, dWx, dWh, db"],
+        "lstm_step_backward": ["dprev_c lacks the factor f, the gate's value (not its derivative); "
+                               "it explains dprev_c"],
+        "lstm_backward": ["dprev_c lacks the factor f, the gate's value (not its derivative)"]},
+    ("da_g_no_derivative",): {
+        "lstm_step_backward": ["da_g lacks the factor 1 - g**2, the derivative of tanh in g"],
+        "lstm_backward": ["da_g lacks the factor 1 - g**2, the derivative of tanh in g"]},
+}
+
+
+@pytest.mark.parametrize("bug", list(CS231N), ids=lambda b: "+".join(b) or "right")
+def test_cs231n_functions_get_the_cause(tmp_path, bug):
+    path = tmp_path / "rnn_layers.py"
+    path.write_text(CS231N_FIXTURE.read_text().replace("BUG = ()", f"BUG = {bug!r}"))
+    proc = run("check", "--json", str(path))
+    assert "Traceback" not in proc.stderr, proc.stderr
+    functions = {f["backward"]: f for f in json.loads(proc.stdout)["functions"]}
+    assert set(functions) == {"rnn_step_backward", "rnn_backward", "lstm_step_backward", "lstm_backward"}
+    for name, fn in functions.items():
+        want = CS231N[bug].get(name, [])
+        assert fn["verdict"] == ("wrong" if want else "right"), fn  # referee (a): central differences
+        said = [n.removeprefix("the derivation says: cause: ") for n in fn["notes"]
+                if n.startswith("the derivation says:")]
+        assert len(said) == len(want), (name, said)
+        for w, s in zip(want, said):
+            assert s.startswith(w), (name, w, s)
+
+
+MINCHAR = CORPUS / "minchar_karpathy_gist" / "min-char-rnn.py"
+
+
+@pytest.mark.parametrize("line, edited, cause", [
+    ("dhraw = (1 - hs[t] * hs[t]) * dh", "dhraw = dh",
+     "dhraw lacks the factor 1 - h**2, the derivative of tanh in h; it explains dWxh, dWhh, dbh"),
+    ("dh = np.dot(Why.T, dy) + dhnext", "dh = np.dot(Why.T, dy)",
+     "dh: the gradient carried back from step t+1 (dh_prev) is not added; it explains dWxh, dWhh, dbh"),
+])
+def test_minchar_lossfun_gets_the_cause(tmp_path, line, edited, cause):
+    """karpathy's gist as published, one line changed: the verdict by central differences of its own
+    lossFun, the cause by the minchar notation over the same indices and state."""
+    src = MINCHAR.read_text()
+    assert line in src
+    path = tmp_path / "min-char-rnn.py"
+    path.write_text(src.replace(line, edited))
+    proc = run("check", "--json", str(path))
+    assert "Traceback" not in proc.stderr, proc.stderr
+    (fn,) = json.loads(proc.stdout)["functions"]
+    assert fn["verdict"] == "wrong", fn
+    assert f"the derivation says: cause: {cause}" in fn["notes"], fn["notes"]

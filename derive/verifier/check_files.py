@@ -8,8 +8,9 @@ against the central differences of the user's own forward (referee (a)), every
 gradient the API has but the function did not return named (completeness), and
 the user's forward compared with the bundled cell it claims
 (:mod:`derive.verifier.recognise`, referee (b)), and where something is wrong
-the intermediate where the mistake lives (the course's functions by the
-derivation's check, an API that stacks the notation's arrays by
+the intermediate where the mistake lives, for one-step and whole-sequence
+functions alike (the course's functions by the derivation's check, CS231n's
+and min-char-rnn's, whose arrays map onto a notation, by
 :mod:`derive.verifier.localise_api`). It returns a
 :class:`FilesReport`: one :class:`PairVerdict` per backward, and ``status`` 0
 (all right), 1 (something wrong or incomplete), 2 (nothing could be checked).
@@ -223,7 +224,7 @@ def check_files(paths: list[str], *, sizes: dict[str, int] | None = None, timeou
         if verdict.verdict == "wrong" and raw.get("status") == "ok":
             from derive.verifier import localise_api
 
-            try:  # referee (b) for an API that stacks the notation's arrays: where the mistakes live
+            try:  # referee (b) for an API whose arrays map onto a notation: where the mistakes live
                 verdict.notes += [f"the derivation says: {n}" for n in localise_api.diagnose(raw)]
             except Exception:  # a diagnosis never changes a verdict
                 pass
