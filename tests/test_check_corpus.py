@@ -18,8 +18,8 @@ Per item, two verdicts per function, obtained independently:
   level runs), the user's forward is run on random inputs and compared with the
   same cell written in torch, and the user's backward, fed the user's own cache,
   is compared with ``torch.autograd`` of that cell. A returned gradient that
-  differs is "wrong", a gradient not returned makes "incomplete", a user
-  function that raises is "could not check".
+  differs is "wrong", a gradient not returned (or returned as None) makes
+  "incomplete", a user function that raises is "could not check".
 
 The test asserts that the two agree on every function, that torch's verdicts
 are those the manifest records (so a regression of this referee is seen too),
@@ -188,6 +188,7 @@ def referee(inputs: dict, user_forward, torch_forward, user_backward, loss_outpu
         got = user_backward([u.copy() for u in ups], cache)
     except Exception:
         return "could not check"
+    got = {k: v for k, v in got.items() if v is not None}  # a gradient returned as None is not returned
     if any(k in got and not close(got[k], w) for k, w in want.items()):
         return "wrong"
     return "right" if all(k in got for k in want) else "incomplete"

@@ -143,8 +143,13 @@ def judge_pair(raw: dict, allow_missing: bool = False) -> PairVerdict:
         v.notes.append("your forward computes in float32: compared at float32 precision")
     numeric = {k: np.asarray(x, dtype=float) for k, x in raw["numeric"].items()}
     returned = raw.get("returned", {})
+    # a gradient returned as None (a skeleton's `dxt = None`) is one not returned: incomplete, not wrong
+    nones = [name for name, item in returned.items() if item.get("none") and not name.startswith("?")
+             and name in numeric]
     for name, item in returned.items():
         key = item["key"]
+        if name in nones:
+            continue
         if name.startswith("?"):
             if key.startswith("d"):
                 v.notes.append(f"`{key}` was returned but names no input of {v.forward}: not compared")
@@ -173,12 +178,16 @@ def judge_pair(raw: dict, allow_missing: bool = False) -> PairVerdict:
         if not ok and np.allclose(got, -want, rtol=1e-4, atol=1e-8 * max(1.0, float(np.max(np.abs(want))))):
             msg += " (its sign is flipped)"
         v.checks.append(GradientCheck(name, key, ok, err if math.isfinite(err) else None, msg))
-    v.missing = [r for r in raw.get("required", []) if r not in returned]
+    required = raw.get("required", [])
+    v.missing = [r for r in required if r not in returned or r in nones] + [n for n in nones if n not in required]
+    if nones:
+        v.notes.append(f"{', '.join('`' + returned[n]['key'] + '`' for n in nones)} returned as None: not computed")
     if any(not c.ok for c in v.checks):
         v.verdict = "wrong"
-    elif not v.checks:
+    elif not v.checks and not (nones and not allow_missing):
         v.verdict = "could not check"
-        v.reason = "it returned no gradient that names an input of the forward"
+        v.reason = ("every gradient it returned is None" if nones else
+                    "it returned no gradient that names an input of the forward")
     elif v.missing and not allow_missing:
         v.verdict = "incomplete"
     else:
