@@ -502,6 +502,19 @@ def test_gru_recognition_tells_the_two_places_of_the_reset_gate(tmp_path):
            "h = z * n + (1 - z) * h_prev" in gru["recognition"], gru
 
 
+def test_time_layer_recognition_needs_the_zero_state_it_claims(tmp_path):
+    """DLFS2's TimeLSTM computes in float32 from zero states, recognised at float32 precision (the
+    manifest); started at c0 = 1 instead, it is no LSTM from zero states at that precision either,
+    and the verdict (referee (a), its own forward) stays right."""
+    src = (CORPUS / "class_dlfs2" / "time_layers.py").read_text(encoding="utf-8")
+    old = "self.c = np.zeros((N, H), dtype='f')"
+    assert src.count(old) == 1
+    got = _check_text(tmp_path, "layers.py", src.replace(old, "self.c = np.ones((N, H), dtype='f')"))
+    lstm = got["TimeLSTM.backward"]
+    assert lstm["verdict"] == "right", lstm
+    assert lstm["recognition"].startswith("your TimeLSTM.forward does not compute the pytorch LSTM: h differs"), lstm
+
+
 def test_type_aliases_and_annotated_constants_are_kept_and_nothing_else_runs():
     from derive.verifier import userfiles
 
