@@ -57,7 +57,8 @@ import numpy as np
 import derive
 from derive.numeric import evaluate
 
-ROOT = Path.cwd()  # the notebook runs from the repository root
+# the repository root: Jupyter starts the kernel in examples/, a script may start it at the root
+ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "generated" / "coursera.py").is_file())
 %config InlineBackend.print_figure_kwargs = {"bbox_inches": "tight", "metadata": {"Software": None}}"""),
     (MD, """\
 ## 1. The course LSTM, derived
@@ -252,14 +253,15 @@ def build() -> nbformat.NotebookNode:
 
 
 def execute(nb: nbformat.NotebookNode, timeout: int = TIMEOUT) -> nbformat.NotebookNode:
-    """Run ``nb`` in a fresh python3 kernel from the repository root; raises
-    nbclient's CellExecutionError on the first cell that fails."""
+    """Run ``nb`` in a fresh python3 kernel started in examples/, as Jupyter starts
+    it for a learner who opens the notebook there; raises nbclient's
+    CellExecutionError on the first cell that fails."""
     from nbclient import NotebookClient
 
     env_path = os.environ.get("PYTHONPATH", "")
     os.environ["PYTHONPATH"] = str(ROOT) + (os.pathsep + env_path if env_path else "")
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}})
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(HERE)}})
     client.execute()
     return nb
 

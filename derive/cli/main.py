@@ -133,8 +133,8 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     b = sub.add_parser(
         "build", help="(re)generate every file in generated/",
         description="Render the four files of every preset (or of each --spec file): the listing (.txt), the "
-                    "NumPy module (.py), the LaTeX article (.tex) and the Markdown page (.md), into "
-                    "generated/ or -o DIR. Only files whose text changed are written. With --check, write "
+                    "NumPy module (.py), the LaTeX article (.tex) and the Markdown page (.md), and for a "
+                    "fused cell its compiled twin (_numba.py), into generated/ or -o DIR. Only files whose text changed are written. With --check, write "
                     "nothing: exit 1 with a diff when a file on disk differs.")
     b.add_argument("--check", action="store_true", help="compare with the files on disk instead; exit 1 with a diff if stale")
     add_output(b, "DIR", "output folder (default: generated)", default="generated")

@@ -42,7 +42,7 @@ def _sequence(generic: dict) -> dict:
 
 
 def cs231n_api(p, e, ctx: dict, generic: dict) -> dict:
-    cell, d = p.cell, p.derivation
+    cell = p.cell
     stacked = STACKED[cell.name]
     lstm = len(cell.links) == 2
     r = ctx["bwd"]["results"]

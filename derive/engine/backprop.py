@@ -39,7 +39,8 @@ from typing import Callable
 import sympy as sp
 
 from derive.spec import functions, ops
-from derive.spec.cell import Cell, Equation, Shape, infer_shape
+from derive.spec.cell import Cell, Equation
+from derive.spec.shapes import Shape, infer_shape
 from derive.errors import SpecError
 from derive.engine.rules import KIND_OF_OP, LOSS_RULES, RULES, Node, Term
 

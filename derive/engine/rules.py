@@ -26,7 +26,7 @@ from typing import Callable, Mapping
 import sympy as sp
 
 from derive.spec import ops
-from derive.spec.cell import Shape, infer_shape
+from derive.spec.shapes import Shape, infer_shape
 
 Shapes = Mapping[str, Shape]
 

@@ -26,7 +26,6 @@ naming its limit.
 
 from __future__ import annotations
 
-import functools
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +36,7 @@ import sympy as sp
 from derive.spec import functions, ops
 from derive.errors import ExprError, SpecError
 from derive.spec.expr import Scope, default_functions, parse_equation, suggest
+from derive.spec.shapes import Shape, ShapeError, fmt_shape, infer_shape, same_shape
 from derive.spec.checks import (MAX_BYTES, MAX_DIM, MAX_EQUATIONS, MAX_NESTED_CALLS, MAX_SYMBOLS, RESERVED,
                                  ValueChecks, type_name, shown)
 
@@ -44,7 +44,6 @@ ROLES = ("input", "state", "param", "target", "value")
 LAYOUTS = {"columns": 0, "rows": 1, "none": 0}
 LOSS_KINDS = ("upstream", "cross_entropy", "squared_error")
 
-Shape = tuple[sp.Expr, ...]
 
 
 @dataclass(frozen=True)
@@ -586,7 +585,7 @@ def _ancestors(equations, roots: set[str]) -> set[str]:
 
 
 # ---------------------------------------------------------------------------
-# shapes
+# nesting
 
 
 def _call_depth(expr: sp.Expr) -> int:
@@ -600,116 +599,3 @@ def _call_depth(expr: sp.Expr) -> int:
             deepest = max(deepest, d)
         stack.extend((a, d) for a in e.args)
     return deepest
-
-
-class ShapeError(Exception):
-    pass
-
-
-def fmt_shape(shape: Shape) -> str:
-    if len(shape) == 1:
-        return f"({shape[0]},)"
-    return "(" + ", ".join(str(d) for d in shape) + ")"
-
-
-@functools.lru_cache(maxsize=4096)
-def same_dim(a: sp.Expr, b: sp.Expr) -> bool:
-    # remembered: shapes repeat the same few dimensions, and expand() is slow
-    return a == b or sp.expand(a - b) == 0
-
-
-def same_shape(a: Shape, b: Shape) -> bool:
-    return len(a) == len(b) and all(same_dim(x, y) for x, y in zip(a, b))
-
-
-def broadcast(a: Shape, b: Shape, what: str) -> Shape:
-    """NumPy broadcasting on symbolic dimensions."""
-    n = max(len(a), len(b))
-    a = (sp.Integer(1),) * (n - len(a)) + tuple(a)
-    b = (sp.Integer(1),) * (n - len(b)) + tuple(b)
-    out = []
-    for x, y in zip(a, b):
-        if same_dim(x, y) or y == 1:
-            out.append(x)
-        elif x == 1:
-            out.append(y)
-        else:
-            raise ShapeError(f"shape mismatch in {what}: {fmt_shape(a)} and {fmt_shape(b)} do not broadcast")
-    return tuple(out)
-
-
-def _text(expr: sp.Expr) -> str:
-    """An expression as the user spells it (``concat(f * h_prev, x)``, not the
-    internal ``concat(0, f*h_prev, x)``)."""
-    from derive.spec.pyprint import to_python
-
-    try:
-        return to_python(expr)
-    except Exception:  # a printer gap must never hide the real message
-        return sp.sstr(expr)
-
-
-def infer_shape(expr: sp.Expr, shapes: Mapping[str, Shape]) -> Shape:
-    """The shape of an array expression; raises ShapeError with the operands."""
-    if isinstance(expr, sp.Symbol):
-        if str(expr) not in shapes:
-            raise ShapeError(f"`{expr}` is declared without a role, and no equation defines it")
-        return shapes[str(expr)]
-    if expr.is_Number:
-        return ()
-    if isinstance(expr, (sp.Add, sp.Mul)):
-        out: Shape = ()
-        for arg in expr.args:
-            out = broadcast(out, infer_shape(arg, shapes), f"`{_text(expr)}`")
-        return out
-    if isinstance(expr, sp.Pow):
-        return infer_shape(expr.base, shapes)
-    if expr.func in functions.BY_CLASS:
-        out = ()
-        for arg in expr.args:
-            out = broadcast(out, infer_shape(arg, shapes), f"`{sp.sstr(expr)}`")
-        return out
-    if isinstance(expr, ops.matmul):
-        a, b = (infer_shape(x, shapes) for x in expr.args)
-        if not a or not b:
-            raise ShapeError("`@` needs arrays on both sides")
-        inner_a = a[-1]
-        inner_b = b[0] if len(b) == 1 else b[-2]
-        if not same_dim(inner_a, inner_b):
-            left, right = (_text(x) for x in expr.args)
-            raise ShapeError(
-                f"shape mismatch in `{left} @ {right}`: {left} is {fmt_shape(a)} and {right} is "
-                f"{fmt_shape(b)}; the inner dimensions {inner_a} and {inner_b} differ"
-            )
-        return tuple(a[:-1]) + (tuple(b[1:]) if len(b) == 1 else (b[-1],))
-    if isinstance(expr, ops.transpose):
-        return tuple(reversed(infer_shape(expr.args[0], shapes)))
-    if isinstance(expr, ops.concat):
-        axis = int(expr.args[0])
-        parts = [infer_shape(p, shapes) for p in expr.args[1:]]
-        if any(len(p) != len(parts[0]) for p in parts):
-            raise ShapeError("concat: the parts have different numbers of axes")
-        ax = min(axis, len(parts[0]) - 1)
-        for p in parts[1:]:
-            for i, (x, y) in enumerate(zip(parts[0], p)):
-                if i != ax and not same_dim(x, y):
-                    raise ShapeError(
-                        f"concat: parts of shapes {fmt_shape(parts[0])} and {fmt_shape(p)} differ off axis {ax}"
-                    )
-        total = sum((p[ax] for p in parts), sp.Integer(0))
-        return tuple(total if i == ax else d for i, d in enumerate(parts[0]))
-    if isinstance(expr, ops.softmax):
-        return infer_shape(expr.args[0], shapes)
-    if isinstance(expr, ops.take):
-        x, axis, start, stop = expr.args
-        shape = list(infer_shape(x, shapes))
-        ax = min(int(axis), len(shape) - 1)
-        shape[ax] = stop - start
-        return tuple(shape)
-    if isinstance(expr, ops.pick):
-        x, axis, _k = expr.args
-        shape = list(infer_shape(x, shapes))
-        ax = min(int(axis), len(shape) - 1)
-        shape[ax] = sp.Integer(1)
-        return tuple(shape)
-    raise ShapeError(f"cannot infer the shape of `{_text(expr)}`")

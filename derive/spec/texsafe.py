@@ -62,7 +62,6 @@ def check_math(tex: str) -> str:
             raise TexError(f"character U+{ord(ch):04X} at column {i} is not printable ASCII "
                            "(write it as a LaTeX command)")
     depth = 0
-    expect_env = False
     for m in _TOKEN.finditer(tex):
         word, caret, special, brace = m.groups()
         if caret:

@@ -101,8 +101,11 @@ def params(fn) -> list[str]:
 
 def map_returned(result, order: tuple[str, ...], fn, known: set[str]) -> dict[str, tuple[str, Any]]:
     """A backward's result -> {input name: (the key it came under, value)}.
-    A dict by its keys (``dWf`` -> ``Wf``); a tuple by the names of its return
-    statement where they name an input, else by the API's order."""
+    A dict by its keys (``dWf`` -> ``Wf``). A tuple of the API's length by the
+    API's order: callers unpack it by position, so ``return dx, dWh, dWx`` where
+    the API has ``dx, dWx, dWh`` hands dWh to whoever expects dWx, whatever its
+    name. A tuple of an API without an order, or of another length, by the names
+    of its return statement where they name an input, else by position."""
     out: dict[str, tuple[str, Any]] = {}
 
     def target(key: str) -> str | None:
@@ -119,6 +122,11 @@ def map_returned(result, order: tuple[str, ...], fn, known: set[str]) -> dict[st
     names = returned_names(fn) or []
     if len(names) != len(values):
         names = []
+    if order and len(values) == len(order):
+        for i, value in enumerate(values):
+            key = names[i] if names else f"output {i + 1}"
+            out[order[i]] = (key, value)
+        return out
     claimed = {target(n) for n in names} - {None}
     for i, value in enumerate(values):
         t = target(names[i]) if names else None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -133,10 +134,14 @@ def judge_pair(raw: dict, allow_missing: bool = False) -> PairVerdict:
     if raw.get("status") != "ok":
         stage = raw.get("stage")
         who = {"forward": f"your {v.forward} (which makes the cache)", "backward": f"your {v.backward}",
-               "setup": f"setting up {v.forward}", "api": ""}.get(stage, "")
+               "setup": f"setting up {v.forward}", "differences": f"your {v.forward}, run again on nudged inputs,",
+               "api": ""}.get(stage, "")
         v.reason = f"{who} raised {raw.get('error')}" if who else str(raw.get("error"))
-        if stage in ("forward", "backward", "setup"):
+        if stage in ("forward", "setup"):
             v.reason += " at every size tried"
+        elif stage in ("backward", "differences"):
+            sizes = ", ".join(f"{k}={n}" for k, n in raw.get("sizes", {}).items())
+            v.reason += f" at sizes {sizes}, where your {v.forward} ran"
         return v
     tol = TOL_FLOAT32 if raw.get("float32") else TOL
     if raw.get("float32"):
@@ -162,6 +167,9 @@ def judge_pair(raw: dict, allow_missing: bool = False) -> PairVerdict:
             continue
         got = np.asarray(item["value"], dtype=float)
         note = ""
+        named = key[1:] if key.startswith("d") else key
+        if named != name and named in numeric:  # a tuple unpacked by position: the API's place decides
+            v.notes.append(f"`{key}` is returned where the API returns d{name} (callers unpack by position)")
         if got.shape != want.shape:
             if got.size == want.size and np.squeeze(got).shape == np.squeeze(want).shape:
                 note = f" (shape {got.shape}, {name} has {want.shape})"
@@ -206,6 +214,7 @@ def check_files(paths: list[str], *, sizes: dict[str, int] | None = None, timeou
     report = FilesReport([str(p) for p in paths], notes=list(prepared.notes))
     try:
         job = {"folder": str(prepared.folder), "modules": prepared.modules, "sizes": dict(sizes or {}),
+               "files": {m: Path(src).name for m, src in prepared.sources.items()},
                "budget": timeout, **({"pair": list(pair)} if pair else {})}
         try:
             answer = sandbox.run_child(job, timeout=timeout + sandbox.STARTUP_SECONDS)

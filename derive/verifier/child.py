@@ -10,8 +10,12 @@ random upstream gradient, and differentiates the user's forward by central
 differences (referee (a): no notation, no mapping). It writes the raw numbers as
 JSON to the job's ``answer`` file and judges nothing; the parent compares.
 
-A shape error at one set of sizes is retried at the next; a pair is reported as
-failing only when every set fails. ``SystemExit`` raised inside the user's code
+Sizes the user's forward does not take (a shape error in the forward: sizes fixed
+somewhere in the code) are retried at the next set; a pair is reported as failing
+only when every set fails. Once the forward ran at a set of sizes, a failure of
+the backward on that forward's cache is the answer: it is never retried at a
+smaller set (batch 1, D = H), where a broken reshape or a transposed weight
+would pass. ``SystemExit`` raised inside the user's code
 is caught and reported as such. The user's code as a whole gets ``budget``
 seconds (an alarm), after the files' imports got theirs (:data:`LOAD_SECONDS`);
 the parent's wall-clock limit catches what ignores it.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import itertools
 import json
 import os
 import signal
@@ -63,10 +68,13 @@ def _alarm(_sig, _frame):
     raise _OutOfTime()
 
 
-def load(job: dict) -> tuple[dict, list[str]]:
-    """({name: object} over all modules, notes)."""
+def load(job: dict) -> tuple[dict, list[str], dict[str, list]]:
+    """({name: object} over all modules, the later file's winning as in Python;
+    notes; {name: [(module, object), ...]} for a function or class that more than
+    one file defines, each of which is checked)."""
     sys.path.insert(0, job["folder"])
     names: dict = {}
+    defined: dict[str, list] = {}
     notes: list[str] = []
     for mod in job["modules"]:
         try:
@@ -101,7 +109,56 @@ def load(job: dict) -> tuple[dict, list[str]]:
             own = getattr(obj, "__module__", None) == mod
             if key not in names or own:
                 names[key] = obj
-    return names, notes
+            if own and callable(obj):
+                defined.setdefault(key, []).append((mod, obj))
+    return names, notes, {k: v for k, v in defined.items() if len(v) > 1}
+
+
+MAX_VIEWS = 64
+
+
+def _views(names: dict, duplicates: dict[str, list]) -> list[tuple[dict, dict[str, str]]]:
+    """The namespaces to search for pairs: Python's (the later file wins) first, then
+    every other choice of definition for the names several files define that a
+    known API looks up (a function or a class), so that no definition goes
+    unchecked; with the module each duplicated name comes from. At most
+    :data:`MAX_VIEWS`."""
+    looked_up = {getattr(row, attr, None) for row in apis.ROWS for attr in ("forward", "backward", "function")}
+    keys = [k for k, defs in duplicates.items() if k in looked_up or isinstance(defs[-1][1], type)]
+    views = []
+    for choice in itertools.product(*[list(reversed(duplicates[k])) for k in keys]):
+        view = dict(names, **{k: obj for k, (_mod, obj) in zip(keys, choice)})
+        views.append((view, {k: mod for k, (mod, _obj) in zip(keys, choice)}))
+        if len(views) == MAX_VIEWS:
+            break
+    return views
+
+
+def run_all(names: dict, duplicates: dict[str, list], job: dict) -> list[dict]:
+    """Every pair of every known API, in every view; a pair made of the same two
+    objects is checked once. A duplicated name's verdict says which file's it is."""
+    files = job.get("files", {})
+    out, seen = [], set()
+    for view, origin in _views(names, duplicates):
+        for row in apis.ROWS:
+            for pair in row.find(view):
+                ident = (id(row), pair, id(_lookup(view, pair[0])), id(_lookup(view, pair[1])))
+                if ident in seen:
+                    continue
+                seen.add(ident)
+                report = run_pair(row, pair, view, job)
+                for head in dict.fromkeys(p.split(".")[0] for p in pair):
+                    if head not in origin:
+                        continue
+                    where = files.get(origin[head], origin[head])
+                    for role, name in (("forward", pair[0]), ("backward", pair[1])):
+                        if name.split(".")[0] == head and report.get(role):
+                            report[role] = f"{report[role]} of {where}"
+                    others = [files.get(m, m) for m, _ in duplicates[head] if m != origin[head]]
+                    report["notes"] = report.get("notes", []) + [
+                        f"{head} is defined in {where} and in {', '.join(others)}: each is checked"]
+                out.append(report)
+    return out
 
 
 def _sizes(job: dict, names: dict, reads: set[str]) -> list[dict]:
@@ -207,7 +264,7 @@ def run_pair(row, pair, names: dict, job: dict) -> dict:
                       "upstream": {k: v.tolist() for k, v in up.items()}}
             stage = "backward"
             got = problem.backward(_copy(up), cache)
-            stage = "forward"
+            stage = "differences"
             which = sorted(set(problem.required) | {k for k in got if k in problem.inputs})
             numeric = central_differences(problem, up, which, 1e-3 if float32 else 1e-6)
         except apis._ApiError as exc:
@@ -217,6 +274,12 @@ def run_pair(row, pair, names: dict, job: dict) -> dict:
             raise
         except BaseException as exc:  # noqa: BLE001 - the user's code
             report.update(status="error", stage=stage, error=_error(exc))
+            if stage not in ("setup", "forward"):
+                # the user's own forward ran at these sizes, so they are sizes the code takes: a backward
+                # that fails on its forward's cache fails here, and a smaller size (N = 1, D = H) would hide it
+                if first is not None:
+                    report["notes"] = report.get("notes", []) + [f"at sizes {first['sizes']} it raised {first['error']}"]
+                return report
             first = first or report
             continue
         report.update(status="ok", float32=bool(float32), sample=sample,
@@ -310,9 +373,9 @@ def main(jobfile: str) -> None:
     # loading the definitions runs the files' imports (an unused `import torch` takes seconds): their own allowance
     signal.setitimer(signal.ITIMER_REAL, max(budget, LOAD_SECONDS))
     try:
-        names, answer["notes"] = load(job)
+        names, answer["notes"], duplicates = load(job)
         signal.setitimer(signal.ITIMER_REAL, budget)
-        answer["functions"] = sorted(k for k, v in names.items() if callable(v) and not k.startswith("_")
+        answer["functions"] = sorted(k for k, v in names.items() if callable(v) and not k.startswith("__")
                                      and getattr(v, "__module__", None) in job["modules"])
         if job.get("function"):
             answer["function"] = check_named(job["function"], job)
@@ -321,9 +384,7 @@ def main(jobfile: str) -> None:
         elif job.get("pair"):
             answer["pairs"].append(run_named_pair(tuple(job["pair"]), names, job))
         else:
-            for row in apis.ROWS:
-                for pair in row.find(names):
-                    answer["pairs"].append(run_pair(row, pair, names, job))
+            answer["pairs"] += run_all(names, duplicates, job)
     except _OutOfTime:
         answer["timeout"] = True
     finally:

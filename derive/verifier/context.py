@@ -17,7 +17,7 @@ from typing import Any
 import sympy as sp
 
 from derive.spec import ops
-from derive.spec.cell import ShapeError
+from derive.spec.shapes import ShapeError
 from derive.errors import DeriveError, ExprError
 from derive.spec.expr import MAX_LENGTH, Scope, default_functions, parse, suggest
 from derive.spec.shapes import FormulaShapeError, all_shapes, shape_of
@@ -251,10 +251,14 @@ class Context:
         # a missing activation derivative, possibly present on the other terms
         dg = _dg()
         mprod = sp.Mul(*[show(b) ** k for b, k in missing.items()])
+        # the right term's own factors: a factor of a derivative is missing only where the derivative belongs
+        # (ft in dc_prev = dc*ft is the gate's value; in dft = dc*c_prev*ft*(1 - ft) it is half its derivative)
+        right = dg.factors(show(coeffs[u][1]))[1] if u in coeffs else None
         for g, act in self.gate_acts.items():
             deriv = _terms().derivative_of(g, act)
             dfactors = dg.factors(deriv)[1]
-            if mprod == deriv or (not extra and all(show(b) in dfactors for b in missing)):
+            if mprod == deriv or (not extra and all(show(b) in dfactors for b in missing)
+                                  and (right is None or right >= dfactors)):
                 # the same derivative present on another term of the sum: a parenthesis left out
                 others = [v for v in coeffs if v != u and dg.factors(show(coeffs[v][0]))[1] >= dfactors]
                 if others:
@@ -262,6 +266,8 @@ class Context:
                         f"the other term has it: the derivative of the {act} in `{g}` multiplies the whole sum "
                         "(a missing parenthesis?)")
                 return "missing_derivative", f"it is the derivative of the {act} in `{g}`, `{_terms()._py(deriv)}`"
+        if not extra and isinstance(mprod, sp.Symbol) and mprod.name in self.gate_acts:
+            return "missing_value", f"`{mprod.name}` is the gate's value here, not its derivative"
         return "", ""
 
     def param_blocks(self, name: str) -> dict[str, tuple[int, Any, Any]]:

@@ -61,7 +61,7 @@ import numpy as np
 import sympy as sp
 
 from derive.spec import ops
-from derive.spec.cell import ShapeError, same_shape
+from derive.spec.shapes import ShapeError, same_shape
 from derive.numeric.judge import concrete
 from derive.spec.shapes import shape_of
 from derive.verifier.terms import Finding, NotLinear, Probe, Unsupported, _ACTS, _py, close, derivative_of, expand, is_elementwise, keep_set, linear_terms, normalize, reference

@@ -76,10 +76,9 @@ from typing import Callable
 import sympy as sp
 
 from derive.spec import ops
-from derive.spec.cell import ShapeError, fmt_shape
 from derive.errors import DeriveError, DomainError, ExprError
 from derive.spec.expr import parse
-from derive.spec.shapes import FormulaShapeError, shape_of
+from derive.spec.shapes import FormulaShapeError, ShapeError, fmt_shape, same_dim, shape_of
 
 from derive.verifier.context import (TOL, Context, _dg, _judge, _mutations, _terms, _T, _t, _UNICODE, check_text, load_context,
                                      prescan, split_equation)
@@ -378,8 +377,6 @@ def _fits(got, want) -> bool:
     """got equals want, or broadcasts to it (a number for a zero gradient)."""
     if len(got) > len(want):
         return False
-    from derive.spec.cell import same_dim
-
     for g, w in zip(reversed(got), reversed(want)):
         if not (same_dim(g, w) or g == 1):
             return False

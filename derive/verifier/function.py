@@ -118,7 +118,7 @@ def _check_cell(ctx, fn, fname, conv, returns) -> FunctionReport:
         result, error = _call(fn, args, kwargs)
         if error is not None:
             report.error = error
-            report.message = (f"wrong: {fname} raised {error}\n  (it was called as one step of the cell, with "
+            report.message = (f"could not check: {fname} raised {error}\n  (it was called as one step of the cell, with "
                               "arrays of one time step; if it runs through a whole sequence, check it with "
                               "--sequence)")
             return report

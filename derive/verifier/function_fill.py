@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import re
 import sys
 import types
 from pathlib import Path
@@ -165,7 +166,7 @@ def _fill(ctx, fn, env, dims, conv, extra: dict | None = None, per_step: frozens
                 from derive.spec.expr import suggest
 
                 raise DeriveError(f"cannot fill the parameter `{pname}`: it is not a name of the {ctx.cell.name} "
-                                  f"notation{suggest(pname, known)}") from None
+                                  f"notation{suggest(pname, known)}{_hint(pname, per_step)}") from None
         if param.kind == param.KEYWORD_ONLY:
             kwargs[pname] = value
         else:
@@ -209,6 +210,17 @@ def _set_globals(ctx, fn, env, dims) -> None:
             except KeyError:
                 continue
             mine.add(name)
+
+
+def _hint(pname: str, per_step) -> str:
+    """What a parameter the notation has no name for usually means: an initial
+    state (a whole-sequence function), or a cache made by the user's own forward."""
+    if not per_step and re.fullmatch(r"[A-Za-z]+_?0", pname):
+        return f" (`{pname}` looks like an initial state: if the function runs through a whole sequence, add --sequence)"
+    if re.fullmatch(r"caches?", pname):
+        return (f" (a `{pname}` comes from your own forward: `lstm-derive check FILE.py` pairs each backward with "
+                "its forward, or name the forward with --forward NAME)")
+    return ""
 
 
 def _target(ctx, name: str) -> str:

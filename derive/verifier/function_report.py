@@ -49,7 +49,8 @@ class FunctionReport:
 
     @property
     def status(self) -> int:
-        return 0 if self.ok else 1
+        """0 right, 1 wrong, 2 could not check (the function raised: never "wrong")."""
+        return 0 if self.ok else 2 if self.error else 1
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "preset": self.preset, "function": self.function, "mode": self.mode,
@@ -60,7 +61,7 @@ class FunctionReport:
         return self.message
 
     def _repr_markdown_(self) -> str:
-        head = "**right**" if self.ok else "**wrong**"
+        head = "**right**" if self.ok else "**could not check**" if self.error else "**wrong**"
         lines = [f"{head} — `{self.function}` ({self.mode} backward, {self.preset})", "",
                  "| output | quantity | relative error | |", "|---|---|---|---|"]
         for o in self.outputs:

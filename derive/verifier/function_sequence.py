@@ -106,7 +106,7 @@ def _check_sequence(ctx, fn, fname, seq_conv, conv, returns, wanted: set[str]) -
     result, error = _call(fn, args, kwargs)
     if error is not None:
         report.error = error
-        report.message = f"wrong: {fname} raised {error}"
+        report.message = f"could not check: {fname} raised {error}"
         return report
     outputs = seq_conv["outputs"]
     if not isinstance(result, dict):

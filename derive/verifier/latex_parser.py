@@ -15,7 +15,7 @@ from __future__ import annotations
 import sympy as sp
 
 from derive.spec import functions, ops
-from derive.spec.cell import ShapeError, fmt_shape
+from derive.spec.shapes import ShapeError, fmt_shape
 from derive.spec.expr import MAX_DEPTH as MAX_OPERANDS, MAX_EXPONENT, bounded_power
 from derive.verifier.latex_tokens import LatexError, Tok, _FUNCTION_TARGETS, _MATRICES, _NEXT_MARKERS, _T, _TIME_MARKERS, _TRANSPOSE, _split, _t, keys, tokens_of
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import sympy as sp
 
-from derive.spec import functions, ops
+from derive.spec import functions
 from derive.errors import ExprError
 
 MAX_LENGTH = 10_000

@@ -340,8 +340,15 @@ def describe(raw: dict) -> str:
         if bad is None:
             if not rec.preset:
                 return f"{fwd} computes a {rec.title}: {desc}{_states_note(rec, raw)}"
-            return f"{fwd} computes the {rec.preset} {rec.title}: {desc}{_states_note(rec, raw)}"
+            return f"{fwd} computes the {_named(rec)}: {desc}{_states_note(rec, raw)}"
         first = first or bad
     user, err = first
     what = f": {user} differs" if user else ""
-    return f"your {fwd} does not compute the {recs[0].preset} {recs[0].title}{what} (no layout tried matches)"
+    return f"your {fwd} does not compute the {_named(recs[0])}{what} (no layout tried matches)"
+
+
+def _named(rec) -> str:
+    """``pytorch LSTM``, ``coursera_rnn RNN``; ``Elman RNN``, not ``elman Elman RNN``."""
+    if rec.title.lower().startswith(rec.preset.lower()):
+        return rec.title
+    return f"{rec.preset} {rec.title}"

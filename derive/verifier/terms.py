@@ -79,6 +79,7 @@ LABELS = {
     "slice_block": "the wrong block of a concatenation",
     "missing_slice": "a weight used whole where only its block of columns belongs",
     "missing_derivative": "a missing activation derivative",
+    "missing_value": "a gate's value left out of a product (not its derivative)",
     "no_chaining": "the backward pass does not chain the gradient between steps",
     "transposed": "a transposed result",
     "sign": "the wrong sign",

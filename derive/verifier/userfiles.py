@@ -168,8 +168,38 @@ def _guarded(stmt: ast.stmt, what: str) -> ast.stmt:
     return handler
 
 
-def filter_module(blocks: list[str], filename: str) -> tuple[str, dict[str, str], list[str]]:
-    """(the filtered module's source, deferred assignments name -> source, notes)."""
+def _sibling_import(stmt: ast.stmt, siblings: frozenset[str]) -> ast.stmt | None:
+    """The same import from a file given beside this one, when the import names it
+    by a package path or relatively (``from course5.week_01.lstm_network import *``,
+    ``from .lstm_network import lstm_cell_forward``, ``import pkg.lstm_network as ln``):
+    the filtered copies sit side by side in one folder, without the packages."""
+    if isinstance(stmt, ast.ImportFrom) and stmt.module and (stmt.level or "." in stmt.module):
+        last = stmt.module.rsplit(".", 1)[-1]
+        if last in siblings:
+            return ast.copy_location(ast.ImportFrom(module=last, names=stmt.names, level=0), stmt)
+    if isinstance(stmt, ast.Import) and all(a.asname and "." in a.name for a in stmt.names):
+        if all(a.name.rsplit(".", 1)[-1] in siblings for a in stmt.names):
+            return ast.copy_location(ast.Import(names=[ast.alias(a.name.rsplit(".", 1)[-1], a.asname)
+                                                       for a in stmt.names]), stmt)
+    return None
+
+
+def _import(stmt: ast.stmt, siblings: frozenset[str]) -> ast.stmt:
+    """The import, guarded; when it names a sibling file by a path the folder does
+    not have, that file is imported instead (and only that failure is recorded)."""
+    fallback = _sibling_import(stmt, siblings)
+    if fallback is None:
+        return _guarded(stmt, "import")
+    outer = ast.parse("try:\n    pass\nexcept ImportError:\n    pass\n").body[0]
+    outer.body = [stmt]
+    outer.handlers[0].body = [_guarded(fallback, "import")]
+    return outer
+
+
+def filter_module(blocks: list[str], filename: str,
+                  siblings: frozenset[str] = frozenset()) -> tuple[str, dict[str, str], list[str]]:
+    """(the filtered module's source, deferred assignments name -> source, notes);
+    ``siblings``: the module names of the other files given with this one."""
     kept: list[ast.stmt] = []
     deferred: dict[str, str] = {}
     skipped_blocks = 0
@@ -186,7 +216,7 @@ def filter_module(blocks: list[str], filename: str) -> tuple[str, dict[str, str]
             elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
                 if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
                     continue  # must be first in a file; Python 3 needs none of them
-                kept.append(_guarded(stmt, "import"))
+                kept.append(_import(stmt, siblings))
             elif isinstance(stmt, ast.Assign) and all(isinstance(t, ast.Name) for t in stmt.targets):
                 if _is_constant(stmt.value) or _is_type_alias(stmt.value):
                     kept.append(_guarded(stmt, "assignment"))
@@ -221,13 +251,14 @@ def prepare(paths: list[str]) -> Prepared:
         files.append(path)
     folder = Path(tempfile.mkdtemp(prefix="lstm-derive-check-"))
     prepared = Prepared(folder, [], {})
+    siblings = frozenset(module_name(path) for path in files)
     try:
         for path in files:
             name = module_name(path)
             if name in prepared.sources:
                 raise DeriveError(f"{path} and {prepared.sources[name]} have the same module name `{name}`")
             blocks, notes = read_source(path)
-            source, deferred, more = filter_module(blocks, path.name)
+            source, deferred, more = filter_module(blocks, path.name, siblings - {name})
             source += f"__derive_deferred__ = {deferred!r}\n"
             (folder / f"{name}.py").write_text(source, encoding="utf-8")
             prepared.modules.append(name)

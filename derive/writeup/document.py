@@ -50,7 +50,7 @@ import re
 import sympy as sp
 
 from derive.spec import ops
-from derive.spec.cell import fmt_shape
+from derive.spec.shapes import fmt_shape
 from derive.derivation import command_argument, regenerate_command
 from derive.writeup.explain import Row, break_rows, equation_label, explain
 from derive.spec.latex import at_step, label_key, shift_time, to_latex

@@ -8,7 +8,7 @@ deterministic: no dates, no versions.
 
 from __future__ import annotations
 
-from derive.spec.cell import fmt_shape
+from derive.spec.shapes import fmt_shape
 from derive.derivation import regenerate_command
 from derive.spec.pyprint import equation_text, to_python
 from derive.templating import render

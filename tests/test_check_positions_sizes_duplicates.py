@@ -1,0 +1,154 @@
+"""`lstm-derive check FILE ...` on four ways real projects are laid out or go wrong,
+each of which once gave a false "right" or a false diagnosis (found by trying the
+tool on learners' repositories as published):
+
+- a backward whose return tuple is in another order than the API's: callers
+  unpack by position, so the names in the ``return`` statement do not decide;
+- a backward that works only at batch size 1 (``dz.reshape(H)`` for a bias
+  gradient): the tool once retried at smaller sizes until it passed;
+- two files that define the same function name (the course's dinosaur
+  ``utils.py`` has its own ``rnn_forward``/``rnn_backward``): the later file
+  used to hide the learner's function, whatever it computed;
+- a file that imports its sibling by a package path (``from course5.week_01.x
+  import *``) or relatively: the sibling given on the command line is used.
+
+The truth comes from the test itself: each variant is imported here and its
+gradients, unpacked by position as a caller does, are compared with torch
+autograd of the same RNN; the tool runs in a subprocess, as a user runs it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = (ROOT / "tests" / "learner_code" / "cs231n_layers.py").read_text()
+N, T, D, H = 2, 3, 3, 4
+
+
+def run_check(*paths: Path) -> tuple[int, dict]:
+    proc = subprocess.run([sys.executable, "-m", "derive", "check", "--json", *map(str, paths)],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=240)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def variant(tmp_path: Path, name: str, old: str, new: str) -> Path:
+    assert LAYERS.count(old) == 1, old
+    path = tmp_path / name
+    path.write_text(LAYERS.replace(old, new))
+    return path
+
+
+def load(path: Path):
+    spec = importlib.util.spec_from_file_location(f"_variant_{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def rnn_truth(mod, step: bool) -> str:
+    """Torch's verdict on the module's rnn_backward (or rnn_step_backward),
+    its results unpacked by position in the API's order dx, dh0, dWx, dWh, db."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(N, D) if step else (N, T, D))
+    h0, Wx, Wh, b = rng.normal(size=(N, H)), rng.normal(size=(D, H)), rng.normal(size=(H, H)), rng.normal(size=(H,))
+    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in dict(x=x, h0=h0, Wx=Wx, Wh=Wh, b=b).items()}
+    if step:
+        out = torch.tanh(tensors["x"] @ tensors["Wx"] + tensors["h0"] @ tensors["Wh"] + tensors["b"])
+    else:
+        h, hs = tensors["h0"], []
+        for s in range(T):
+            h = torch.tanh(tensors["x"][:, s] @ tensors["Wx"] + h @ tensors["Wh"] + tensors["b"])
+            hs.append(h)
+        out = torch.stack(hs, 1)
+    up = rng.normal(size=tuple(out.shape))
+    (out * torch.tensor(up)).sum().backward()
+    try:
+        if step:
+            got = mod.rnn_step_backward(up.copy(), mod.rnn_step_forward(x, h0, Wx, Wh, b)[1])
+        else:
+            got = mod.rnn_backward(up.copy(), mod.rnn_forward(x, h0, Wx, Wh, b)[1])
+    except Exception:
+        return "fails"
+    for value, name in zip(got, ("x", "h0", "Wx", "Wh", "b")):
+        want = tensors[name].grad.numpy()
+        if np.shape(value) != want.shape or not np.allclose(value, want, rtol=1e-6, atol=1e-8):
+            return "wrong"
+    return "right"
+
+
+def by_backward(report: dict) -> dict[str, dict]:
+    return {f["backward"]: f for f in report["functions"]}
+
+
+def test_a_tuple_is_read_by_position_not_by_the_names_in_return(tmp_path):
+    path = variant(tmp_path, "swapped.py", "    return dx, dprev, dWx, dWh, db\n",
+                   "    return dx, dprev, dWh, dWx, db\n")
+    assert rnn_truth(load(path), step=False) == "wrong"
+    status, report = run_check(path)
+    rnn = by_backward(report)["rnn_backward"]
+    assert rnn["verdict"] == "wrong" and status == 1
+    assert any("`dWh` is returned where the API returns dWx" in n for n in rnn["notes"])
+
+
+def test_a_backward_that_works_only_at_batch_one_is_not_right(tmp_path):
+    path = variant(tmp_path, "reshape.py", "x.T @ dz, prev_h.T @ dz, dz.sum(axis=0)",
+                   "x.T @ dz, prev_h.T @ dz, dz.reshape(Wh.shape[0])")
+    assert rnn_truth(load(path), step=True) == "fails"  # at N = 2, as the assignment's own tests use
+    status, report = run_check(path)
+    step = by_backward(report)["rnn_step_backward"]
+    assert step["verdict"] == "could not check" and status == 1  # the LSTM functions are right
+    assert "where your rnn_step_forward ran" in step["reason"] and "N=2" in step["reason"]
+
+
+DINOSAUR_UTILS = '''import numpy as np
+
+
+def rnn_forward(X, Y, a0, parameters, vocab_size=27):
+    return 0.0, {}
+
+
+def rnn_backward(X, Y, parameters, cache):
+    return {}, 0.0
+'''
+
+
+@pytest.mark.parametrize("utils_last", [True, False])
+def test_a_function_two_files_define_is_checked_in_each(tmp_path, utils_last):
+    wrong = variant(tmp_path, "layers.py", "dWh + dWht, db + dbt\n    return dx, dprev, ",
+                    "dWh + dWht, dbt\n    return dx, dprev, ")  # the bias gradient of one step only
+    assert rnn_truth(load(wrong), step=False) == "wrong"
+    utils = tmp_path / "utils.py"
+    utils.write_text(DINOSAUR_UTILS)
+    status, report = run_check(*((wrong, utils) if utils_last else (utils, wrong)))
+    functions = report["functions"]
+    rnn = [f for f in functions if f["backward"].startswith("rnn_backward")]
+    assert len(rnn) == 1 and rnn[0]["verdict"] == "wrong" and status == 1
+    assert rnn[0]["backward"] == "rnn_backward of layers.py"
+    assert any("defined in layers.py and in utils.py" in n for n in rnn[0]["notes"])
+
+
+@pytest.mark.parametrize("spelling", ["from course5.week_01.helpers import *", "from .helpers import logistic",
+                                      "import course5.week_01.helpers as helpers_module"])
+def test_a_sibling_imported_by_a_package_path_is_the_file_given(tmp_path, spelling):
+    helpers = tmp_path / "helpers.py"
+    helpers.write_text("import numpy as np\n\n\ndef logistic(x):\n    return 1 / (1 + np.exp(-x))\n")
+    call = "helpers_module.logistic" if spelling.startswith("import") else "logistic"
+    text = LAYERS.replace("def sigmoid(x):\n    return 1 / (1 + np.exp(-x))\n", "").replace("sigmoid(", f"{call}(")
+    layers = tmp_path / "layers.py"
+    layers.write_text(text.replace("import numpy as np\n", f"import numpy as np\n{spelling}\n", 1))
+    status, report = run_check(layers, helpers)
+    lstm = by_backward(report)["lstm_step_backward"]
+    assert lstm["verdict"] == "right", lstm
