@@ -498,7 +498,7 @@ def test_gru_recognition_tells_the_two_places_of_the_reset_gate(tmp_path):
     got = _check_text(tmp_path, "layers.py", src.replace(old, "h_hat = np.tanh(np.dot(x, Wxh) + r * np.dot(h_prev, Whh) + bh)"))
     gru = got["GRU.backward"]
     assert gru["verdict"] == "wrong", gru
-    assert "computes the gru GRU: Wx (D, 3H) stacked z, r, n, one bias, batch in rows, " \
+    assert "computes the GRU: Wx (D, 3H) stacked z, r, n, one bias, batch in rows, " \
            "h = z * n + (1 - z) * h_prev" in gru["recognition"], gru
 
 
