@@ -18,8 +18,8 @@ Per item, two verdicts per function, obtained independently:
   level runs), the user's forward is run on random inputs and compared with the
   same cell written in torch, and the user's backward, fed the user's own cache,
   is compared with ``torch.autograd`` of that cell. A returned gradient that
-  differs is "wrong", a gradient not returned makes "incomplete", a user
-  function that raises is "could not check".
+  differs is "wrong", a gradient not returned (or returned as None) makes
+  "incomplete", a user function that raises is "could not check".
 
 The test asserts that the two agree on every function, that torch's verdicts
 are those the manifest records (so a regression of this referee is seen too),
@@ -188,6 +188,7 @@ def referee(inputs: dict, user_forward, torch_forward, user_backward, loss_outpu
         got = user_backward([u.copy() for u in ups], cache)
     except Exception:
         return "could not check"
+    got = {k: v for k, v in got.items() if v is not None}  # a gradient returned as None is not returned
     if any(k in got and not close(got[k], w) for k, w in want.items()):
         return "wrong"
     return "right" if all(k in got for k in want) else "incomplete"
@@ -497,8 +498,21 @@ def test_gru_recognition_tells_the_two_places_of_the_reset_gate(tmp_path):
     got = _check_text(tmp_path, "layers.py", src.replace(old, "h_hat = np.tanh(np.dot(x, Wxh) + r * np.dot(h_prev, Whh) + bh)"))
     gru = got["GRU.backward"]
     assert gru["verdict"] == "wrong", gru
-    assert "computes the gru GRU: Wx (D, 3H) stacked z, r, n, one bias, batch in rows, " \
+    assert "computes the GRU: Wx (D, 3H) stacked z, r, n, one bias, batch in rows, " \
            "h = z * n + (1 - z) * h_prev" in gru["recognition"], gru
+
+
+def test_time_layer_recognition_needs_the_zero_state_it_claims(tmp_path):
+    """DLFS2's TimeLSTM computes in float32 from zero states, recognised at float32 precision (the
+    manifest); started at c0 = 1 instead, it is no LSTM from zero states at that precision either,
+    and the verdict (referee (a), its own forward) stays right."""
+    src = (CORPUS / "class_dlfs2" / "time_layers.py").read_text(encoding="utf-8")
+    old = "self.c = np.zeros((N, H), dtype='f')"
+    assert src.count(old) == 1
+    got = _check_text(tmp_path, "layers.py", src.replace(old, "self.c = np.ones((N, H), dtype='f')"))
+    lstm = got["TimeLSTM.backward"]
+    assert lstm["verdict"] == "right", lstm
+    assert lstm["recognition"].startswith("your TimeLSTM.forward does not compute the pytorch LSTM: h differs"), lstm
 
 
 def test_type_aliases_and_annotated_constants_are_kept_and_nothing_else_runs():

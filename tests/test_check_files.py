@@ -356,3 +356,38 @@ def test_recognition_reads_the_gate_order_and_says_when_the_forward_is_another_c
     step = next(x for x in report["functions"] if x["backward"] == "lstm_step_backward")
     assert step["verdict"] == "right"
     assert "does not compute the pytorch LSTM: next_h differs" in step["recognition"], step
+
+
+@pytest.mark.parametrize("tail, verdict", [
+    ("    dWh = None\n    db = None\n    return dx, dprev_h, dWx, dWh, db\n", "incomplete"),
+    ("    return {'dx': dx, 'dprev_h': dprev_h, 'dWx': dWx, 'dWh': None, 'db': None}\n", "incomplete"),
+    ("    return dx, dprev_h, dWx, None, np.full(dz.shape[1], np.nan)\n", "wrong"),
+])
+def test_a_gradient_returned_as_none_is_not_returned(tmp_path, tail, verdict):
+    """A skeleton's `dWh = None` is a gradient not returned: incomplete (exit 1), and right under
+    --allow-missing when the others are right; a NaN is still a wrong number."""
+    src = (FAILING / "partial.py").read_text().replace("    return dx, dprev_h, dWx\n", tail)
+    (tmp_path / "none.py").write_text(src)
+    status, report = run_check(str(tmp_path / "none.py"))
+    (fn,) = report["functions"]
+    assert status == 1 and fn["verdict"] == verdict, fn
+    assert fn["checked"][:3] == ["dx", "dprev_h", "dWx"] and all(o["ok"] for o in fn["outputs"][:3])
+    if verdict == "incomplete":
+        assert fn["missing"] == ["Wh", "b"] and len(fn["checked"]) == 3
+        assert any("returned as None" in n for n in fn["notes"])
+        status, report = run_check(str(tmp_path / "none.py"), "--allow-missing")
+        assert status == 0 and report["functions"][0]["verdict"] == "right"
+    else:
+        assert fn["missing"] == ["Wh"]
+        assert "not an array of finite numbers" in fn["outputs"][3]["message"]
+
+
+def test_every_gradient_none_is_incomplete_and_never_right(tmp_path):
+    src = (FAILING / "partial.py").read_text().replace(
+        "    return dx, dprev_h, dWx\n", "    return None, None, None, None, None\n")
+    (tmp_path / "skeleton.py").write_text(src)
+    status, report = run_check(str(tmp_path / "skeleton.py"))
+    assert status == 1 and report["functions"][0]["verdict"] == "incomplete"
+    status, report = run_check(str(tmp_path / "skeleton.py"), "--allow-missing")
+    assert status == 2 and report["functions"][0]["verdict"] == "could not check"
+    assert report["functions"][0]["reason"] == "every gradient it returned is None"

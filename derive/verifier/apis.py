@@ -537,8 +537,9 @@ class LayerClasses:
 
         notes = [f"{cls.__name__} built from {'its sizes' if by_sizes else 'weights ' + ', '.join(weight_names)}"
                  + (" (state starts at zero)" if len(fwd) == 1 else "")]
-        api = "" if by_sizes or len(fwd) == 1 else {(4, 3): "stacked_lstm_step", (3, 2): "stacked_gru_step",
-                                                    (1, 2): "rnn_step"}.get((k, len(fwd)), "")
+        api = "" if by_sizes else {(4, 3): "stacked_lstm_step", (3, 2): "stacked_gru_step", (1, 2): "rnn_step",
+                                   (4, 1): "stacked_lstm_seq", (3, 1): "stacked_gru_seq",
+                                   (1, 1): "rnn_seq"}.get((k, len(fwd)), "")
         return Problem(self.family, preset, f"{cls.__name__}.forward", f"{cls.__name__}.backward", len(fwd) == 1,
                        inputs, call_forward, call_backward, list(inputs), notes, api=api)
 

@@ -8,8 +8,9 @@ against the central differences of the user's own forward (referee (a)), every
 gradient the API has but the function did not return named (completeness), and
 the user's forward compared with the bundled cell it claims
 (:mod:`derive.verifier.recognise`, referee (b)), and where something is wrong
-the intermediate where the mistake lives (the course's functions by the
-derivation's check, an API that stacks the notation's arrays by
+the intermediate where the mistake lives, for one-step and whole-sequence
+functions alike (the course's functions by the derivation's check, CS231n's
+and min-char-rnn's, whose arrays map onto a notation, by
 :mod:`derive.verifier.localise_api`). It returns a
 :class:`FilesReport`: one :class:`PairVerdict` per backward, and ``status`` 0
 (all right), 1 (something wrong or incomplete), 2 (nothing could be checked).
@@ -147,8 +148,13 @@ def judge_pair(raw: dict, allow_missing: bool = False) -> PairVerdict:
         v.notes.append("your forward computes in float32: compared at float32 precision")
     numeric = {k: np.asarray(x, dtype=float) for k, x in raw["numeric"].items()}
     returned = raw.get("returned", {})
+    # a gradient returned as None (a skeleton's `dxt = None`) is one not returned: incomplete, not wrong
+    nones = [name for name, item in returned.items() if item.get("none") and not name.startswith("?")
+             and name in numeric]
     for name, item in returned.items():
         key = item["key"]
+        if name in nones:
+            continue
         if name.startswith("?"):
             if key.startswith("d"):
                 v.notes.append(f"`{key}` was returned but names no input of {v.forward}: not compared")
@@ -180,12 +186,16 @@ def judge_pair(raw: dict, allow_missing: bool = False) -> PairVerdict:
         if not ok and np.allclose(got, -want, rtol=1e-4, atol=1e-8 * max(1.0, float(np.max(np.abs(want))))):
             msg += " (its sign is flipped)"
         v.checks.append(GradientCheck(name, key, ok, err if math.isfinite(err) else None, msg))
-    v.missing = [r for r in raw.get("required", []) if r not in returned]
+    required = raw.get("required", [])
+    v.missing = [r for r in required if r not in returned or r in nones] + [n for n in nones if n not in required]
+    if nones:
+        v.notes.append(f"{', '.join('`' + returned[n]['key'] + '`' for n in nones)} returned as None: not computed")
     if any(not c.ok for c in v.checks):
         v.verdict = "wrong"
-    elif not v.checks:
+    elif not v.checks and not (nones and not allow_missing):
         v.verdict = "could not check"
-        v.reason = "it returned no gradient that names an input of the forward"
+        v.reason = ("every gradient it returned is None" if nones else
+                    "it returned no gradient that names an input of the forward")
     elif v.missing and not allow_missing:
         v.verdict = "incomplete"
     else:
@@ -232,7 +242,7 @@ def check_files(paths: list[str], *, sizes: dict[str, int] | None = None, timeou
         if verdict.verdict == "wrong" and raw.get("status") == "ok":
             from derive.verifier import localise_api
 
-            try:  # referee (b) for an API that stacks the notation's arrays: where the mistakes live
+            try:  # referee (b) for an API whose arrays map onto a notation: where the mistakes live
                 verdict.notes += [f"the derivation says: {n}" for n in localise_api.diagnose(raw)]
             except Exception:  # a diagnosis never changes a verdict
                 pass
@@ -294,7 +304,8 @@ def _diagnose(report: FilesReport, job: dict, timeout: float) -> None:
         return
     prepared = userfiles.prepare(report.files)
     try:
-        job = {**job, "folder": str(prepared.folder), "modules": prepared.modules, "diagnose": wanted}
+        job = {**job, "folder": str(prepared.folder), "modules": prepared.modules, "diagnose": wanted,
+               "budget": timeout * 4}  # the user's code already ran within `timeout`; the search takes longer
         try:
             answer = sandbox.run_child(job, timeout=timeout * 4 + sandbox.STARTUP_SECONDS)
         except sandbox.CouldNotCheck:

@@ -283,7 +283,8 @@ def run_pair(row, pair, names: dict, job: dict) -> dict:
             first = first or report
             continue
         report.update(status="ok", float32=bool(float32), sample=sample,
-                      returned={k: {"key": key, "value": _listed(v), "shape": list(np.shape(v)) if _listed(v) is not None else None}
+                      returned={k: {"key": key, "value": _listed(v), "shape": list(np.shape(v)) if _listed(v) is not None else None,
+                                    **({"none": True} if v is None else {})}
                                 for k, (key, v) in got.items()},
                       numeric={k: v.tolist() for k, v in numeric.items()})
         if first is not None:

@@ -44,10 +44,14 @@ A wrong output is matched against the engine's formula with each classic
 mistake made (:func:`derive.verifier.mutations.mutations`) and, for a sequence function,
 against backward passes that do not chain a carried gradient between steps,
 keep only one step's parameter gradient, or make one classic mistake in one
-per-step quantity; the match is reported. For a cell function the report also
-names the cause (:mod:`derive.verifier.localise`): the intermediate where the
-mistake of the wrong outputs lives, and what it is, as ``cause:`` notes and
-``FunctionReport.causes``.
+per-step quantity; the match is reported. The report also names the cause
+(:mod:`derive.verifier.localise` for a cell function,
+:mod:`derive.verifier.localise_sequence` for a whole-sequence one: the mistake
+made in one step equation, or a carried gradient left out, and the whole
+backward pass through time re-run): the intermediate where the mistake of the
+wrong outputs lives, and what it is, as ``cause:`` notes and
+``FunctionReport.causes``. Parameters the user's module reads as globals (a
+notebook's variables) are set to the values the check uses.
 
 The parts: :mod:`derive.verifier.function_fill` (loading a function, filling its
 parameters by name), :mod:`derive.verifier.function_report` (the report, comparing

@@ -138,6 +138,7 @@ def _fill(ctx, fn, env, dims, conv, extra: dict | None = None, per_step: frozens
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         raise DeriveError("cannot read the function's parameters") from None
+    _set_globals(ctx, fn, env, dims)
     args, kwargs = [], {}
     me = None
     for i, (pname, param) in enumerate(sig.parameters.items()):
@@ -174,6 +175,41 @@ def _fill(ctx, fn, env, dims, conv, extra: dict | None = None, per_step: frozens
 
 
 _MISSING = object()
+_SET = "__derive_set_globals__"  # in a user's module: the globals the check set there
+
+
+def _set_globals(ctx, fn, env, dims) -> None:
+    """Notebook code that reads the notation's parameters as globals (``Wf`` in the
+    course's lstm_cell_backward: the notebook's test cells set them, and they do not
+    run here): each such global, missing from the function's module, gets the value
+    the check uses, in ``fn`` and in the functions of its module it calls (the
+    whole-sequence lstm_backward calls lstm_cell_backward). A global the user's
+    module defines itself is never touched."""
+    from derive.verifier.apis import free_names
+
+    seen: set[int] = set()
+    todo = [fn]
+    while todo:
+        f = todo.pop()
+        f = getattr(f, "__func__", f)
+        g = getattr(f, "__globals__", None)
+        if g is None or id(f) in seen or str(g.get("__name__")).split(".")[0] in ("None", "builtins", "derive", "numpy"):
+            continue
+        seen.add(id(f))
+        mine = g.setdefault(_SET, set())
+        for name in free_names(f):
+            held = g.get(name, _MISSING)
+            if held is not _MISSING and name not in mine:
+                if inspect.isfunction(held) and held.__globals__ is g:
+                    todo.append(held)
+                continue
+            if name in dims or ctx.role(_target(ctx, name)) != "param":
+                continue
+            try:
+                g[name] = _value(ctx, env, name, dims)
+            except KeyError:
+                continue
+            mine.add(name)
 
 
 def _hint(pname: str, per_step) -> str:

@@ -130,6 +130,7 @@ def _check_sequence(ctx, fn, fname, seq_conv, conv, returns, wanted: set[str]) -
         return None, None
 
     explain = _SequenceExplainer(ctx, seq, fwd, steps, expected)
+    usable: dict[str, np.ndarray] = {}
     for key, value in result.items():
         name, want = expected(str(key), tot)
         if name is None:
@@ -137,12 +138,32 @@ def _check_sequence(ctx, fn, fname, seq_conv, conv, returns, wanted: set[str]) -
         check = _compare_plain(name, str(key), value, want)
         if not check.ok and check.rel_error is not None:
             explain(check, value)
+        if check.rel_error is not None:
+            usable[str(key)] = np.asarray(value, dtype=float)
         report.outputs.append(check)
+    if not all(o.ok for o in report.outputs):
+        _name_the_cause(ctx, report, seq, fwd, usable, lambda key, tot_: expected(key, tot_)[1])
     if not report.outputs:
         report.message = (f"wrong: {fname} returned nothing the {ctx.cell.name} notation names "
                           f"(known: {', '.join(sorted(outputs))} and the parameter gradients)")
         return report
     return _finish(report, ctx)
+
+
+def _name_the_cause(ctx, report: FunctionReport, seq, fwd, got: dict, expected) -> None:
+    """The step equations where the wrong outputs' mistakes live
+    (:func:`derive.verifier.localise_sequence.localise_sequence`), as notes; a diagnosis never
+    changes a verdict."""
+    from derive.verifier.localise_sequence import localise_sequence
+
+    try:
+        causes, left = localise_sequence(ctx, seq, fwd, got, expected)
+    except Exception:  # the diagnosis is a help: its failure leaves the verdict as it is
+        return
+    report.causes = [c.to_dict() for c in causes]
+    report.notes += [f"cause: {c.text}; it explains {', '.join(c.explains)}" for c in causes]
+    if causes and left:
+        report.notes.append(f"not explained: {', '.join(left)}")
 
 
 class _SequenceExplainer:

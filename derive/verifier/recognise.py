@@ -32,6 +32,12 @@ import numpy as np
 from derive.numeric.evaluate import evaluate
 
 TOL = 1e-8
+TOL_FLOAT32 = 1e-5  # a forward that computes in float32 (DLFS2's Time* layers): its rounding, not another cell
+
+
+def _zero_state(inp: dict, x: str, Wh: str) -> np.ndarray:
+    """A state a sequence forward starts at zero itself: (N, H), batch in rows."""
+    return np.zeros((inp[x].shape[0], inp[Wh].shape[0]))
 
 
 def _step(derivation, env: dict) -> dict:
@@ -78,8 +84,9 @@ def _stacked_lstm(names: tuple, seq_axis: int | None):
             order = "".join(perm)
 
             def build(t: int, state: dict, order=order) -> dict:
-                env = {"x": inp[x] if seq_axis is None else np.take(inp[x], t, axis=seq_axis), "h_prev": state.get("h_prev", inp.get(h)),
-                       "c_prev": state.get("c_prev", inp.get(c) if c else np.zeros_like(inp[h]))}
+                h0 = inp[h] if h else _zero_state(inp, x, Wh)
+                env = {"x": inp[x] if seq_axis is None else np.take(inp[x], t, axis=seq_axis),
+                       "h_prev": state.get("h_prev", h0), "c_prev": state.get("c_prev", inp[c] if c else 0 * h0)}
                 for g in "ifgo":
                     env[f"W_i{g}"] = _blocks(inp[Wx], order, g).T
                     env[f"W_h{g}"] = _blocks(inp[Wh], order, g).T
@@ -116,7 +123,8 @@ def _elman(x: str, h: str, Wx: str, Wh: str, b: str, seq_axis: int | None):
     def hypotheses(inp: dict):
         def build(t: int, state: dict) -> dict:
             return {"x": inp[x] if seq_axis is None else np.take(inp[x], t, axis=seq_axis),
-                    "h_prev": state.get("h_prev", inp[h]), "W_ih": inp[Wx].T, "W_hh": inp[Wh].T,
+                    "h_prev": state.get("h_prev", inp[h] if h else _zero_state(inp, x, Wh)),
+                    "W_ih": inp[Wx].T, "W_hh": inp[Wh].T,
                     "b_ih": inp[b], "b_hh": np.zeros_like(inp[b])}
 
         yield f"{Wx} (D, H), {Wh} (H, H), one bias, batch in rows", build
@@ -124,7 +132,7 @@ def _elman(x: str, h: str, Wx: str, Wh: str, b: str, seq_axis: int | None):
     return hypotheses
 
 
-def _stacked_gru(names: tuple):
+def _stacked_gru(names: tuple, seq_axis: int | None = None):
     """DLFS2's GRU class: x, h, Wx (D, 3H), Wh (H, 3H), b (3H,), batch in rows,
     onto the gru preset (torch's), for each gate order and both conventions of
     the update gate (torch's h = (1 - z) * n + z * h_prev, or z and 1 - z swapped:
@@ -136,7 +144,8 @@ def _stacked_gru(names: tuple):
             order = "".join(perm)
             for swapped in (False, True):
                 def build(t: int, state: dict, order=order, swapped=swapped) -> dict:
-                    env = {"x": inp[x], "h_prev": state.get("h_prev", inp[h])}
+                    env = {"x": inp[x] if seq_axis is None else np.take(inp[x], t, axis=seq_axis),
+                           "h_prev": state.get("h_prev", inp[h] if h else _zero_state(inp, x, Wh))}
                     for g in "rzn":
                         sign = -1.0 if swapped and g == "z" else 1.0
                         env[f"W_i{g}"] = sign * _blocks(inp[Wx], order, g).T
@@ -234,6 +243,24 @@ RECOGNISERS: dict[tuple[str, str], Recogniser | tuple[Recogniser, ...]] = {
     ("class", "rnn_step"): Recogniser(
         "elman", "Elman RNN", lambda inp: _elman(*tuple(inp)[:2], *tuple(inp)[2:5], None)(inp), (("h", "h"),),
         lambda inp: 1, lambda out, t: out),
+    # their whole-sequence layers (TimeLSTM(Wx, Wh, b).forward(xs), xs (N, T, D)): the states start at zero
+    ("class", "stacked_lstm_seq"): Recogniser(
+        "pytorch", "LSTM", lambda inp: _stacked_lstm((tuple(inp)[0], None, None, *tuple(inp)[1:4]), 1)(inp),
+        (("h", "h"),), lambda inp: next(iter(inp.values())).shape[1], lambda out, t: out[:, t],
+        carry=(("h_prev", "h"), ("c_prev", "c")), zero=("h_prev", "c_prev")),
+    ("class", "stacked_gru_seq"): (
+        Recogniser("gru", "GRU", lambda inp: _stacked_gru((tuple(inp)[0], None, *tuple(inp)[1:4]), 1)(inp),
+                   (("h", "h"),), lambda inp: next(iter(inp.values())).shape[1], lambda out, t: out[:, t],
+                   carry=(("h_prev", "h"),), zero=("h_prev",)),
+        Recogniser("", "GRU with the reset gate applied to h_prev before its product (Cho et al. 2014), "
+                   "which no bundled cell computes (the gru preset is torch's: reset after the product)",
+                   lambda inp: _stacked_gru((tuple(inp)[0], None, *tuple(inp)[1:4]), 1)(inp), (("h", "h"),),
+                   lambda inp: next(iter(inp.values())).shape[1], lambda out, t: out[:, t],
+                   carry=(("h_prev", "h"),), zero=("h_prev",), cell=_gru_reset_before)),
+    ("class", "rnn_seq"): Recogniser(
+        "elman", "Elman RNN", lambda inp: _elman(tuple(inp)[0], None, *tuple(inp)[1:4], 1)(inp), (("h", "h"),),
+        lambda inp: next(iter(inp.values())).shape[1], lambda out, t: out[:, t], carry=(("h_prev", "h"),),
+        zero=("h_prev",)),
 }
 
 
@@ -243,7 +270,7 @@ def _states_note(rec: Recogniser, raw: dict) -> str:
     return ""
 
 
-def _try(rec: Recogniser, inp: dict, outs: dict, given: dict) -> tuple[str, tuple | None]:
+def _try(rec: Recogniser, inp: dict, outs: dict, given: dict, tol: float = TOL) -> tuple[str, tuple | None]:
     """(the first hypothesis that reproduces the user's outputs, None) or ('', the first difference)."""
     from derive.verifier.cache import load
 
@@ -267,13 +294,13 @@ def _try(rec: Recogniser, inp: dict, outs: dict, given: dict) -> tuple[str, tupl
             if rec.loss:
                 loss -= float(np.log(env["p"][given["targets"][t], 0]))
             else:
-                bad = _compare(rec, outs, env, t, steps)
+                bad = _compare(rec, outs, env, t, steps, tol)
             if bad:
                 break
             state = {prev: env[out] for prev, out in rec.carry}
         if bad is None and rec.loss:
             want = float(np.asarray(outs["loss"]))
-            if abs(loss - want) > TOL * max(1.0, abs(want)):
+            if abs(loss - want) > tol * max(1.0, abs(want)):
                 bad = ("loss", abs(loss - want))
         if bad is None:
             return desc, None
@@ -282,14 +309,14 @@ def _try(rec: Recogniser, inp: dict, outs: dict, given: dict) -> tuple[str, tupl
     return "", worst or ("", float("inf"))
 
 
-def _compare(rec: Recogniser, outs: dict, env: dict, t: int, steps: int) -> tuple | None:
+def _compare(rec: Recogniser, outs: dict, env: dict, t: int, steps: int, tol: float = TOL) -> tuple | None:
     for user, name in rec.outputs:
         got = rec.take(outs[user], t) if steps > 1 else outs[user]
         want = env[name]
         if np.shape(got) != np.shape(want):
             return (user, float("inf"))
         err = float(np.max(np.abs(got - want)) / max(1e-12, float(np.max(np.abs(want)))))
-        if err > TOL:
+        if err > tol:
             return (user, err)
     return None
 
@@ -309,10 +336,10 @@ def describe(raw: dict) -> str:
         return ""  # a lossFun over other weights (an LSTM's): no bundled loss cell to name
     first = None
     for rec in recs:
-        desc, bad = _try(rec, inp, outs, given)
+        desc, bad = _try(rec, inp, outs, given, TOL_FLOAT32 if raw.get("float32") else TOL)
         if bad is None:
             if not rec.preset:
-                return f"{fwd} computes a {rec.title}: {desc}"
+                return f"{fwd} computes a {rec.title}: {desc}{_states_note(rec, raw)}"
             return f"{fwd} computes the {_named(rec)}: {desc}{_states_note(rec, raw)}"
         first = first or bad
     user, err = first
