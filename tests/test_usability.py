@@ -184,7 +184,7 @@ def test_check_hints_at_sequence_when_a_step_call_fails(capsys, tmp_path):
         "        out = out + W_f @ x[t]\n"
         "    return {'dW_f': out}\n", "utf-8")
     code, out, _ = run(capsys, "check", "--spec", MGU, f"{tmp_path / 'seq.py'}:backward")
-    assert code == 1 and "raised ValueError" in out and "--sequence" in out
+    assert code == 2 and "raised ValueError" in out and "--sequence" in out
 
 
 
