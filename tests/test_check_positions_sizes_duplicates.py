@@ -152,3 +152,17 @@ def test_a_sibling_imported_by_a_package_path_is_the_file_given(tmp_path, spelli
     status, report = run_check(layers, helpers)
     lstm = by_backward(report)["lstm_step_backward"]
     assert lstm["verdict"] == "right", lstm
+
+
+def test_weights_named_another_way_are_said_to_be_so(tmp_path):
+    """A course-API file whose ``parameters`` dict uses its own keys (``Whx`` for
+    ``Wax``): could not check, and the reason says whose names differ."""
+    course = ROOT / "tests" / "learner_code"
+    forward = tmp_path / "coursera_forward.py"
+    forward.write_text((course / "coursera_forward.py").read_text().replace('parameters["Wax"]', 'parameters["Whx"]'))
+    backward = tmp_path / "coursera_backward.py"
+    backward.write_text((course / "coursera_backward.py").read_text())
+    status, report = run_check(forward, backward)
+    cell = by_backward(report)["rnn_cell_backward"]
+    assert cell["verdict"] == "could not check"
+    assert "`Whx` is not a name of coursera's API" in cell["reason"] and "Wax" in cell["reason"]

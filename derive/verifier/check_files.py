@@ -21,6 +21,7 @@ Nothing the user's code does (a hang, ``exit``, a crash, an exception) is ever
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,6 +143,12 @@ def judge_pair(raw: dict, allow_missing: bool = False) -> PairVerdict:
         elif stage in ("backward", "differences"):
             sizes = ", ".join(f"{k}={n}" for k, n in raw.get("sizes", {}).items())
             v.reason += f" at sizes {sizes}, where your {v.forward} ran"
+        key = re.match(r"KeyError: '(\w+)'", str(raw.get("error", "")))
+        if key and stage in ("forward", "setup") and raw.get("inputs") and key.group(1) not in raw["inputs"]:
+            # the API's dict carries its own names (parameters["Wax"]); the code asked for another
+            v.reason += (f"; `{key.group(1)}` is not a name of {v.family}'s API, whose arrays the check passes "
+                         f"({', '.join(sorted(raw['inputs']))}): your code names its weights its own way, and "
+                         "the check cannot tell which of yours is which")
         return v
     tol = TOL_FLOAT32 if raw.get("float32") else TOL
     if raw.get("float32"):
