@@ -166,3 +166,37 @@ def test_weights_named_another_way_are_said_to_be_so(tmp_path):
     cell = by_backward(report)["rnn_cell_backward"]
     assert cell["verdict"] == "could not check"
     assert "`Whx` is not a name of coursera's API" in cell["reason"] and "Wax" in cell["reason"]
+
+
+@pytest.mark.parametrize("bug", [None, "self.state.bottom_diff_s = ds * self.state.f"])
+def test_an_early_lstm_node_class_sized_by_module_constants(tmp_path, bug):
+    """nicodjimenez/lstm's first commits: class LSTM(param), LstmParam() sized by the
+    module constants. Torch autograd of the node (h = s * o) is the truth."""
+    text = (ROOT / "tests" / "learner_code" / "early_lstm_node.py").read_text()
+    if bug:
+        text = text.replace(bug, "self.state.bottom_diff_s = ds")
+    path = tmp_path / "lstm.py"
+    path.write_text(text)
+    node = load(path)
+    param = node.LstmParam()
+    rng = np.random.default_rng(5)
+    x, s_prev, h_prev = rng.normal(size=node.x_dim), rng.normal(size=node.mem_cell_ct), rng.normal(size=node.mem_cell_ct)
+    up_h, up_s = rng.normal(size=node.mem_cell_ct), rng.normal(size=node.mem_cell_ct)
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in dict(x=x, s_prev=s_prev, h_prev=h_prev).items()}
+    w = {k: torch.tensor(getattr(param, k), requires_grad=True) for k in ("wg", "wi", "wf", "wo", "bg", "bi", "bf", "bo")}
+    xc = torch.cat([t["x"], t["h_prev"]])
+    g, i = torch.tanh(w["wg"] @ xc + w["bg"]), torch.sigmoid(w["wi"] @ xc + w["bi"])
+    f, o = torch.sigmoid(w["wf"] @ xc + w["bf"]), torch.sigmoid(w["wo"] @ xc + w["bo"])
+    s = g * i + t["s_prev"] * f
+    ((s * o) @ torch.tensor(up_h) + s @ torch.tensor(up_s)).backward()
+    cell = node.LSTM(param)
+    cell.bottom_data_is(x, s_prev, h_prev)
+    cell.top_diff_is(up_h, up_s)
+    mine = {"s_prev": cell.state.bottom_diff_s, "h_prev": cell.state.bottom_diff_h, "x": cell.state.bottom_diff_x,
+            **{k: getattr(param, k + "_diff") for k in w}}
+    truth = {**{k: v.grad.numpy() for k, v in t.items()}, **{k: v.grad.numpy() for k, v in w.items()}}
+    expected = "right" if all(np.allclose(mine[k], truth[k], atol=1e-9) for k in truth) else "wrong"
+    assert expected == ("wrong" if bug else "right")
+    status, report = run_check(path)
+    verdict = by_backward(report)["LSTM.top_diff_is"]
+    assert verdict["verdict"] == expected and status == (0 if expected == "right" else 1)

@@ -278,7 +278,7 @@ ROWS: list = [
 # these names that the checked code reads sets that size.
 SIZE_NAMES: dict[str, tuple[str, ...]] = {
     "D": ("n_x", "x_dim", "input_dim", "input_size", "in_dim", "D"),
-    "H": ("n_a", "n_h", "h_dim", "hidden_dim", "hidden_size", "H"),
+    "H": ("n_a", "n_h", "h_dim", "hidden_dim", "hidden_size", "mem_cell_ct", "H"),
     "N": ("m", "batch_size", "N"),
     "T": ("T_x", "seq_length", "seq_len", "T"),
     "V": ("n_y", "vocab_size", "V"),
@@ -572,7 +572,12 @@ class NodeClasses:
     def build(self, pair, names: dict, dims: dict, rng) -> Problem:
         Node, Param, State = names[self.node], names[self.param], names[self.state]
         H, D = dims["H"], dims["D"]
-        probe = Param(H, D)
+
+        def make(cls, *args):
+            # LstmParam(H, D) today; LstmParam() in early versions, sized by module constants (mem_cell_ct, x_dim)
+            return cls(*args[:len(params(cls))])
+
+        probe = make(Param, H, D)
         weights = [a for a, v in sorted(vars(probe).items()) if isinstance(v, np.ndarray) and v.dtype.kind == "f"
                    and isinstance(getattr(probe, a + "_diff", None), np.ndarray)]
         inputs = {"x": rng.normal(0.0, 0.6, (D,)), "s_prev": rng.normal(0.0, 0.6, (H,)),
@@ -580,10 +585,10 @@ class NodeClasses:
                   **{w: rng.normal(0.0, 0.6, np.shape(getattr(probe, w))) for w in weights}}
 
         def call_forward(vals: dict):
-            param = Param(H, D)
+            param = make(Param, H, D)
             for w in weights:
                 setattr(param, w, vals[w])
-            node = Node(param, State(H, D))
+            node = make(Node, param, make(State, H, D))  # an early LSTM(param) makes its own state
             getattr(node, self.forward)(vals["x"], vals["s_prev"], vals["h_prev"])
             return {"h": np.asarray(node.state.h), "s": np.asarray(node.state.s)}, node
 
@@ -597,10 +602,13 @@ class NodeClasses:
                         break
             return got
 
-        notes = [f"{self.node}({self.param}(H, D), {self.state}(H, D)); the weights' gradients read from "
+        sized = "(H, D)" if params(Param) else "()"
+        state = f", {self.state}{'(H, D)' if params(State) else '()'}" if len(params(Node)) > 1 else ""
+        notes = [f"{self.node}({self.param}{sized}{state}); the weights' gradients read from "
                  f"{self.param}.*_diff, which start at zero"]
         return Problem(self.family, self.preset, pair[0], pair[1], False, inputs, call_forward, call_backward,
                        list(inputs), notes)
 
 
-ROWS += [ScriptLoss(), MethodLoss(), LayerClasses(), NodeClasses()]
+ROWS += [ScriptLoss(), MethodLoss(), LayerClasses(), NodeClasses(),
+         NodeClasses(node="LSTM")]  # nicodjimenez/lstm's first commits: class LSTM, sizes in module constants
