@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -169,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as exc:
         print(f"lstm-derive: {exc.args[0]}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `lstm-derive check ... | head`: the reader left; stop quietly, as other command-line tools do
+        # (and point stdout at nothing, so that Python's flush at exit does not raise again)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the broken pipe
 
 
 if __name__ == "__main__":

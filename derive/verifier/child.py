@@ -238,9 +238,9 @@ def _lookup(names: dict, dotted: str):
 def run_pair(row, pair, names: dict, job: dict) -> dict:
     fwd, bwd = _lookup(names, pair[0]), _lookup(names, pair[1])
     reads = apis.free_names(fwd) | apis.free_names(bwd)
-    # the classes the pair builds read the sizes too (an early LstmParam() sized by mem_cell_ct, x_dim)
-    classes = [fwd, bwd] + [_lookup(names, p.split(".")[0]) for p in pair if "." in p] \
-        + [names.get(getattr(row, attr)) for attr in ("param", "state") if hasattr(row, attr)]
+    # the parameter and state classes a node API builds read the sizes too (an early LstmParam() sized by
+    # the module constants mem_cell_ct, x_dim)
+    classes = [fwd, bwd] + [names.get(getattr(row, attr)) for attr in ("param", "state") if hasattr(row, attr)]
     for obj in classes:
         if isinstance(obj, type):
             for meth in vars(obj).values():
