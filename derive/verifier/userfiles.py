@@ -4,7 +4,9 @@ Contract. :func:`prepare` reads ``.py`` files and Jupyter ``.ipynb`` notebooks
 (several files of one project together) and writes, into a fresh temporary
 folder, one filtered copy per file under the file's own module name, so that the
 files import each other (``from lstm_forward import *``) inside the child
-process that runs them (:mod:`derive.verifier.sandbox`). Nothing here runs the
+process that runs them (:mod:`derive.verifier.sandbox`); an import that names a
+sibling by a package path or relatively (``from course5.week_01.lstm_network
+import *``) falls back to the sibling given. Nothing here runs the
 user's code: it is parsed with :mod:`ast` only.
 
 What a filtered copy keeps, in the file's order: imports, function and class
