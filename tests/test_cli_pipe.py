@@ -1,5 +1,6 @@
 """`lstm-derive ... | head`: when the reader of the output leaves, the command stops
-quietly (exit 141, as a shell reports a tool stopped by SIGPIPE), with no traceback."""
+quietly (exit 141 when it meets the closed pipe, as a shell reports a tool stopped by
+SIGPIPE; 0 when its output was already written), with no traceback."""
 
 from __future__ import annotations
 
@@ -22,6 +23,6 @@ def test_a_closed_pipe_is_not_a_traceback():
         first = reader.readline()
     err = proc.stderr.read().decode()
     code = proc.wait(timeout=120)
-    assert first.startswith(b"#"), first
+    assert first.strip(), first  # the reader got the start of the write-up
     assert "Traceback" not in err and "BrokenPipe" not in err, err
-    assert code == 141
+    assert code in (0, 141)
