@@ -71,9 +71,11 @@ BPTT) is one compiled function. Per step the products go through BLAS
 NumPy's own OpenBLAS when found, else scipy's) and everything elementwise,
 the biases included, is one loop over the units of the step, filled with
 the same derived statements, the activations computed with a vectorisable
-exponential. Before and after the loops (the input products of all steps;
-weight, bias and input gradients) and truncated BPTT run in NumPy as in the
-NumPy module. Needs numba and scipy
+exponential. Threads: as many as NumPy's BLAS has (threadpoolctl,
+OPENBLAS_NUM_THREADS), the loops splitting the batch between them while
+BLAS runs on one thread (see _split). Before and after the loops (the input
+products of all steps; weight, bias and input gradients) and truncated BPTT
+run in NumPy as in the NumPy module. Needs numba and scipy
 (pip install 'derive[fast]'). The first call in a process compiles the loops
 for its dtype (seconds), cached on disk beside this file when that is
 writable (else in numba's user cache, else not cached). float32 in, float32
@@ -88,9 +90,12 @@ import numbers
 
 import numpy as np
 
+import concurrent.futures
+import contextlib
 import ctypes
 import pickle
 import sys
+import threading
 
 try:
     import numba
@@ -250,15 +255,22 @@ def _f64_from_bits(typingctx, bits):
 # a token whose type says which library (int64: NumPy's CBLAS, int32:
 # scipy's Fortran BLAS), so that a cached loop is never linked to the other.
 _CBLAS_NAMES = ["scipy_cblas_{}gemm64_", "cblas_{}gemm64_"]  # NumPy >= 2.0 wheels, NumPy 1.x wheels
+_THREAD_NAMES = [("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+                 ("openblas_get_num_threads64_", "openblas_set_num_threads64_")]
 
 
-def _numpy_cblas():
-    """{"s": address, "d": address} of NumPy's ILP64 cblas_sgemm/dgemm, or None."""
+def _numpy_blas():
+    """NumPy's BLAS library as ctypes sees it (its module and the libraries it
+    links), or None."""
     core = getattr(np, "_core", None) or getattr(np, "core", None)
     try:
-        library = ctypes.CDLL(core._multiarray_umath.__file__)
+        return ctypes.CDLL(core._multiarray_umath.__file__)
     except (AttributeError, OSError):
         return None
+
+
+def _numpy_cblas(library):
+    """{"s": address, "d": address} of NumPy's ILP64 cblas_sgemm/dgemm, or None."""
     for pattern in _CBLAS_NAMES:
         try:
             return {t: ctypes.cast(getattr(library, pattern.format(t)), ctypes.c_void_p).value for t in "sd"}
@@ -267,19 +279,34 @@ def _numpy_cblas():
     return None
 
 
+def _numpy_blas_threads(library):
+    """(get, set) of the thread count of NumPy's OpenBLAS, or None."""
+    for get, set_ in _THREAD_NAMES:
+        try:
+            get, set_ = getattr(library, get), getattr(library, set_)
+        except AttributeError:
+            continue
+        get.restype, get.argtypes, set_.restype, set_.argtypes = ctypes.c_int, [], None, [ctypes.c_int]
+        return get, set_
+    return None
+
+
 def _blas_token():
-    """Register the gemm symbols this process can use; the token for the loops."""
+    """Register the gemm symbols this process can use; the token for the loops,
+    and the thread count's (get, set) of the library the token names (None:
+    the loops are not split, see _split)."""
     for t in "sd":
         _llvm.add_symbol(f"_derive_f77_{t}gemm", _cython_address("scipy.linalg.cython_blas", f"{t}gemm"))
-    cblas = _numpy_cblas()
+    library = _numpy_blas()
+    cblas = None if library is None else _numpy_cblas(library)
     if cblas is None:
-        return np.int32(0)
+        return np.int32(0), None
     for t, address in cblas.items():
         _llvm.add_symbol(f"_derive_cblas64_{t}gemm", address)
-    return np.int64(0)
+    return np.int64(0), _numpy_blas_threads(library)
 
 
-_BLAS = _blas_token()
+_BLAS, _BLAS_THREADS = _blas_token()
 
 
 def _matrix(context, builder, array_type, value):
@@ -303,52 +330,81 @@ def _at_least(builder, value, *bounds):
     return value
 
 
+def _gemm_intrinsic(transpose_a, transpose_b):
+    """The intrinsic out = op(a) @ op(b), op transposing or not as told: BLAS's
+    gemm written into ``out`` (no allocation, no copy of a transposed operand).
+    ``a`` is 2-D; ``b`` and ``out`` both 2-D, or both 1-D (a column; then b is
+    not transposed); float32 or float64 alike; ``blas``: the token of the
+    library (_BLAS)."""
+    def gemm(typingctx, blas, a, b, out):
+        arrays = (a, b, out)
+        if not (isinstance(blas, _types.Integer) and blas.bitwidth in (32, 64)
+                and all(isinstance(x, _types.Array) for x in arrays)
+                and a.ndim == 2 and b.ndim == out.ndim and b.ndim in (1, 2) and not (transpose_b and b.ndim == 1)
+                and a.dtype == b.dtype == out.dtype and a.dtype in (_types.float32, _types.float64)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            (pa, ra, ca, lda), (pb, rb, cb, ldb), (pc, _, _, ldc) = (
+                _matrix(context, builder, t, v) for t, v in zip(arrays, args[1:]))
+            m, k = (ca, ra) if transpose_a else (ra, ca)  # op(a) is m x k, op(b) k x n
+            n = rb if transpose_b else cb
+            one = context.get_constant(_types.intp, 1)
+            lda, ldb, ldc = _at_least(builder, lda, ca, one), _at_least(builder, ldb, cb, one), _at_least(builder, ldc, n, one)
+            real = context.get_value_type(a.dtype)
+            alpha, beta = real(1.0), real(0.0)
+            t = "s" if a.dtype == _types.float32 else "d"
+            pointer = real.as_pointer()
+            if blas.bitwidth == 64:  # NumPy's CBLAS, row-major: out = op(a) op(b)
+                i32, i64 = _ir.IntType(32), _ir.IntType(64)
+                fnty = _ir.FunctionType(_ir.VoidType(), [i32, i32, i32, i64, i64, i64, real, pointer, i64, pointer,
+                                                         i64, real, pointer, i64])
+                fn = _cgutils.get_or_insert_function(builder.module, fnty, f"_derive_cblas64_{t}gemm")
+                m, n, k, lda, ldb, ldc = [builder.sext(v, i64) if v.type.width < 64 else v
+                                          for v in (m, n, k, lda, ldb, ldc)]
+                ta, tb = i32(112 if transpose_a else 111), i32(112 if transpose_b else 111)
+                builder.call(fn, [i32(101), ta, tb, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc])
+            else:  # scipy's Fortran gemm, column-major (a row-major array read as its transpose): outᵀ = op(b)ᵀ op(a)ᵀ
+                i8, i32 = _ir.IntType(8), _ir.IntType(32)
+                fnty = _ir.FunctionType(_ir.VoidType(), [i8.as_pointer()] * 2 + [i32.as_pointer()] * 3 + [
+                    pointer, pointer, i32.as_pointer(), pointer, i32.as_pointer(), pointer, pointer, i32.as_pointer()])
+                fn = _cgutils.get_or_insert_function(builder.module, fnty, f"_derive_f77_{t}gemm")
+
+                def ref(value):
+                    return _cgutils.alloca_once_value(builder, value)
+
+                def small(v):
+                    return builder.trunc(v, i32) if v.type.width > 32 else v
+                ta, tb = ref(i8(ord("T" if transpose_a else "N"))), ref(i8(ord("T" if transpose_b else "N")))
+                builder.call(fn, [tb, ta, ref(small(n)), ref(small(m)), ref(small(k)), ref(alpha), pb, ref(small(ldb)),
+                                  pa, ref(small(lda)), ref(beta), pc, ref(small(ldc))])
+            return context.get_dummy_value()
+
+        return _types.none(blas, a, b, out), codegen
+    gemm.__name__ = gemm.__qualname__ = "_gemm_" + "nt"[transpose_a] + "nt"[transpose_b]
+    return _intrinsic(gemm)
+
+
+_gemm = _gemm_intrinsic(False, False)  # out = a @ b
+_gemm_nt = _gemm_intrinsic(False, True)  # out = a @ b.T (a weight as stored, not copied transposed)
+_gemm_tn = _gemm_intrinsic(True, False)  # out = a.T @ b
+
+
 @_intrinsic
-def _gemm(typingctx, blas, a, b, out):
-    """out = a @ b through BLAS's gemm, written into ``out`` (no allocation).
-    ``a`` is 2-D; ``b`` and ``out`` both 2-D, or both 1-D (a column); float32
-    or float64 alike; ``blas``: the token of the library (_BLAS)."""
-    arrays = (a, b, out)
-    if not (isinstance(blas, _types.Integer) and blas.bitwidth in (32, 64)
-            and all(isinstance(x, _types.Array) for x in arrays)
-            and a.ndim == 2 and b.ndim == out.ndim and b.ndim in (1, 2)
-            and a.dtype == b.dtype == out.dtype and a.dtype in (_types.float32, _types.float64)):
-        return None
-
+def _wide_vectors(typingctx):
+    """Let LLVM vectorise the calling loop with 512-bit registers where the CPU has
+    them (AVX-512): LLVM prefers 256 bits on such CPUs unless told (the
+    function attribute prefer-vector-width; numba has no option for it). The
+    unit loops ran 20-30 % faster with it here (BENCHMARKS.md); without
+    AVX-512 the attribute changes nothing. Where llvmlite refuses the
+    attribute, the loop is compiled without it."""
     def codegen(context, builder, signature, args):
-        (pa, m, k, lda), (pb, _, n, ldb), (pc, _, _, ldc) = (
-            _matrix(context, builder, t, v) for t, v in zip(arrays, args[1:]))
-        one = context.get_constant(_types.intp, 1)
-        lda, ldb, ldc = _at_least(builder, lda, k, one), _at_least(builder, ldb, n, one), _at_least(builder, ldc, n, one)
-        real = context.get_value_type(a.dtype)
-        alpha, beta = real(1.0), real(0.0)
-        t = "s" if a.dtype == _types.float32 else "d"
-        pointer = real.as_pointer()
-        if blas.bitwidth == 64:  # NumPy's CBLAS, row-major: out = a b
-            i32, i64 = _ir.IntType(32), _ir.IntType(64)
-            fnty = _ir.FunctionType(_ir.VoidType(), [i32, i32, i32, i64, i64, i64, real, pointer, i64, pointer,
-                                                     i64, real, pointer, i64])
-            fn = _cgutils.get_or_insert_function(builder.module, fnty, f"_derive_cblas64_{t}gemm")
-            wide = [builder.sext(v, i64) if v.type.width < 64 else v for v in (m, n, k, lda, ldb, ldc)]
-            m, n, k, lda, ldb, ldc = wide
-            builder.call(fn, [i32(101), i32(111), i32(111), m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc])
-        else:  # scipy's Fortran gemm, column-major: outᵀ = bᵀ aᵀ
-            i8, i32 = _ir.IntType(8), _ir.IntType(32)
-            fnty = _ir.FunctionType(_ir.VoidType(), [i8.as_pointer()] * 2 + [i32.as_pointer()] * 3 + [
-                pointer, pointer, i32.as_pointer(), pointer, i32.as_pointer(), pointer, pointer, i32.as_pointer()])
-            fn = _cgutils.get_or_insert_function(builder.module, fnty, f"_derive_f77_{t}gemm")
-
-            def ref(value):
-                return _cgutils.alloca_once_value(builder, value)
-
-            def small(v):
-                return builder.trunc(v, i32) if v.type.width > 32 else v
-            no = ref(i8(ord("N")))
-            builder.call(fn, [no, no, ref(small(n)), ref(small(m)), ref(small(k)), ref(alpha), pb, ref(small(ldb)),
-                              pa, ref(small(lda)), ref(beta), pc, ref(small(ldc))])
+        try:
+            set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        except (AttributeError, TypeError):
+            pass
         return context.get_dummy_value()
-
-    return _types.none(blas, a, b, out), codegen
+    return _types.none(), codegen
 
 
 @_jit
@@ -445,13 +501,14 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, weight_hh_T):
+def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, weight_hh, n0, n1):
     """The forward time loop in float32 (see _forward)."""
-    T_, B = gates.shape[0], gates.shape[1]
+    _wide_vectors()
+    T_ = gates.shape[0]
     U = h_seq.shape[2]
     for t in range(T_):
-        _gemm(blas, h_seq[t], weight_hh_T, hp_h_prev)  # the h_prev terms of their sums: one product
-        for _n in range(B):
+        _gemm_nt(blas, h_seq[t, n0:n1], weight_hh, hp_h_prev[n0:n1])  # the h_prev terms of their sums: one product
+        for _n in range(n0, n1):
             v_z_h = gates[t, _n, 0:U]
             v_b_h = b[0:U]
             v_hp_h_prev_h = hp_h_prev[_n, 0:U]
@@ -462,12 +519,13 @@ def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, weight_hh_T):
 
 
 @_jit
-def _bptt_steps_f32(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh):
+def _bptt_steps_f32(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh, n0, n1):
     """The full-BPTT time loop in float32 (see _bptt)."""
-    T_, B = gates.shape[0], gates.shape[1]
+    _wide_vectors()
+    T_ = gates.shape[0]
     U = dh_prev_buf.shape[1]
     for t in range(T_ - 1, -1, -1):
-        for _n in range(B):
+        for _n in range(n0, n1):
             v_doutput = doutput_seq[t, _n, 0:U]
             v_dh_prev = dh_prev_buf[_n, 0:U]
             v_h = h_seq[t + 1, _n, 0:U]
@@ -479,7 +537,7 @@ def _bptt_steps_f32(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh):
                 h = v_h[_k]
                 dz_h = dh*(_1_f32 - h*h)  # dz_h = dh*(1 - h**2)
                 v_ddz_h[_k] = dz_h
-        _gemm(blas, gates[t], weight_hh, dh_prev_buf)  # dh_prev_from_gates: one product
+        _gemm(blas, gates[t, n0:n1], weight_hh, dh_prev_buf[n0:n1])  # dh_prev_from_gates: one product
 
 
 @_jit(inline="always")
@@ -515,13 +573,14 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, weight_hh_T):
+def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, weight_hh, n0, n1):
     """The forward time loop in float64 (see _forward)."""
-    T_, B = gates.shape[0], gates.shape[1]
+    _wide_vectors()
+    T_ = gates.shape[0]
     U = h_seq.shape[2]
     for t in range(T_):
-        _gemm(blas, h_seq[t], weight_hh_T, hp_h_prev)  # the h_prev terms of their sums: one product
-        for _n in range(B):
+        _gemm_nt(blas, h_seq[t, n0:n1], weight_hh, hp_h_prev[n0:n1])  # the h_prev terms of their sums: one product
+        for _n in range(n0, n1):
             v_z_h = gates[t, _n, 0:U]
             v_b_h = b[0:U]
             v_hp_h_prev_h = hp_h_prev[_n, 0:U]
@@ -532,12 +591,13 @@ def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, weight_hh_T):
 
 
 @_jit
-def _bptt_steps_f64(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh):
+def _bptt_steps_f64(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh, n0, n1):
     """The full-BPTT time loop in float64 (see _bptt)."""
-    T_, B = gates.shape[0], gates.shape[1]
+    _wide_vectors()
+    T_ = gates.shape[0]
     U = dh_prev_buf.shape[1]
     for t in range(T_ - 1, -1, -1):
-        for _n in range(B):
+        for _n in range(n0, n1):
             v_doutput = doutput_seq[t, _n, 0:U]
             v_dh_prev = dh_prev_buf[_n, 0:U]
             v_h = h_seq[t + 1, _n, 0:U]
@@ -549,7 +609,7 @@ def _bptt_steps_f64(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh):
                 h = v_h[_k]
                 dz_h = dh*(_1_f64 - h*h)  # dz_h = dh*(1 - h**2)
                 v_ddz_h[_k] = dz_h
-        _gemm(blas, gates[t], weight_hh, dh_prev_buf)  # dh_prev_from_gates: one product
+        _gemm(blas, gates[t, n0:n1], weight_hh, dh_prev_buf[n0:n1])  # dh_prev_from_gates: one product
 
 
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -562,6 +622,74 @@ def _kernel(name, dtype):
         raise TypeError(f"the compiled loops run in float32 or float64, not {dtype}; the NumPy module takes any "
                         f"floating dtype")
     return globals()[f"{name}_{sfx}"]
+
+
+# Threads. A compiled loop runs over a block of the batch, rows n0..n1 (the
+# rows of a batch never meet: each block runs its own per-step products and
+# unit loops, and the blocks meet once, at the end of the time loop). The
+# loops split the batch into as many blocks as NumPy's BLAS has threads
+# (threadpoolctl, OPENBLAS_NUM_THREADS: the knob that sets NumPy's products
+# sets these too), each block in a thread of its own with BLAS on one thread
+# meanwhile (the block's per-step products are small; two threaded products at
+# once would share one pool). BLAS's thread count is process-wide, so it is
+# lent: set to 1 while the blocks run and given back after; a call that finds
+# it lent runs its loops whole. Below _SPLIT_SIZE
+# values in the gates buffer (steps x rows x the units of every sum) the loops
+# run whole (threads cost more than they save; measured, BENCHMARKS.md).
+_SPLIT_SIZE = 1 << 17
+_LOCK = threading.Lock()
+_LENT = [0]  # BLAS's thread count while lent to a call's blocks; 0 when not lent
+_POOL = [None]
+
+
+@contextlib.contextmanager
+def _blas_lent():
+    """BLAS's threads lent to this call: yields how many (1 when another call
+    holds them), BLAS on one thread until the block exits."""
+    get, set_ = _BLAS_THREADS
+    with _LOCK:
+        mine = _LENT[0] == 0
+        if mine:
+            _LENT[0] = get()
+            set_(1)
+        threads = _LENT[0] if mine else 1
+    try:
+        yield threads
+    finally:
+        if mine:
+            with _LOCK:
+                set_(_LENT[0])
+                _LENT[0] = 0
+
+
+def _pool(workers):
+    """The module's thread pool, with at least ``workers`` threads."""
+    pool = _POOL[0]
+    if pool is None or pool._max_workers < workers:
+        if pool is not None:
+            pool.shutdown(wait=True)
+        pool = _POOL[0] = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="derive-loops")
+    return pool
+
+
+def _split(kernel, batch, size, *args):
+    """Run the compiled loop ``kernel`` over rows 0..batch of the batch, whole
+    or in blocks, one per BLAS thread (``size``: the gates buffer's)."""
+    if (_BLAS_THREADS is None or batch < 2 or size < _SPLIT_SIZE or not kernel.signatures
+            or _BLAS_THREADS[0]() < 2):
+        return _run(kernel, *args, 0, batch)  # (the first call of a loop compiles it, or loads it, whole)
+    with _blas_lent() as threads:
+        blocks = min(threads, batch)
+        if blocks < 2:
+            return kernel(*args, 0, batch)
+        edges = [batch * i // blocks for i in range(blocks + 1)]
+        others = [_pool(blocks - 1).submit(kernel, *args, edges[i], edges[i + 1]) for i in range(1, blocks)]
+        try:
+            kernel(*args, edges[0], edges[1])
+        finally:
+            concurrent.futures.wait(others)  # every block done with the buffers before anything else reads them
+        for block in others:
+            block.result()
 
 
 def _forward(x_seq, h_prev, weight_ih, weight_hh, b):
@@ -581,7 +709,7 @@ def _forward(x_seq, h_prev, weight_ih, weight_hh, b):
     gates = gates.reshape(T, N, hidden_size)
     h_seq = np.empty((T + 1, N, hidden_size), dtype)  # h of every step; slot 0 holds h_prev of the first
     h_seq[0] = h_prev
-    _run(_kernel("_forward_steps", dtype), gates, _BLAS, np.ascontiguousarray(b), h_seq, np.empty((gates.shape[1], h_seq.shape[2]), gates.dtype), np.ascontiguousarray(weight_hh.T))
+    _split(_kernel("_forward_steps", dtype), gates.shape[1], gates.size, gates, _BLAS, np.ascontiguousarray(b), h_seq, np.empty((gates.shape[1], h_seq.shape[2]), gates.dtype), np.ascontiguousarray(weight_hh))
     return h_seq, gates
 
 
@@ -641,7 +769,7 @@ def _bptt(doutput_seq, gates, h_seq, weight_hh, hidden_size, T, dh_prev):
     gradients cross from step to step; each step's slot adjoints go into its
     slot of the gates buffer. Returns the gradients on the initial states."""
     dh_prev_buf = np.array(dh_prev, dtype=gates.dtype)
-    _run(_kernel("_bptt_steps", gates.dtype), gates, _BLAS, dh_prev_buf, np.ascontiguousarray(doutput_seq), h_seq, np.ascontiguousarray(weight_hh))
+    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[1], gates.size, gates, _BLAS, dh_prev_buf, np.ascontiguousarray(doutput_seq), h_seq, np.ascontiguousarray(weight_hh))
     return dh_prev_buf
 
 

@@ -243,9 +243,25 @@ def test_both_blas_libraries_give_the_numpy_module_numbers(name, monkeypatch):
     twin = compiled(name)
     assert np.asarray(twin._BLAS).dtype in (np.int64, np.int32)
     for token in (np.int64(0), np.int32(0)):
-        if token.dtype == np.int64 and twin._numpy_cblas() is None:
+        if token.dtype == np.int64 and np.asarray(twin._BLAS).dtype != np.int64:  # NumPy's CBLAS not found
             continue
         monkeypatch.setattr(twin, "_BLAS", token)
         for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
             err, key = _agree(name, dtype, None, 5, (3, 4, 3), seed=2)
             assert err <= tol, (name, token.dtype, dtype, key, err)
+
+
+@pytest.mark.parametrize("name", ["pytorch", "gru"])
+def test_the_unit_loops_are_marked_for_the_widest_vectors(name):
+    """Each compiled loop carries the attribute that lets LLVM use 512-bit vectors
+    (``_wide_vectors``); compiled afresh (a loop loaded from the disk cache keeps no IR)."""
+    twin = compiled(name)
+    seq = sequence(name, dims_for(name, 3, 4, 2), 3, seed=1)
+    generated_grads(name, seq, module_=twin)
+    for loop in ("_forward_steps_f64", "_bptt_steps_f64"):
+        kernel = getattr(twin, loop)
+        fresh = numba.njit(**twin._OPTIONS)(kernel.py_func)
+        signature = kernel.signatures[0]
+        fresh.compile(signature)
+        ir = fresh.inspect_llvm(signature)
+        assert '"prefer-vector-width"="512"' in ir, (name, loop)

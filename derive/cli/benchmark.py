@@ -31,8 +31,12 @@ Honest measurement on a small shared machine:
   last 20 ms (per call), since one millisecond call after a pause mostly times
   caches and a CPU waking up;
 - peak memory is the rise of the worker's resident set (VmHWM, reset through
-  /proc/self/clear_refs) over the first call in the fresh worker, the same for
-  both sides;
+  /proc/self/clear_refs) over a warm call, glibc giving every freed block of
+  4 KiB or more back: the median of ``MEMORY_CALLS`` calls in each of
+  ``--rounds`` workers, and the median of those (torch's rise differs from
+  process to process by up to a MiB at the medium size), the same for all;
+- the compiled twin's loops split the batch over as many threads as NumPy's
+  BLAS has (``--threads``), so the thread count is the same for it too;
 - the whole table is measured ``--runs`` times (two by default) and the
   ratios of every run are shown, so that a ratio is only read where it is stable.
 
@@ -61,6 +65,7 @@ from derive.cli.benchmark_stacked import stacked_flops
 SIZES = [(20, 1, 10, 16), (50, 32, 64, 128), (100, 64, 256, 256)]
 DTYPES = ["float32", "float64"]
 IMPLS = ["generated", "compiled", "floor", "torch", "naive"]
+MEMORY_CALLS = 5  # warm calls whose rise of the resident set is measured, per memory worker
 SAMPLE = 0.02  # seconds: the shortest timed sample (calls back to back, then a pause)
 
 
@@ -389,11 +394,15 @@ def worker(impl: str, dtype: str, size: tuple[int, int, int, int], threads: int,
             # worker with glibc giving every block of 4 KiB or more back when it is
             # freed, so that the call's arrays show in the resident set and earlier
             # calls' leftovers do not)
-            if _reset_peak():
+            rises = []
+            for _ in range(MEMORY_CALLS):
+                if not _reset_peak():
+                    break
                 time.sleep(pause)
                 base = _rss_kb("VmRSS")
                 call()
-                peak = max(_rss_kb("VmHWM") - base, 0)
+                rises.append(max(_rss_kb("VmHWM") - base, 0))
+            peak = statistics.median(rises) if rises else None
             repeats = 0
         times = []
         for _ in range(repeats):
@@ -499,13 +508,16 @@ def measure_size(dtype, size, impls, args, module_path, run) -> list[dict]:
             pooled[impl].extend(_measure(impl, dtype, size, args, module_path, repeats)["times"])
     results = []
     for impl in impls:
-        mem = _measure(impl, dtype, size, args, module_path, 0, mode="memory")
+        mems = [_measure(impl, dtype, size, args, module_path, 0, mode="memory") for _ in range(args.rounds)]
+        peaks = [m["peak_kb"] for m in mems if m["peak_kb"] is not None]
+        peak = statistics.median(peaks) if peaks else None
         times = pooled[impl]
         results.append({"impl": impl, "dtype": dtype, "size": list(size), "run": run, "times": times,
-                        "median": statistics.median(times), "peak_kb": mem["peak_kb"],
-                        "threadpools": mem["threadpools"]})
+                        "median": statistics.median(times), "peak_kb": peak, "peaks_kb": peaks,
+                        "threadpools": mems[0]["threadpools"]})
         print(f"  run {run} {dtype} {size} {impl}: median {statistics.median(times) * 1e3:.3f} ms "
-              f"({len(times)} samples from {args.rounds} processes), peak {(mem['peak_kb'] or 0) / 1024:.1f} MiB",
+              f"({len(times)} samples from {args.rounds} processes), peak {(peak or 0) / 1024:.1f} MiB "
+              f"(median of {args.rounds} processes: {', '.join(f'{k / 1024:.1f}' for k in peaks)})",
               file=sys.stderr, flush=True)
     return results
 
@@ -647,7 +659,8 @@ def table(results, sizes, dtypes, impls, runs, gates: int = 4, layers: int = 1, 
             f"`% of rate` is the matrix-product work of forward + backward ({6 * gates}·T·B·H·(D+H) flops"
             f"{', summed over layers and directions, D a layer input' if layers * directions > 1 else ''}) over the time, "
             "as a share of the NumPy matmul rate measured in the same run (the best of 20 products of two "
-            "1024 x 1024 matrices); peak is the rise of the resident set over one warm forward + backward. "
+            "1024 x 1024 matrices); peak is the rise of the resident set over a warm forward + backward (the median of "
+            f"{MEMORY_CALLS} calls in each of --rounds processes, the median of those). "
             "compiled: generated/<preset>_numba.py (its kernels compiled before the timing, in the untimed "
             "first calls); floor: the same matrix products alone in NumPy (derive.cli.benchmark.floor_call).")
     return "\n".join(lines) + "\n\n" + note

@@ -205,7 +205,7 @@ class Emitter:
             else:
                 pre.extend(self._scatter(n["gates"], s, product, why, first=k == 0, whole=True))
             if k == 0:
-                pre.add(f"{L.all_block(n['gates'], dim_text(s.rows), total)} = 0", "the sums no input feeds")
+                pre.add(self.unfed_line())
         if p.has_bias:
             pre.add(self.bias_line())
         if L.from_all(n["gates"], total, T, self.batch) != n["gates"]:
@@ -477,6 +477,22 @@ class Emitter:
                 "returns": list(dict.fromkeys(results.values())), "state_grads": state_grads, "finals": finals,
                 "cache": cache, "init": init, "reuse": reuse, "buffers": buffers, "loop_args": loop_args,
                 "scratch": body.scratch(stacked=False), "stacked_scratch": body.scratch(stacked=True)}
+
+    def unfed(self) -> sp.Expr | None:
+        """Where the sums that the first input does not feed start in the gates
+        buffer (zeroed before the other inputs add theirs), or None when it
+        feeds them all."""
+        first = next((s for s in self.p.sources if s.role == "input"), None)
+        if first is None or first.direct == (0, self.p.total):
+            return None
+        return first.rows
+
+    def unfed_line(self) -> str:
+        """The forward line that zeroes the sums the first input does not feed
+        (the compiled twin leaves it out when no other input feeds them: its
+        loop does not read those blocks)."""
+        block = self.L.all_block(self.n["gates"], dim_text(self.unfed()), dim_text(self.p.total))
+        return f"{block} = 0  # the sums no input feeds"
 
     def bias_line(self) -> str:
         """The forward line that adds every bias to every sum (the compiled twin's

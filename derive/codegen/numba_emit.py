@@ -7,11 +7,11 @@ and gives the templates two compiled kernels, each one whole time loop in one
 ``@njit`` function, and the Python lines that call them:
 
     forward kernel    per step t: each state's product into a scratch
-                      (``_gemm(blas, h_prev, W_hᵀ, hp)``: BLAS's gemm called from the
-                      compiled code, no allocation), then ONE loop over the units
-                      [n, k] of the step: every sum completed (its input terms, its
-                      bias, its state terms), every gate activated, every other
-                      equation of the cell
+                      (``_gemm_nt(blas, h_prev, W_h, hp)``: BLAS's gemm called from
+                      the compiled code, the weight as stored, no allocation), then
+                      ONE loop over the units [n, k] of the step: every sum
+                      completed (its input terms, its bias, its state terms), every
+                      gate activated, every other equation of the cell
     backward kernel   per step t (descending): loop A over the units: the derived
                       statements that do not need a product (the slot adjoints into
                       the step's slot of the gates buffer, or a step scratch dz);
@@ -20,6 +20,13 @@ and gives the templates two compiled kernels, each one whole time loop in one
                       the statements that do (the GRU's ``dh_prev = dz @ W_h +
                       dh*z``); dz copied into the step's slot of the gates buffer
                       when it was a scratch, as the NumPy module leaves it
+
+Both kernels run over a block of the batch, rows ``n0..n1`` (their last two
+parameters): the rows of a batch never meet, so every product and unit loop
+of a step is cut to the block (``h_seq[t, n0:n1]``), and the caller
+(``_split`` in the template) runs the blocks in threads of their own. Each
+kernel starts with ``_wide_vectors()``, which lets LLVM use 512-bit
+vectors in its unit loops where the CPU has them.
 
 Every scratch of a step is allocated by the Python caller and passed in. The
 ``blas`` argument is the module's token of the BLAS library (``_BLAS``: NumPy's
@@ -113,7 +120,8 @@ class Unit:
             out.add(f"for {ne.k} in range({ne.U}):")
             out.extend("    " + line for line in self.body)
             return out
-        outer, size, inner_size = (ne.n, ne.B, ne.U) if layout == "rows" else (ne.k, ne.U, ne.B)
+        rows = f"{ne.n0}, {ne.n1}"  # the block of the batch this call runs
+        outer, size, inner_size = (ne.n, rows, ne.U) if layout == "rows" else (ne.k, ne.U, rows)
         out.add(f"for {outer} in range({size}):")
         out.extend("    " + line for line in self.binds)
         out.add(f"    for {inner} in range({inner_size}):")
@@ -165,12 +173,10 @@ class NumbaEmitter:
         return int(m)
 
     def dims(self, units: str, gates: str) -> list[str]:
-        """The kernel's T, B and U, read off the gates buffer and an array of
+        """The kernel's T and U, read off the gates buffer and an array of
         units (``units`` indexes its units' axis: ``h_seq.shape[2]``)."""
         if self.L.name == "rows":
-            return [f"{self.T}, {self.B} = {gates}.shape[0], {gates}.shape[1]", f"{self.U} = {units}"]
-        if self.L.name == "columns":
-            return [f"{self.T}, {self.B} = {gates}.shape[1], {gates}.shape[2]", f"{self.U} = {units}"]
+            return [f"{self.T} = {gates}.shape[0]", f"{self.U} = {units}"]
         return [f"{self.T} = {gates}.shape[1]", f"{self.U} = {units}"]
 
     def outer_empty(self, blocks: int, units: str, gates: str) -> str:
@@ -185,6 +191,27 @@ class NumbaEmitter:
             return f"np.empty(({rows}, {gates}.shape[2]), {gates}.dtype)"
         return f"np.empty(({rows},), {gates}.dtype)"
 
+    def batch(self, gates: str) -> str:
+        """The batch size, as the Python caller reads it off the gates buffer."""
+        return {"rows": f"{gates}.shape[1]", "columns": f"{gates}.shape[2]", "none": "1"}[self.L.name]
+
+    def block(self, step: str) -> str:
+        """A step-shaped array (``h_seq[t]``, a scratch, a block of columns
+        ``dz[:, 0:2*U]``) cut to this call's rows of the batch."""
+        lo, hi = self.n0, self.n1
+        if self.L.name == "none":
+            return step
+        if self.L.name == "rows":
+            if step.endswith("]") and "[" in step:  # h_seq[t] -> h_seq[t, n0:n1]; dz[:, a:b] -> dz[n0:n1, a:b]
+                head, index = step[:step.index("[")], step[step.index("[") + 1:-1]
+                if index.startswith(":, "):
+                    return f"{head}[{lo}:{hi}, {index[3:]}]"
+                return f"{head}[{index}, {lo}:{hi}]"
+            return f"{step}[{lo}:{hi}]"
+        if step.endswith("]") and "[" in step:  # seq[:, t] -> seq[:, t, n0:n1]; dz[a:b] -> dz[a:b, n0:n1]
+            return f"{step[:-1]}, {lo}:{hi}]"
+        return f"{step}[:, {lo}:{hi}]"
+
     def copy(self) -> str:
         """The compiled copy loop of a step-shaped array (an array assignment
         ``a[...] = b`` inside a kernel costs seconds of LLVM time; a call does not)."""
@@ -194,8 +221,9 @@ class NumbaEmitter:
         """Fresh kernel-local names, the same on every call (both dtypes get the same text)."""
         self.fresh = Names(self.base_taken)
         self.n, self.k = self.fresh("_n"), self.fresh("_k")
-        self.U, self.B, self.T = self.fresh("U"), self.fresh("B"), self.fresh("T")
+        self.U, self.T = self.fresh("U"), self.fresh("T")
         self.blas = self.fresh("blas")
+        self.n0, self.n1 = self.fresh("n0"), self.fresh("n1")
 
     def hp_row(self, src: Source, slot: Slot) -> sp.Expr:
         """Where a slot's terms sit in the source's product (its rows of the stacked weight)."""
@@ -229,14 +257,12 @@ class NumbaEmitter:
             args[seq] = seq
             hp[s.name] = self.fresh("hp_" + s.var)
             args[hp[s.name]] = self.outer_empty(self.blocks(s.rows), units, gates)
+            args[s.weight] = f"np.ascontiguousarray({s.weight})"  # C-contiguous: one signature per dtype
             if L.rows:
-                w = self.fresh(s.weight + "_T")
-                args[w] = f"np.ascontiguousarray({s.weight}.T)"  # C-contiguous: one signature per dtype for every kernel
-                products.add(f"_gemm({self.blas}, {seq}[t], {w}, {hp[s.name]})",
+                products.add(f"_gemm_nt({self.blas}, {self.block(f'{seq}[t]')}, {s.weight}, {self.block(hp[s.name])})",
                              f"the {s.var} terms of their sums: one product")
             else:
-                args[s.weight] = f"np.ascontiguousarray({s.weight})"
-                products.add(f"_gemm({self.blas}, {s.weight}, {seq}[:, t], {hp[s.name]})",
+                products.add(f"_gemm({self.blas}, {s.weight}, {self.block(f'{seq}[:, t]')}, {self.block(hp[s.name])})",
                              f"the {s.var} terms of their sums: one product (its rows strided, no copy)")
 
         def need(expr: sp.Expr) -> None:
@@ -262,9 +288,18 @@ class NumbaEmitter:
                     raise self.fail(f"the step reads `{name}`, which the compiled loop does not have")
                 local[name] = name
 
+        inputs = [s for s in p.sources if s.role == "input"]
+        unfed = e.unfed() if len(inputs) == 1 else None  # the blocks no input feeds: zero, not read
+
+        def fed(slot: Slot) -> bool:
+            if unfed is None:
+                return True
+            m = sp.simplify((slot.start - unfed) / self.units)
+            return not (m.is_Integer and m >= 0)
+
         def total(slot: Slot) -> str:
             """The slot's sum: its block of the gates (input terms and bias), each state's terms, its other terms."""
-            terms = [unit.seq(gates, "t", slot.start, "z_" + slot.name)]
+            terms = [unit.seq(gates, "t", slot.start, "z_" + slot.name)] if fed(slot) else []
             if p.has_bias:  # in the NumPy module's order: (input terms + bias) + state terms
                 terms.append(unit.bias(p.names["b"], slot.start, "b_" + slot.name))
             for s in states:
@@ -316,6 +351,7 @@ class NumbaEmitter:
                 args[seq] = seq
                 unit.body.add(f"{unit.seq(seq, 't + 1', 0, node.name)} = {node.name}")
         lines = Lines()
+        lines.add("_wide_vectors()")
         axis = {"rows": 2, "columns": 0, "none": 0}[L.name]
         lines.extend(self.dims(f"{p.seq[self.cell.links[0].out]}.shape[{axis}]", gates))
         lines.add(f"for t in range({self.T}):")
@@ -497,19 +533,25 @@ class NumbaEmitter:
             if name not in direct:
                 args[out] = self.outer_empty(self.blocks(src.size), units, gates)
             lo, hi = src.direct
-            operand = step_dz
-            if (lo, hi) != (0, p.total):  # a block of the slot adjoints: its rows strided, no copy
+            cols = ":"  # the slot adjoints the product reads: all, or a block of them (its rows strided, no copy)
+            if (lo, hi) != (0, p.total):
                 a, b = self.blocks(lo), self.blocks(hi)
-                block = f"{a}*{self.U}:{b}*{self.U}" if a else f"0:{b}*{self.U}"
-                operand = f"{step_dz}[:, {block}]" if L.rows else f"{step_dz}[{block}]"
-            if L.rows:
-                args[src.weight] = f"np.ascontiguousarray({src.weight})"
-                prods.add(f"_gemm({self.blas}, {operand}, {src.weight}, {out})", f"{name}: one product")
+                cols = f"{a}*{self.U}:{b}*{self.U}" if a else f"0:{b}*{self.U}"
+            rows = f"{self.n0}:{self.n1}"
+            if L.name == "rows":
+                base = f"{target}[t, {rows}" if inplace else f"{dz}[{rows}"
+                operand = base + ("]" if cols == ":" else f", {cols}]")
+            elif L.name == "columns":
+                operand = f"{dz}[{cols}, {rows}]"
             else:
-                w = self.fresh(src.weight + "_T")
-                args[w] = f"np.ascontiguousarray({src.weight}.T)"
-                prods.add(f"_gemm({self.blas}, {w}, {operand}, {out})", f"{name}: one product")
+                operand = dz if cols == ":" else f"{dz}[{cols}]"
+            args[src.weight] = f"np.ascontiguousarray({src.weight})"
+            if L.rows:
+                prods.add(f"_gemm({self.blas}, {operand}, {src.weight}, {self.block(out)})", f"{name}: one product")
+            else:  # W_hᵀ dz, the weight as stored
+                prods.add(f"_gemm_tn({self.blas}, {src.weight}, {operand}, {self.block(out)})", f"{name}: one product")
         lines = Lines()
+        lines.add("_wide_vectors()")
         lines.extend(self.dims(units, gates))
         lines.add(f"for t in range({self.T} - 1, -1, -1):")
         body = Lines(first.loop() + prods)
@@ -517,7 +559,8 @@ class NumbaEmitter:
             body.extend(second.loop())
         if not inplace:
             step = {"rows": f"{target}[t]", "columns": f"{target}[:, t]", "none": f"{target}[:, t]"}[L.name]
-            body.add(f"{self.copy()}({step}, {dz})", "the step's slot adjoints, where the NumPy loop leaves them")
+            body.add(f"{self.copy()}({self.block(step)}, {self.block(dz)})",
+                     "the step's slot adjoints, where the NumPy loop leaves them")
         lines.extend("    " + line for line in body)
         return lines, list(carried.values())
 
@@ -532,17 +575,22 @@ class NumbaEmitter:
             kernels[sfx] = {"forward": list(forward), "backward": list(backward)}
         grads = [self.d.gradient_name(l.prev) for l in self.cell.links]
         helpers = {sfx: helper_lines(self.constants, sfx) for sfx in DTYPES}
-        fwd = dict(fwd, pre=[line for line in fwd["pre"] if line != self.e.bias_line()])  # the loop adds the biases
+        inputs = [s for s in self.p.sources if s.role == "input"]
+        left_out = {self.e.bias_line()}  # the loop adds the biases
+        if self.e.unfed() is not None and len(inputs) == 1:
+            left_out.add(self.e.unfed_line())  # and does not read the sums no input feeds
+        fwd = dict(fwd, pre=[line for line in fwd["pre"] if line not in left_out])
         return {
             "fwd": fwd,
             "numba": {
                 "kernels": kernels,
                 "helpers": helpers,
                 "constants": self.constants.definitions(),
-                "forward_params": list(self.forward_args),
+                "forward_params": list(self.forward_args) + [self.n0, self.n1],
                 "forward_call": list(self.forward_args.values()),
-                "backward_params": list(self.backward_args),
+                "backward_params": list(self.backward_args) + [self.n0, self.n1],
                 "backward_call": list(self.backward_args.values()),
+                "batch": self.batch(self.p.names["gates"]),
                 "carried": list(zip(carried, grads)),
             },
         }
