@@ -144,6 +144,7 @@ import numpy as np
 import concurrent.futures
 import contextlib
 import ctypes
+import os
 import pickle
 import sys
 import threading
@@ -807,6 +808,21 @@ def _blas_lent():
             with _LOCK:
                 set_(_LENT[0])
                 _LENT[0] = 0
+
+
+def _after_fork_in_child():
+    """A forked child has none of the parent's threads: a fresh lock and pool, and
+    BLAS's threads given back if they were lent at the fork."""
+    global _LOCK
+    _LOCK = threading.Lock()
+    if _LENT[0]:
+        _BLAS_THREADS[1](_LENT[0])
+        _LENT[0] = 0
+    _POOL[0] = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _pool(workers):

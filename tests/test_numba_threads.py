@@ -128,3 +128,43 @@ def test_a_block_that_raises_gives_blas_back_and_raises(monkeypatch):
             generated_grads("pytorch", seq, module_=twin)
         assert _blas_threads(twin) == 2
     assert twin._LENT[0] == 0
+
+
+def test_a_forked_child_splits_its_loops_in_threads_of_its_own(monkeypatch):
+    """After a split call the module's pool has threads; a forked child has none
+    of them, and must not wait for them (it gets a fresh pool)."""
+    import os
+    import pickle
+    import select
+    import signal
+
+    twin = compiled("pytorch")
+    _needs_thread_control(twin)
+    seq = sequence("pytorch", dims_for("pytorch", 3, 4, 4), 4, seed=5)
+    monkeypatch.setattr(twin, "_SPLIT_SIZE", 0)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        generated_grads("pytorch", seq, module_=twin)
+        generated_grads("pytorch", seq, module_=twin)  # split: the pool has a thread now
+        assert twin._POOL[0] is not None
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            try:
+                grads = generated_grads("pytorch", seq, module_=twin)
+                os.write(write, pickle.dumps({k: np.asarray(v) for k, v in grads.items()}))
+            finally:
+                os._exit(0)
+        os.close(write)
+        ready, _, _ = select.select([read], [], [], 60)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung in the split loops")
+        chunks = []
+        while chunk := os.read(read, 1 << 20):
+            chunks.append(chunk)
+        os.close(read)
+        os.waitpid(pid, 0)
+    got = pickle.loads(b"".join(chunks))
+    err, key = worst(got, generated_grads("pytorch", seq, module_=module("pytorch")))
+    assert err <= 1e-12, (key, err)
