@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from derive.errors import DeriveError
-from derive.verifier import sandbox, userfiles
+from derive.verifier import apis, sandbox, userfiles
 
 TOL = 1e-5  # central differences in float64 agree to ~1e-8 at these sizes
 TOL_FLOAT32 = 2e-2
@@ -192,8 +192,8 @@ def judge_pair(raw: dict, allow_missing: bool = False) -> PairVerdict:
             continue
         got = np.asarray(item["value"], dtype=float)
         note = ""
-        named = key[1:] if key.startswith("d") else key
-        if named != name and named in numeric:  # a tuple unpacked by position: the API's place decides
+        named = apis.named_input(key, numeric)
+        if named is not None and named != name:  # a tuple unpacked by position: the API's place decides
             v.notes.append(f"`{key}` is returned where the API returns d{name} (callers unpack by position)")
         if got.shape != want.shape:
             if got.size == want.size and np.squeeze(got).shape == np.squeeze(want).shape:
