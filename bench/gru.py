@@ -4,7 +4,7 @@
     python bench/gru.py --cell elman     # generated/elman.py against torch.nn.RNN(nonlinearity='tanh')
 
 The same sizes, dtypes, thread control and measurement as bench/lstm.py; see
-derive/benchmark.py for how it measures, and BENCHMARKS.md for the results.
+derive/cli/benchmark.py for how it measures, and BENCHMARKS.md for the results.
 """
 
 import sys

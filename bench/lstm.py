@@ -4,7 +4,7 @@
     python bench/lstm.py --threads 1     # the same thread count for NumPy's BLAS and torch
     lstm-derive bench --help             # the same benchmark from the command line
 
-See derive/benchmark.py for how it measures, and BENCHMARKS.md for the results.
+See derive/cli/benchmark.py for how it measures, and BENCHMARKS.md for the results.
 """
 
 import sys

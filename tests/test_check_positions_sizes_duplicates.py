@@ -136,8 +136,80 @@ def test_a_function_two_files_define_is_checked_in_each(tmp_path, utils_last):
     functions = report["functions"]
     rnn = [f for f in functions if f["backward"].startswith("rnn_backward")]
     assert len(rnn) == 1 and rnn[0]["verdict"] == "wrong" and status == 1
-    assert rnn[0]["backward"] == "rnn_backward of layers.py"
+    assert rnn[0]["backward"] == "rnn_backward" and rnn[0]["backward_file"] == "layers.py"  # the file beside the name
     assert any("defined in layers.py and in utils.py" in n for n in rnn[0]["notes"])
+
+
+DIAGNOSIS = ROOT / "tests" / "learner_code" / "diagnosis" / "coursera_bugs.py"
+RIGHT_CELL = "    return backward(da_next, dc_next, cache)\n"  # lstm_cell_backward's body in coursera_bugs.py
+
+
+def coursera_cell_truth(mod) -> str:
+    """Torch's verdict on the module's lstm_cell_backward (the course's layout:
+    columns are examples, concat = [a_prev; xt]), on a cache built from torch's own
+    forward, with the upstream gradients of a_next and c_next."""
+    rng = np.random.default_rng(11)
+    n_x, n_a, m = 3, 4, 2
+    values = dict(xt=rng.normal(size=(n_x, m)), a_prev=rng.normal(size=(n_a, m)), c_prev=rng.normal(size=(n_a, m)),
+                  **{f"W{g}": rng.normal(size=(n_a, n_a + n_x)) for g in "fico"},
+                  **{f"b{g}": rng.normal(size=(n_a, 1)) for g in "fico"})
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in values.items()}
+    concat = torch.cat([t["a_prev"], t["xt"]], 0)
+    ft, it, ot = (torch.sigmoid(t[f"W{g}"] @ concat + t[f"b{g}"]) for g in "fio")
+    cct = torch.tanh(t["Wc"] @ concat + t["bc"])
+    c_next = ft * t["c_prev"] + it * cct
+    a_next = ot * torch.tanh(c_next)
+    up_a, up_c = rng.normal(size=(n_a, m)), rng.normal(size=(n_a, m))
+    ((a_next * torch.tensor(up_a)).sum() + (c_next * torch.tensor(up_c)).sum()).backward()
+    parameters = {k: v for k, v in values.items() if k[0] in "Wb"}
+    cache = tuple(x.detach().numpy() for x in (a_next, c_next, t["a_prev"], t["c_prev"], ft, it, cct, ot, t["xt"]))
+    got = mod.lstm_cell_backward(up_a.copy(), up_c.copy(), cache + (parameters,))
+    for name, tensor in t.items():
+        if not np.allclose(got["d" + name], tensor.grad.numpy(), rtol=1e-6, atol=1e-8):
+            return "wrong"
+    return "right"
+
+
+def test_a_duplicated_course_function_gets_the_derivations_cause_line(tmp_path):
+    """Two files define lstm_cell_backward, one right, one whose dit lacks the
+    sigmoid's derivative: the wrong one is wrong and its verdict carries the same
+    cause line the check of its file alone gives (the diagnosis looks the function
+    up by its bare name, in its own file)."""
+    source = DIAGNOSIS.read_text()
+    assert source.count(RIGHT_CELL) == 1
+    forward = tmp_path / "coursera_forward.py"
+    forward.write_text((ROOT / "tests" / "learner_code" / "coursera_forward.py").read_text())
+    right, wrong = tmp_path / "mine.py", tmp_path / "theirs.py"
+    right.write_text(source)
+    wrong.write_text(source.replace(RIGHT_CELL, RIGHT_CELL.replace("cache)", "cache, (\"dit_no_derivative\",))")))
+    assert coursera_cell_truth(load(right)) == "right" and coursera_cell_truth(load(wrong)) == "wrong"
+
+    def said(function: dict) -> list[str]:  # what the derivation adds, in the notes and the outputs' messages
+        return ([n for n in function["notes"] if n.startswith("the derivation says")]
+                + [o["message"] for o in function["outputs"] if "the derivation says" in o["message"]])
+
+    status, report = run_check(forward, wrong)
+    (alone,) = [f for f in report["functions"] if f["backward"] == "lstm_cell_backward"]
+    assert alone["verdict"] == "wrong" and alone["backward_file"] == "" and status == 1
+    assert any("cause: dit lacks the factor" in n for n in said(alone)), alone  # the single check names it
+
+    status, report = run_check(forward, right, wrong)
+    cells = {f["backward_file"]: f for f in report["functions"] if f["backward"] == "lstm_cell_backward"}
+    assert set(cells) == {"mine.py", "theirs.py"} and status == 1
+    assert cells["mine.py"]["verdict"] == "right" and not said(cells["mine.py"])
+    assert cells["theirs.py"]["verdict"] == "wrong"
+    assert said(cells["theirs.py"]) == said(alone)
+
+
+def test_the_printed_verdict_names_the_file_beside_the_name():
+    from derive.verifier.check_files import PairVerdict
+
+    twice = PairVerdict("rnn_backward", "rnn_forward", "cs231n", "wrong", backward_file="layers.py",
+                        forward_file="layers.py")
+    assert twice.lines()[0] == "wrong: rnn_backward of layers.py (cache from your rnn_forward of layers.py)"
+    assert twice.to_dict()["backward"] == "rnn_backward" and twice.to_dict()["backward_file"] == "layers.py"
+    once = PairVerdict("rnn_backward", "rnn_forward", "cs231n", "right")
+    assert once.lines()[0] == "right: rnn_backward (cache from your rnn_forward)"
 
 
 @pytest.mark.parametrize("spelling", ["from course5.week_01.helpers import *", "from .helpers import logistic",

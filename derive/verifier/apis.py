@@ -99,6 +99,13 @@ def params(fn) -> list[str]:
         return []
 
 
+def named_input(name: str, known) -> str | None:
+    """The input a returned name is the gradient of, if ``known`` has it: ``dWh``
+    names the gradient of ``Wh``; a name without the ``d`` names its input itself."""
+    bare = name[1:] if name.startswith("d") else name
+    return bare if bare in known else None
+
+
 def map_returned(result, order: tuple[str, ...], fn, known: set[str]) -> dict[str, tuple[str, Any]]:
     """A backward's result -> {input name: (the key it came under, value)}.
     A dict by its keys (``dWf`` -> ``Wf``). A tuple of the API's length by the
@@ -109,9 +116,7 @@ def map_returned(result, order: tuple[str, ...], fn, known: set[str]) -> dict[st
     out: dict[str, tuple[str, Any]] = {}
 
     def target(key: str) -> str | None:
-        k = re.sub(r"\.T$", "", re.sub(r"^self\.", "", key))
-        k = k[1:] if k.startswith("d") else k
-        return k if k in known else None
+        return named_input(re.sub(r"\.T$", "", re.sub(r"^self\.", "", key)), known)
 
     if isinstance(result, dict):
         for key, value in result.items():

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from derive.errors import DeriveError
-from derive.verifier import sandbox, userfiles
+from derive.verifier import apis, sandbox, userfiles
 
 TOL = 1e-5  # central differences in float64 agree to ~1e-8 at these sizes
 TOL_FLOAT32 = 2e-2
@@ -56,9 +56,24 @@ class PairVerdict:
     recognition: str = ""
     sizes: dict = field(default_factory=dict)
     preset: str = ""
+    # the file of a name several files define, beside the name (which stays the code's own)
+    backward_file: str = ""
+    forward_file: str = ""
+    backward_module: str = ""  # the child's module of that file: where the diagnosis finds the definition
+
+    @property
+    def backward_label(self) -> str:
+        """``rnn_backward``, or ``rnn_backward of layers.py`` for a name two files define."""
+        return f"{self.backward} of {self.backward_file}" if self.backward_file else self.backward
+
+    @property
+    def forward_label(self) -> str:
+        return f"{self.forward} of {self.forward_file}" if self.forward_file else self.forward
 
     def to_dict(self) -> dict:
-        return {"backward": self.backward, "forward": self.forward, "family": self.family, "verdict": self.verdict,
+        return {"backward": self.backward, "forward": self.forward,
+                "backward_file": self.backward_file, "forward_file": self.forward_file,
+                "family": self.family, "verdict": self.verdict,
                 "checked": [c.key for c in self.checks], "missing": list(self.missing),
                 "outputs": [{"name": c.name, "key": c.key, "ok": c.ok, "rel_error": c.rel_error,
                              "message": c.message} for c in self.checks],
@@ -66,9 +81,9 @@ class PairVerdict:
                 "sizes": dict(self.sizes)}
 
     def lines(self) -> list[str]:
-        head = f"{self.verdict}: {self.backward}"
-        if self.forward and self.forward != self.backward:
-            head += f" (cache from your {self.forward})"
+        head = f"{self.verdict}: {self.backward_label}"
+        if self.forward and self.forward_label != self.backward_label:
+            head += f" (cache from your {self.forward_label})"
         out = [head]
         if self.reason:
             out.append(f"  {self.reason}")
@@ -131,18 +146,21 @@ def _rel(got: np.ndarray, want: np.ndarray) -> float:
 def judge_pair(raw: dict, allow_missing: bool = False) -> PairVerdict:
     """One pair as the child measured it -> a verdict."""
     v = PairVerdict(raw.get("backward", "?"), raw.get("forward", ""), raw.get("family", ""), "could not check",
-                    notes=list(raw.get("notes", [])), sizes=raw.get("sizes", {}), preset=raw.get("preset", ""))
+                    notes=list(raw.get("notes", [])), sizes=raw.get("sizes", {}), preset=raw.get("preset", ""),
+                    backward_file=raw.get("backward_file", ""), forward_file=raw.get("forward_file", ""),
+                    backward_module=raw.get("backward_module", ""))
     if raw.get("status") != "ok":
         stage = raw.get("stage")
-        who = {"forward": f"your {v.forward} (which makes the cache)", "backward": f"your {v.backward}",
-               "setup": f"setting up {v.forward}", "differences": f"your {v.forward}, run again on nudged inputs,",
+        fwd, bwd = v.forward_label, v.backward_label
+        who = {"forward": f"your {fwd} (which makes the cache)", "backward": f"your {bwd}",
+               "setup": f"setting up {fwd}", "differences": f"your {fwd}, run again on nudged inputs,",
                "api": ""}.get(stage, "")
         v.reason = f"{who} raised {raw.get('error')}" if who else str(raw.get("error"))
         if stage in ("forward", "setup"):
             v.reason += " at every size tried"
         elif stage in ("backward", "differences"):
             sizes = ", ".join(f"{k}={n}" for k, n in raw.get("sizes", {}).items())
-            v.reason += f" at sizes {sizes}, where your {v.forward} ran"
+            v.reason += f" at sizes {sizes}, where your {fwd} ran"
         key = re.match(r"KeyError: '(\w+)'", str(raw.get("error", "")))
         if key and stage in ("forward", "setup") and raw.get("inputs") and key.group(1) not in raw["inputs"]:
             # the API's dict carries its own names (parameters["Wax"]); the code asked for another
@@ -174,8 +192,8 @@ def judge_pair(raw: dict, allow_missing: bool = False) -> PairVerdict:
             continue
         got = np.asarray(item["value"], dtype=float)
         note = ""
-        named = key[1:] if key.startswith("d") else key
-        if named != name and named in numeric:  # a tuple unpacked by position: the API's place decides
+        named = apis.named_input(key, numeric)
+        if named is not None and named != name:  # a tuple unpacked by position: the API's place decides
             v.notes.append(f"`{key}` is returned where the API returns d{name} (callers unpack by position)")
         if got.shape != want.shape:
             if got.size == want.size and np.squeeze(got).shape == np.squeeze(want).shape:
@@ -302,11 +320,12 @@ DIAGNOSABLE = {"coursera": ("coursera", "coursera_rnn")}
 
 def _diagnose(report: FilesReport, job: dict, timeout: float) -> None:
     """Referee (b) for the wrong outputs of functions in the course's names: a
-    second child runs the derivation's check on them and names the cause."""
+    second child runs the derivation's check on them and names the cause. Each
+    is looked up by its bare name, in its own file when several files define it."""
     if job.get("pair"):
         return
-    wanted = [(p.backward, p.preset) for p in report.pairs
-              if p.verdict == "wrong" and p.preset in DIAGNOSABLE.get(p.family, ())]
+    targets = [p for p in report.pairs if p.verdict == "wrong" and p.preset in DIAGNOSABLE.get(p.family, ())]
+    wanted = [(p.backward, p.preset, p.backward_module) for p in targets]
     if not wanted:
         return
     prepared = userfiles.prepare(report.files)
@@ -319,8 +338,7 @@ def _diagnose(report: FilesReport, job: dict, timeout: float) -> None:
             return
     finally:
         userfiles.cleanup(prepared)
-    for p in report.pairs:
-        diag = answer.get("diagnoses", {}).get(p.backward)
+    for p, diag in zip(targets, answer.get("diagnoses", [])):  # one diagnosis per target, in order
         if not diag or "outputs" not in diag:
             continue
         for c in p.checks:

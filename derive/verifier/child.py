@@ -136,7 +136,9 @@ def _views(names: dict, duplicates: dict[str, list]) -> list[tuple[dict, dict[st
 
 def run_all(names: dict, duplicates: dict[str, list], job: dict) -> list[dict]:
     """Every pair of every known API, in every view; a pair made of the same two
-    objects is checked once. A duplicated name's verdict says which file's it is."""
+    objects is checked once. A duplicated name's report says which file's it is
+    (``backward_file``, ``backward_module``; ``forward_*`` alike) beside the bare
+    name, which stays the name the user's code and the derivation know."""
     files = job.get("files", {})
     out, seen = [], set()
     for view, origin in _views(names, duplicates):
@@ -152,8 +154,8 @@ def run_all(names: dict, duplicates: dict[str, list], job: dict) -> list[dict]:
                         continue
                     where = files.get(origin[head], origin[head])
                     for role, name in (("forward", pair[0]), ("backward", pair[1])):
-                        if name.split(".")[0] == head and report.get(role):
-                            report[role] = f"{report[role]} of {where}"
+                        if name.split(".")[0] == head and report.get(role):  # beside the name, not in it
+                            report[f"{role}_file"], report[f"{role}_module"] = where, origin[head]
                     others = [files.get(m, m) for m, _ in duplicates[head] if m != origin[head]]
                     report["notes"] = report.get("notes", []) + [
                         f"{head} is defined in {where} and in {', '.join(others)}: each is checked"]
@@ -233,6 +235,14 @@ def _lookup(names: dict, dotted: str):
     for part in rest:
         obj = getattr(obj, part, None)
     return obj
+
+
+def definition(names: dict, duplicates: dict[str, list], dotted: str, module: str = ""):
+    """``dotted`` as :func:`_lookup` finds it, but from ``module`` when several
+    files define its head (the definition a verdict was given for)."""
+    head = dotted.split(".")[0]
+    own = [obj for mod, obj in duplicates.get(head, []) if mod == module]
+    return _lookup({**names, head: own[-1]} if own else names, dotted)
 
 
 def run_pair(row, pair, names: dict, job: dict) -> dict:
@@ -383,7 +393,8 @@ def main(jobfile: str) -> None:
         if job.get("function"):
             answer["function"] = check_named(job["function"], job)
         elif job.get("diagnose"):
-            answer["diagnoses"] = {name: diagnose(preset, names.get(name)) for name, preset in job["diagnose"]}
+            answer["diagnoses"] = [diagnose(preset, definition(names, duplicates, name, module))
+                                   for name, preset, module in job["diagnose"]]
         elif job.get("pair"):
             answer["pairs"].append(run_named_pair(tuple(job["pair"]), names, job))
         else:
