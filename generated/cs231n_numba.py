@@ -108,9 +108,9 @@ BPTT) is one compiled function. Per step the products go through BLAS
 NumPy's own OpenBLAS when found, else scipy's) and everything elementwise,
 the biases included, is one loop over the units of the step, filled with
 the same derived statements, the activations computed with a vectorisable
-exponential. Threads: as many as NumPy's BLAS has (threadpoolctl,
-OPENBLAS_NUM_THREADS), the loops splitting the batch between them while
-BLAS runs on one thread (see _split). Before and after the loops (the input
+exponential. Threads: the products use BLAS's (threadpoolctl,
+OPENBLAS_NUM_THREADS); the unit loops run on one (a split of the batch
+over threads is built but off: measured slower, see _split). Before and after the loops (the input
 products of all steps; weight, bias and input gradients) and truncated BPTT
 run in NumPy as in the NumPy module. Needs numba and scipy
 (pip install 'derive[fast]'). The first call in a process compiles the loops
@@ -368,64 +368,52 @@ def _at_least(builder, value, *bounds):
     return value
 
 
-def _gemm_intrinsic(transpose_a, transpose_b):
-    """The intrinsic out = op(a) @ op(b), op transposing or not as told: BLAS's
-    gemm written into ``out`` (no allocation, no copy of a transposed operand).
-    ``a`` is 2-D; ``b`` and ``out`` both 2-D, or both 1-D (a column; then b is
-    not transposed); float32 or float64 alike; ``blas``: the token of the
-    library (_BLAS)."""
-    def gemm(typingctx, blas, a, b, out):
-        arrays = (a, b, out)
-        if not (isinstance(blas, _types.Integer) and blas.bitwidth in (32, 64)
-                and all(isinstance(x, _types.Array) for x in arrays)
-                and a.ndim == 2 and b.ndim == out.ndim and b.ndim in (1, 2) and not (transpose_b and b.ndim == 1)
-                and a.dtype == b.dtype == out.dtype and a.dtype in (_types.float32, _types.float64)):
-            return None
+@_intrinsic
+def _gemm(typingctx, blas, a, b, out):
+    """out = a @ b through BLAS's gemm, written into ``out`` (no allocation).
+    ``a`` is 2-D; ``b`` and ``out`` both 2-D, or both 1-D (a column); float32
+    or float64 alike; ``blas``: the token of the library (_BLAS)."""
+    arrays = (a, b, out)
+    if not (isinstance(blas, _types.Integer) and blas.bitwidth in (32, 64)
+            and all(isinstance(x, _types.Array) for x in arrays)
+            and a.ndim == 2 and b.ndim == out.ndim and b.ndim in (1, 2)
+            and a.dtype == b.dtype == out.dtype and a.dtype in (_types.float32, _types.float64)):
+        return None
 
-        def codegen(context, builder, signature, args):
-            (pa, ra, ca, lda), (pb, rb, cb, ldb), (pc, _, _, ldc) = (
-                _matrix(context, builder, t, v) for t, v in zip(arrays, args[1:]))
-            m, k = (ca, ra) if transpose_a else (ra, ca)  # op(a) is m x k, op(b) k x n
-            n = rb if transpose_b else cb
-            one = context.get_constant(_types.intp, 1)
-            lda, ldb, ldc = _at_least(builder, lda, ca, one), _at_least(builder, ldb, cb, one), _at_least(builder, ldc, n, one)
-            real = context.get_value_type(a.dtype)
-            alpha, beta = real(1.0), real(0.0)
-            t = "s" if a.dtype == _types.float32 else "d"
-            pointer = real.as_pointer()
-            if blas.bitwidth == 64:  # NumPy's CBLAS, row-major: out = op(a) op(b)
-                i32, i64 = _ir.IntType(32), _ir.IntType(64)
-                fnty = _ir.FunctionType(_ir.VoidType(), [i32, i32, i32, i64, i64, i64, real, pointer, i64, pointer,
-                                                         i64, real, pointer, i64])
-                fn = _cgutils.get_or_insert_function(builder.module, fnty, f"_derive_cblas64_{t}gemm")
-                m, n, k, lda, ldb, ldc = [builder.sext(v, i64) if v.type.width < 64 else v
-                                          for v in (m, n, k, lda, ldb, ldc)]
-                ta, tb = i32(112 if transpose_a else 111), i32(112 if transpose_b else 111)
-                builder.call(fn, [i32(101), ta, tb, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc])
-            else:  # scipy's Fortran gemm, column-major (a row-major array read as its transpose): outᵀ = op(b)ᵀ op(a)ᵀ
-                i8, i32 = _ir.IntType(8), _ir.IntType(32)
-                fnty = _ir.FunctionType(_ir.VoidType(), [i8.as_pointer()] * 2 + [i32.as_pointer()] * 3 + [
-                    pointer, pointer, i32.as_pointer(), pointer, i32.as_pointer(), pointer, pointer, i32.as_pointer()])
-                fn = _cgutils.get_or_insert_function(builder.module, fnty, f"_derive_f77_{t}gemm")
+    def codegen(context, builder, signature, args):
+        (pa, m, k, lda), (pb, _, n, ldb), (pc, _, _, ldc) = (
+            _matrix(context, builder, t, v) for t, v in zip(arrays, args[1:]))
+        one = context.get_constant(_types.intp, 1)
+        lda, ldb, ldc = _at_least(builder, lda, k, one), _at_least(builder, ldb, n, one), _at_least(builder, ldc, n, one)
+        real = context.get_value_type(a.dtype)
+        alpha, beta = real(1.0), real(0.0)
+        t = "s" if a.dtype == _types.float32 else "d"
+        pointer = real.as_pointer()
+        if blas.bitwidth == 64:  # NumPy's CBLAS, row-major: out = a b
+            i32, i64 = _ir.IntType(32), _ir.IntType(64)
+            fnty = _ir.FunctionType(_ir.VoidType(), [i32, i32, i32, i64, i64, i64, real, pointer, i64, pointer,
+                                                     i64, real, pointer, i64])
+            fn = _cgutils.get_or_insert_function(builder.module, fnty, f"_derive_cblas64_{t}gemm")
+            wide = [builder.sext(v, i64) if v.type.width < 64 else v for v in (m, n, k, lda, ldb, ldc)]
+            m, n, k, lda, ldb, ldc = wide
+            builder.call(fn, [i32(101), i32(111), i32(111), m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc])
+        else:  # scipy's Fortran gemm, column-major: outᵀ = bᵀ aᵀ
+            i8, i32 = _ir.IntType(8), _ir.IntType(32)
+            fnty = _ir.FunctionType(_ir.VoidType(), [i8.as_pointer()] * 2 + [i32.as_pointer()] * 3 + [
+                pointer, pointer, i32.as_pointer(), pointer, i32.as_pointer(), pointer, pointer, i32.as_pointer()])
+            fn = _cgutils.get_or_insert_function(builder.module, fnty, f"_derive_f77_{t}gemm")
 
-                def ref(value):
-                    return _cgutils.alloca_once_value(builder, value)
+            def ref(value):
+                return _cgutils.alloca_once_value(builder, value)
 
-                def small(v):
-                    return builder.trunc(v, i32) if v.type.width > 32 else v
-                ta, tb = ref(i8(ord("T" if transpose_a else "N"))), ref(i8(ord("T" if transpose_b else "N")))
-                builder.call(fn, [tb, ta, ref(small(n)), ref(small(m)), ref(small(k)), ref(alpha), pb, ref(small(ldb)),
-                                  pa, ref(small(lda)), ref(beta), pc, ref(small(ldc))])
-            return context.get_dummy_value()
+            def small(v):
+                return builder.trunc(v, i32) if v.type.width > 32 else v
+            no = ref(i8(ord("N")))
+            builder.call(fn, [no, no, ref(small(n)), ref(small(m)), ref(small(k)), ref(alpha), pb, ref(small(ldb)),
+                              pa, ref(small(lda)), ref(beta), pc, ref(small(ldc))])
+        return context.get_dummy_value()
 
-        return _types.none(blas, a, b, out), codegen
-    gemm.__name__ = gemm.__qualname__ = "_gemm_" + "nt"[transpose_a] + "nt"[transpose_b]
-    return _intrinsic(gemm)
-
-
-_gemm = _gemm_intrinsic(False, False)  # out = a @ b
-_gemm_nt = _gemm_intrinsic(False, True)  # out = a @ b.T (a weight as stored, not copied transposed)
-_gemm_tn = _gemm_intrinsic(True, False)  # out = a.T @ b
+    return _types.none(blas, a, b, out), codegen
 
 
 @_intrinsic
@@ -539,13 +527,13 @@ def _tanh_f32(x):
 
 
 @_jit
-def _forward_steps_f32(gates, blas, b, next_h_seq, hp_prev_h, W_prev_h, next_c_seq, n0, n1):
+def _forward_steps_f32(gates, blas, b, next_h_seq, hp_prev_h, W_prev_h_T, next_c_seq, n0, n1):
     """The forward time loop in float32 (see _forward)."""
     _wide_vectors()
     T_ = gates.shape[0]
     U = next_h_seq.shape[2]
     for t in range(T_):
-        _gemm_nt(blas, next_h_seq[t, n0:n1], W_prev_h, hp_prev_h[n0:n1])  # the prev_h terms of their sums: one product
+        _gemm(blas, next_h_seq[t, n0:n1], W_prev_h_T, hp_prev_h[n0:n1])  # the prev_h terms of their sums: one product
         for _n in range(n0, n1):
             v_z_i = gates[t, _n, 0:U]
             v_b_i = b[0:U]
@@ -658,13 +646,13 @@ def _tanh_f64(x):
 
 
 @_jit
-def _forward_steps_f64(gates, blas, b, next_h_seq, hp_prev_h, W_prev_h, next_c_seq, n0, n1):
+def _forward_steps_f64(gates, blas, b, next_h_seq, hp_prev_h, W_prev_h_T, next_c_seq, n0, n1):
     """The forward time loop in float64 (see _forward)."""
     _wide_vectors()
     T_ = gates.shape[0]
     U = next_h_seq.shape[2]
     for t in range(T_):
-        _gemm_nt(blas, next_h_seq[t, n0:n1], W_prev_h, hp_prev_h[n0:n1])  # the prev_h terms of their sums: one product
+        _gemm(blas, next_h_seq[t, n0:n1], W_prev_h_T, hp_prev_h[n0:n1])  # the prev_h terms of their sums: one product
         for _n in range(n0, n1):
             v_z_i = gates[t, _n, 0:U]
             v_b_i = b[0:U]
@@ -758,17 +746,17 @@ def _kernel(name, dtype):
 
 # Threads. A compiled loop runs over a block of the batch, rows n0..n1 (the
 # rows of a batch never meet: each block runs its own per-step products and
-# unit loops, and the blocks meet once, at the end of the time loop). The
-# loops split the batch into as many blocks as NumPy's BLAS has threads
-# (threadpoolctl, OPENBLAS_NUM_THREADS: the knob that sets NumPy's products
-# sets these too), each block in a thread of its own with BLAS on one thread
-# meanwhile (the block's per-step products are small; two threaded products at
-# once would share one pool). BLAS's thread count is process-wide, so it is
-# lent: set to 1 while the blocks run and given back after; a call that finds
-# it lent runs its loops whole. Below _SPLIT_SIZE
-# values in the gates buffer (steps x rows x the units of every sum) the loops
-# run whole (threads cost more than they save; measured, BENCHMARKS.md).
-_SPLIT_SIZE = 1 << 17
+# unit loops, and the blocks meet once, at the end of the time loop). With
+# _SPLIT_SIZE set, a call whose gates buffer holds at least that many values
+# splits the batch into as many blocks as NumPy's BLAS has threads, each block
+# in a thread of its own with BLAS on one thread meanwhile (BLAS's thread count
+# is process-wide, so it is lent: set to 1 while the blocks run and given back
+# after; a call that finds it lent runs its loops whole). Off (None): on the
+# machine of BENCHMARKS.md, 2 cores, the split ran 1.1-1.4x slower than the
+# whole loops with BLAS's 2 threads in the per-step products (two single-
+# threaded products on half the rows each scale worse than one two-threaded
+# product). bench/split_threads.py measures both; set _SPLIT_SIZE = 0 to try.
+_SPLIT_SIZE = None
 _LOCK = threading.Lock()
 _LENT = [0]  # BLAS's thread count while lent to a call's blocks; 0 when not lent
 _POOL = [None]
@@ -822,7 +810,7 @@ def _pool(workers):
 def _split(kernel, batch, size, *args):
     """Run the compiled loop ``kernel`` over rows 0..batch of the batch, whole
     or in blocks, one per BLAS thread (``size``: the gates buffer's)."""
-    if (_BLAS_THREADS is None or batch < 2 or size < _SPLIT_SIZE or not kernel.signatures
+    if (_SPLIT_SIZE is None or _BLAS_THREADS is None or batch < 2 or size < _SPLIT_SIZE or not kernel.signatures
             or _BLAS_THREADS[0]() < 2):
         return _run(kernel, *args, 0, batch)  # (the first call of a loop compiles it, or loads it, whole)
     with _blas_lent() as threads:
@@ -858,7 +846,7 @@ def _forward(x_seq, prev_h, prev_c, W_x, W_prev_h, b):
     next_h_seq[0] = prev_h
     next_c_seq = np.empty((T + 1, N, H), dtype)  # next_c of every step; slot 0 holds prev_c of the first
     next_c_seq[0] = prev_c
-    _split(_kernel("_forward_steps", dtype), gates.shape[1], gates.size, gates, _BLAS, np.ascontiguousarray(b), next_h_seq, np.empty((gates.shape[1], 4*next_h_seq.shape[2]), gates.dtype), np.ascontiguousarray(W_prev_h), next_c_seq)
+    _split(_kernel("_forward_steps", dtype), gates.shape[1], gates.size, gates, _BLAS, np.ascontiguousarray(b), next_h_seq, np.empty((gates.shape[1], 4*next_h_seq.shape[2]), gates.dtype), np.ascontiguousarray(W_prev_h.T), next_c_seq)
     return next_h_seq, next_c_seq, gates
 
 

@@ -1,7 +1,9 @@
 """The compiled twins' loops split over the batch (generated/<preset>_numba.py, ``_split``).
 
-With NumPy's BLAS on more than one thread, a compiled time loop runs in blocks of
-the batch, one per thread, BLAS lent down to one thread meanwhile. What must hold:
+Off as generated (``_SPLIT_SIZE = None``: measured slower on the benchmark machine,
+BENCHMARKS.md); switched on, with NumPy's BLAS on more than one thread, a compiled
+time loop runs in blocks of the batch, one per thread, BLAS lent down to one thread
+meanwhile. What must hold:
 the numbers are the NumPy module's (the blocks never meet inside a loop), every
 block is run (uneven ones too, more threads than rows), BLAS's thread count is
 given back, also when a block raises, and a call that finds the threads lent
@@ -76,6 +78,18 @@ def test_split_loops_give_the_numpy_module_numbers(name, threads, batch, monkeyp
         caller = threading.get_ident()  # the first block in the calling thread, the others in the pool's
         assert [ident == caller for lo, _, ident in rec.calls if lo == 0] == [True], (loop, rec.calls)
         assert all(ident != caller for lo, _, ident in rec.calls if lo > 0), (loop, rec.calls)
+
+
+def test_as_generated_the_loops_run_whole_whatever_the_threads(monkeypatch):
+    twin = compiled("pytorch")
+    assert twin._SPLIT_SIZE is None
+    seq = sequence("pytorch", dims_for("pytorch", 3, 4, 4), 3, seed=4)
+    generated_grads("pytorch", seq, module_=twin)
+    rec = Recorder(twin._forward_steps_f64)
+    monkeypatch.setattr(twin, "_forward_steps_f64", rec)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        generated_grads("pytorch", seq, module_=twin)
+    assert [(lo, hi) for lo, hi, _ in rec.calls] == [(0, 4)]
 
 
 def test_one_blas_thread_runs_the_loops_whole(monkeypatch):

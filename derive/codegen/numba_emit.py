@@ -7,8 +7,8 @@ and gives the templates two compiled kernels, each one whole time loop in one
 ``@njit`` function, and the Python lines that call them:
 
     forward kernel    per step t: each state's product into a scratch
-                      (``_gemm_nt(blas, h_prev, W_h, hp)``: BLAS's gemm called from
-                      the compiled code, the weight as stored, no allocation), then
+                      (``_gemm(blas, h_prev, W_hᵀ, hp)``: BLAS's gemm called from
+                      the compiled code, no allocation), then
                       ONE loop over the units [n, k] of the step: every sum
                       completed (its input terms, its bias, its state terms), every
                       gate activated, every other equation of the cell
@@ -257,11 +257,15 @@ class NumbaEmitter:
             args[seq] = seq
             hp[s.name] = self.fresh("hp_" + s.var)
             args[hp[s.name]] = self.outer_empty(self.blocks(s.rows), units, gates)
-            args[s.weight] = f"np.ascontiguousarray({s.weight})"  # C-contiguous: one signature per dtype
             if L.rows:
-                products.add(f"_gemm_nt({self.blas}, {self.block(f'{seq}[t]')}, {s.weight}, {self.block(hp[s.name])})",
+                # W_hᵀ copied C-contiguous once per call: gemm on a transposed operand (NT) took
+                # 1.1-1.6x as long on these shapes (OpenBLAS 0.3.31, bench in BENCHMARKS.md)
+                w = self.fresh(s.weight + "_T")
+                args[w] = f"np.ascontiguousarray({s.weight}.T)"
+                products.add(f"_gemm({self.blas}, {self.block(f'{seq}[t]')}, {w}, {self.block(hp[s.name])})",
                              f"the {s.var} terms of their sums: one product")
             else:
+                args[s.weight] = f"np.ascontiguousarray({s.weight})"  # C-contiguous: one signature per dtype
                 products.add(f"_gemm({self.blas}, {s.weight}, {self.block(f'{seq}[:, t]')}, {self.block(hp[s.name])})",
                              f"the {s.var} terms of their sums: one product (its rows strided, no copy)")
 
@@ -545,11 +549,13 @@ class NumbaEmitter:
                 operand = f"{dz}[{cols}, {rows}]"
             else:
                 operand = dz if cols == ":" else f"{dz}[{cols}]"
-            args[src.weight] = f"np.ascontiguousarray({src.weight})"
             if L.rows:
+                args[src.weight] = f"np.ascontiguousarray({src.weight})"
                 prods.add(f"_gemm({self.blas}, {operand}, {src.weight}, {self.block(out)})", f"{name}: one product")
-            else:  # W_hᵀ dz, the weight as stored
-                prods.add(f"_gemm_tn({self.blas}, {src.weight}, {operand}, {self.block(out)})", f"{name}: one product")
+            else:  # W_hᵀ dz, W_hᵀ copied C-contiguous once per call (a plain NN product)
+                w = self.fresh(src.weight + "_T")
+                args[w] = f"np.ascontiguousarray({src.weight}.T)"
+                prods.add(f"_gemm({self.blas}, {w}, {operand}, {self.block(out)})", f"{name}: one product")
         lines = Lines()
         lines.add("_wide_vectors()")
         lines.extend(self.dims(units, gates))
