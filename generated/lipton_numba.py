@@ -436,10 +436,11 @@ def _gemm(typingctx, blas, a, b, out):
 def _wide_vectors(typingctx):
     """Let LLVM vectorise the calling loop with 512-bit registers where the CPU has
     them (AVX-512): LLVM prefers 256 bits on such CPUs unless told (the
-    function attribute prefer-vector-width; numba has no option for it). The
-    unit loops ran 20-30 % faster with it here (BENCHMARKS.md); without
-    AVX-512 the attribute changes nothing. Where llvmlite refuses the
-    attribute, the loop is compiled without it."""
+    function attribute prefer-vector-width; numba has no option for it).
+    Measured with bench/wide_vectors.py (BENCHMARKS.md): up to 4 % off a
+    whole call, never reproducibly slower; without AVX-512 the attribute
+    changes nothing. Where llvmlite refuses the attribute, the loop is
+    compiled without it."""
     def codegen(context, builder, signature, args):
         try:
             set.add(builder.function.attributes, '"prefer-vector-width"="512"')
@@ -779,9 +780,9 @@ def _kernel(name, dtype):
 # is process-wide, so it is lent: set to 1 while the blocks run and given back
 # after; a call that finds it lent runs its loops whole). Off (None): on the
 # machine of BENCHMARKS.md, 2 cores, the split ran 1.1-1.4x slower than the
-# whole loops with BLAS's 2 threads in the per-step products (two single-
-# threaded products on half the rows each scale worse than one two-threaded
-# product). bench/split_threads.py measures both; set _SPLIT_SIZE = 0 to try.
+# whole loops with BLAS's 2 threads in the per-step products, in most cells
+# (not profiled: each block's product packs the whole weight for half the
+# rows). bench/split_threads.py measures both; set _SPLIT_SIZE = 0 to try.
 _SPLIT_SIZE = None
 _LOCK = threading.Lock()
 _LENT = [0]  # BLAS's thread count while lent to a call's blocks; 0 when not lent

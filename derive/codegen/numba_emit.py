@@ -24,7 +24,8 @@ and gives the templates two compiled kernels, each one whole time loop in one
 Both kernels run over a block of the batch, rows ``n0..n1`` (their last two
 parameters): the rows of a batch never meet, so every product and unit loop
 of a step is cut to the block (``h_seq[t, n0:n1]``), and the caller
-(``_split`` in the template) runs the blocks in threads of their own. Each
+(``_split`` in the template) can run the blocks in threads of their own
+(off as generated: measured slower, BENCHMARKS.md). Each
 kernel starts with ``_wide_vectors()``, which lets LLVM use 512-bit
 vectors in its unit loops where the CPU has them.
 
@@ -259,7 +260,7 @@ class NumbaEmitter:
             args[hp[s.name]] = self.outer_empty(self.blocks(s.rows), units, gates)
             if L.rows:
                 # W_hᵀ copied C-contiguous once per call: gemm on a transposed operand (NT) took
-                # 1.1-1.6x as long on these shapes (OpenBLAS 0.3.31, bench in BENCHMARKS.md)
+                # 1.0-1.6x as long on these shapes (OpenBLAS 0.3.31, bench/gemm_layout.py)
                 w = self.fresh(s.weight + "_T")
                 args[w] = f"np.ascontiguousarray({s.weight}.T)"
                 products.add(f"_gemm({self.blas}, {self.block(f'{seq}[t]')}, {w}, {self.block(hp[s.name])})",
@@ -528,7 +529,6 @@ class NumbaEmitter:
         units = f"{next(iter(carried.values()))}.shape[{axis}]"
         if not inplace:
             args[dz] = self.outer_empty(self.blocks(p.total), units, gates)  # the slot adjoints of one step
-        step_dz = f"{target}[t]" if inplace else dz
         for name, buf in sorted(keep_buf.items()):
             args[buf] = self.outer_empty(1, units, gates)  # a value of loop A that loop B reads
         prods = Lines()
