@@ -196,22 +196,26 @@ class NumbaEmitter:
         """The batch size, as the Python caller reads it off the gates buffer."""
         return {"rows": f"{gates}.shape[1]", "columns": f"{gates}.shape[2]", "none": "1"}[self.L.name]
 
-    def block(self, step: str) -> str:
-        """A step-shaped array (``h_seq[t]``, a scratch, a block of columns
-        ``dz[:, 0:2*U]``) cut to this call's rows of the batch."""
-        lo, hi = self.n0, self.n1
-        if self.L.name == "none":
-            return step
+    def block(self, array: str, at: str | None = None, cols: str | None = None) -> str:
+        """``array`` at step ``at`` (a stored sequence; None: a step-shaped array),
+        its features ``cols`` (None: all), cut to this call's rows of the batch:
+        ``h_seq[t, n0:n1]``, ``dz[n0:n1, 0:2*U]`` (rows), ``seq[:, t, n0:n1]``
+        (columns); the ``none`` layout has no batch to cut."""
+        rows = f"{self.n0}:{self.n1}"
         if self.L.name == "rows":
-            if step.endswith("]") and "[" in step:  # h_seq[t] -> h_seq[t, n0:n1]; dz[:, a:b] -> dz[n0:n1, a:b]
-                head, index = step[:step.index("[")], step[step.index("[") + 1:-1]
-                if index.startswith(":, "):
-                    return f"{head}[{lo}:{hi}, {index[3:]}]"
-                return f"{head}[{index}, {lo}:{hi}]"
-            return f"{step}[{lo}:{hi}]"
-        if step.endswith("]") and "[" in step:  # seq[:, t] -> seq[:, t, n0:n1]; dz[a:b] -> dz[a:b, n0:n1]
-            return f"{step[:-1]}, {lo}:{hi}]"
-        return f"{step}[:, {lo}:{hi}]"
+            index = ([at] if at else []) + [rows] + ([cols] if cols else [])
+        elif self.L.name == "columns":
+            index = [cols or ":"] + ([at] if at else []) + [rows]
+        else:
+            index = [cols or ":", at] if at else ([cols] if cols else [])
+        return f"{array}[{', '.join(index)}]" if index else array
+
+    def unread(self) -> sp.Expr | None:
+        """Where the sums start whose block of the gates buffer the forward loop
+        does not read (all zero: no input feeds them, and only one input feeds
+        any), or None."""
+        inputs = [s for s in self.p.sources if s.role == "input"]
+        return self.e.unfed() if len(inputs) == 1 else None
 
     def copy(self) -> str:
         """The compiled copy loop of a step-shaped array (an array assignment
@@ -263,11 +267,11 @@ class NumbaEmitter:
                 # 1.0-1.6x as long on these shapes (OpenBLAS 0.3.31, bench/gemm_layout.py)
                 w = self.fresh(s.weight + "_T")
                 args[w] = f"np.ascontiguousarray({s.weight}.T)"
-                products.add(f"_gemm({self.blas}, {self.block(f'{seq}[t]')}, {w}, {self.block(hp[s.name])})",
+                products.add(f"_gemm({self.blas}, {self.block(seq, 't')}, {w}, {self.block(hp[s.name])})",
                              f"the {s.var} terms of their sums: one product")
             else:
                 args[s.weight] = f"np.ascontiguousarray({s.weight})"  # C-contiguous: one signature per dtype
-                products.add(f"_gemm({self.blas}, {s.weight}, {self.block(f'{seq}[:, t]')}, {self.block(hp[s.name])})",
+                products.add(f"_gemm({self.blas}, {s.weight}, {self.block(seq, 't')}, {self.block(hp[s.name])})",
                              f"the {s.var} terms of their sums: one product (its rows strided, no copy)")
 
         def need(expr: sp.Expr) -> None:
@@ -293,8 +297,7 @@ class NumbaEmitter:
                     raise self.fail(f"the step reads `{name}`, which the compiled loop does not have")
                 local[name] = name
 
-        inputs = [s for s in p.sources if s.role == "input"]
-        unfed = e.unfed() if len(inputs) == 1 else None  # the blocks no input feeds: zero, not read
+        unfed = self.unread()
 
         def fed(slot: Slot) -> bool:
             if unfed is None:
@@ -537,18 +540,11 @@ class NumbaEmitter:
             if name not in direct:
                 args[out] = self.outer_empty(self.blocks(src.size), units, gates)
             lo, hi = src.direct
-            cols = ":"  # the slot adjoints the product reads: all, or a block of them (its rows strided, no copy)
+            cols = None  # the slot adjoints the product reads: all, or a block of them (its rows strided, no copy)
             if (lo, hi) != (0, p.total):
                 a, b = self.blocks(lo), self.blocks(hi)
                 cols = f"{a}*{self.U}:{b}*{self.U}" if a else f"0:{b}*{self.U}"
-            rows = f"{self.n0}:{self.n1}"
-            if L.name == "rows":
-                base = f"{target}[t, {rows}" if inplace else f"{dz}[{rows}"
-                operand = base + ("]" if cols == ":" else f", {cols}]")
-            elif L.name == "columns":
-                operand = f"{dz}[{cols}, {rows}]"
-            else:
-                operand = dz if cols == ":" else f"{dz}[{cols}]"
+            operand = self.block(target, "t", cols) if inplace else self.block(dz, cols=cols)
             if L.rows:
                 args[src.weight] = f"np.ascontiguousarray({src.weight})"
                 prods.add(f"_gemm({self.blas}, {operand}, {src.weight}, {self.block(out)})", f"{name}: one product")
@@ -564,8 +560,7 @@ class NumbaEmitter:
         if second.body:
             body.extend(second.loop())
         if not inplace:
-            step = {"rows": f"{target}[t]", "columns": f"{target}[:, t]", "none": f"{target}[:, t]"}[L.name]
-            body.add(f"{self.copy()}({self.block(step)}, {self.block(dz)})",
+            body.add(f"{self.copy()}({self.block(target, 't')}, {self.block(dz)})",
                      "the step's slot adjoints, where the NumPy loop leaves them")
         lines.extend("    " + line for line in body)
         return lines, list(carried.values())
@@ -581,9 +576,8 @@ class NumbaEmitter:
             kernels[sfx] = {"forward": list(forward), "backward": list(backward)}
         grads = [self.d.gradient_name(l.prev) for l in self.cell.links]
         helpers = {sfx: helper_lines(self.constants, sfx) for sfx in DTYPES}
-        inputs = [s for s in self.p.sources if s.role == "input"]
         left_out = {self.e.bias_line()}  # the loop adds the biases
-        if self.e.unfed() is not None and len(inputs) == 1:
+        if self.unread() is not None:
             left_out.add(self.e.unfed_line())  # and does not read the sums no input feeds
         fwd = dict(fwd, pre=[line for line in fwd["pre"] if line not in left_out])
         return {
