@@ -16,7 +16,6 @@ both are shown as a check of the noise.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from derive.cli.benchmark import CELLS, floor_call, inputs  # noqa: E402
+from derive.cli.benchmark import CELLS, floor_call, inputs, load_generated  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,11 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=12, help="timed samples per variant (default 12)")
     args = p.parse_args(argv)
     size = tuple(int(v) for v in args.size.split(","))
-    path = ROOT / "generated" / f"{args.preset}_numba.py"
-    spec = importlib.util.spec_from_file_location(f"bench_split_{args.preset}_numba", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_generated(str(ROOT / "generated" / f"{args.preset}_numba.py"), f"bench_split_{args.preset}_numba")
     cell = CELLS["lstm" if args.preset == "pytorch" else "gru"]
     x, states, weights, d_output = inputs(cell, args.dtype, size)
     forward, backward = getattr(module, cell.forward), getattr(module, cell.backward)

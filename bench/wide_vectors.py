@@ -16,7 +16,6 @@ it is steadier than wall time, and with one thread it is the call's own.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import time
@@ -26,18 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from derive.cli.benchmark import CELLS, floor_call, inputs  # noqa: E402
+from derive.cli.benchmark import CELLS, floor_call, inputs, load_generated  # noqa: E402
 
 LOOPS = ("_forward_steps_f32", "_bptt_steps_f32", "_forward_steps_f64", "_bptt_steps_f64")
-
-
-def load(preset: str):
-    path = ROOT / "generated" / f"{preset}_numba.py"
-    spec = importlib.util.spec_from_file_location(f"bench_wide_{preset}_numba", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def narrow_loops(module) -> dict:
@@ -76,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     for cell_name in ("lstm", "gru"):
         cell = CELLS[cell_name]
-        module = load(cell.preset)
+        module = load_generated(str(ROOT / "generated" / f"{cell.preset}_numba.py"), f"bench_wide_{cell.preset}_numba")
         wide = {name: getattr(module, name) for name in LOOPS}
         narrow = narrow_loops(module)
         for dtype in ("float32", "float64"):
