@@ -463,11 +463,14 @@ def _copy_1d(out, a):
         out[i] = a[i]
 
 
-# The exponential the unit loops vectorise: x held within the dtype's range
-# (no overflow; sigmoid and tanh hold their arguments within +-_SAT = -log(eps),
-# where they have saturated, so no subnormal either), x = n*ln2 + r with
-# ln2 split in two (Cody-Waite), exp(r) by its Taylor polynomial (degree 7 in
-# float32, 13 in float64: within an ulp or two), times 2**n made from its bits.
+# The exponential the unit loops vectorise: x = n*ln2 + r with ln2 split in
+# two (Cody-Waite), exp(r) by a polynomial (derive/codegen/numba_exp.py:
+# minimax for the relative error on |r| <= ln2/2, far below half an ulp),
+# times 2**n made from its bits. _exp holds x within the dtype's range (no
+# overflow); sigmoid and tanh call _exp_core on an argument they have already
+# held within +-_SAT = -log(eps), where they have saturated (the NumPy
+# module's bound: no subnormal further on), so the range check is not
+# repeated in every unit.
 _EXP_BOUND_f32 = np.float32(87.0)
 _SAT_f32 = np.float32(-np.log(np.finfo(np.float32).eps))
 _LOG2E_f32 = np.float32(1.4426950408889634)
@@ -476,14 +479,13 @@ _LN2_LO_f32 = np.float32(-2.12194440e-4)
 _HALF_f32 = np.float32(0.5)
 _EXP_BIAS_f32 = np.int32(127)
 _EXP_SHIFT_f32 = np.int32(23)
-_EXP_C0_f32 = np.float32(1 / 1)
-_EXP_C1_f32 = np.float32(1 / 1)
-_EXP_C2_f32 = np.float32(1 / 2)
-_EXP_C3_f32 = np.float32(1 / 6)
-_EXP_C4_f32 = np.float32(1 / 24)
-_EXP_C5_f32 = np.float32(1 / 120)
-_EXP_C6_f32 = np.float32(1 / 720)
-_EXP_C7_f32 = np.float32(1 / 5040)
+_EXP_C0_f32 = np.float32(1.0000000005542484)
+_EXP_C1_f32 = np.float32(1.0000000363227997)
+_EXP_C2_f32 = np.float32(0.4999999207855055)
+_EXP_C3_f32 = np.float32(0.1666642017118574)
+_EXP_C4_f32 = np.float32(0.04166822585471008)
+_EXP_C5_f32 = np.float32(0.008374815715027028)
+_EXP_C6_f32 = np.float32(0.0013836830024996517)
 _EXP_BOUND_f64 = np.float64(708.0)
 _SAT_f64 = np.float64(-np.log(np.finfo(np.float64).eps))
 _LOG2E_f64 = np.float64(1.4426950408889634)
@@ -492,20 +494,18 @@ _LN2_LO_f64 = np.float64(1.42860682030941723212e-6)
 _HALF_f64 = np.float64(0.5)
 _EXP_BIAS_f64 = np.int64(1023)
 _EXP_SHIFT_f64 = np.int64(52)
-_EXP_C0_f64 = np.float64(1 / 1)
-_EXP_C1_f64 = np.float64(1 / 1)
-_EXP_C2_f64 = np.float64(1 / 2)
-_EXP_C3_f64 = np.float64(1 / 6)
-_EXP_C4_f64 = np.float64(1 / 24)
-_EXP_C5_f64 = np.float64(1 / 120)
-_EXP_C6_f64 = np.float64(1 / 720)
-_EXP_C7_f64 = np.float64(1 / 5040)
-_EXP_C8_f64 = np.float64(1 / 40320)
-_EXP_C9_f64 = np.float64(1 / 362880)
-_EXP_C10_f64 = np.float64(1 / 3628800)
-_EXP_C11_f64 = np.float64(1 / 39916800)
-_EXP_C12_f64 = np.float64(1 / 479001600)
-_EXP_C13_f64 = np.float64(1 / 6227020800)
+_EXP_C0_f64 = np.float64(1.0)
+_EXP_C1_f64 = np.float64(1.0)
+_EXP_C2_f64 = np.float64(0.5000000000000018)
+_EXP_C3_f64 = np.float64(0.1666666666666617)
+_EXP_C4_f64 = np.float64(0.041666666666492734)
+_EXP_C5_f64 = np.float64(0.008333333333559385)
+_EXP_C6_f64 = np.float64(0.0013888888951230586)
+_EXP_C7_f64 = np.float64(0.00019841269432468046)
+_EXP_C8_f64 = np.float64(2.4801486515713216e-05)
+_EXP_C9_f64 = np.float64(2.7557622698364503e-06)
+_EXP_C10_f64 = np.float64(2.7632295002067743e-07)
+_EXP_C11_f64 = np.float64(2.4994256983328527e-08)
 
 # The numbers of the derived statements, in each dtype (a Python float would
 # turn float32 arithmetic into float64).
@@ -516,12 +516,10 @@ _2_f64 = np.float64(2.0)
 
 
 @_jit(inline="always")
-def _exp_f32(x):
-    x = min(max(x, -_EXP_BOUND_f32), _EXP_BOUND_f32)
+def _exp_core_f32(x):
     n = np.floor(x * _LOG2E_f32 + _HALF_f32)
     r = (x - n * _LN2_HI_f32) - n * _LN2_LO_f32
-    p = _EXP_C7_f32
-    p = p * r + _EXP_C6_f32
+    p = _EXP_C6_f32
     p = p * r + _EXP_C5_f32
     p = p * r + _EXP_C4_f32
     p = p * r + _EXP_C3_f32
@@ -532,13 +530,18 @@ def _exp_f32(x):
 
 
 @_jit(inline="always")
+def _exp_f32(x):
+    return _exp_core_f32(min(max(x, -_EXP_BOUND_f32), _EXP_BOUND_f32))
+
+
+@_jit(inline="always")
 def _sigmoid_f32(x):
-    return _1_f32 / (_1_f32 + _exp_f32(min(max(-x, -_SAT_f32), _SAT_f32)))
+    return _1_f32 / (_1_f32 + _exp_core_f32(min(max(-x, -_SAT_f32), _SAT_f32)))
 
 
 @_jit(inline="always")
 def _tanh_f32(x):
-    return _2_f32 / (_1_f32 + _exp_f32(min(max(-_2_f32 * x, -_SAT_f32), _SAT_f32))) - _1_f32
+    return _2_f32 / (_1_f32 + _exp_core_f32(min(max(-_2_f32 * x, -_SAT_f32), _SAT_f32))) - _1_f32
 
 
 @_jit
@@ -630,13 +633,10 @@ def _bptt_steps_f32(gates, blas, dy_prev_buf, dc_prev_buf, Delta_seq, c_seq, p_o
 
 
 @_jit(inline="always")
-def _exp_f64(x):
-    x = min(max(x, -_EXP_BOUND_f64), _EXP_BOUND_f64)
+def _exp_core_f64(x):
     n = np.floor(x * _LOG2E_f64 + _HALF_f64)
     r = (x - n * _LN2_HI_f64) - n * _LN2_LO_f64
-    p = _EXP_C13_f64
-    p = p * r + _EXP_C12_f64
-    p = p * r + _EXP_C11_f64
+    p = _EXP_C11_f64
     p = p * r + _EXP_C10_f64
     p = p * r + _EXP_C9_f64
     p = p * r + _EXP_C8_f64
@@ -652,13 +652,18 @@ def _exp_f64(x):
 
 
 @_jit(inline="always")
+def _exp_f64(x):
+    return _exp_core_f64(min(max(x, -_EXP_BOUND_f64), _EXP_BOUND_f64))
+
+
+@_jit(inline="always")
 def _sigmoid_f64(x):
-    return _1_f64 / (_1_f64 + _exp_f64(min(max(-x, -_SAT_f64), _SAT_f64)))
+    return _1_f64 / (_1_f64 + _exp_core_f64(min(max(-x, -_SAT_f64), _SAT_f64)))
 
 
 @_jit(inline="always")
 def _tanh_f64(x):
-    return _2_f64 / (_1_f64 + _exp_f64(min(max(-_2_f64 * x, -_SAT_f64), _SAT_f64))) - _1_f64
+    return _2_f64 / (_1_f64 + _exp_core_f64(min(max(-_2_f64 * x, -_SAT_f64), _SAT_f64))) - _1_f64
 
 
 @_jit

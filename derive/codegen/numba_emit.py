@@ -50,6 +50,7 @@ import sympy as sp
 from derive.spec import ops
 from derive.codegen.emit import Emitter
 from derive.codegen.numba_printer import DTYPES, Constants, helper_lines, scalar_text
+from derive.codegen.numba_exp import EXP_POLYNOMIAL
 from derive.codegen.numpy_printer import Lines
 from derive.codegen.plan import CodegenError, Names, Plan, Slot, Source
 
@@ -586,6 +587,7 @@ class NumbaEmitter:
                 "kernels": kernels,
                 "helpers": helpers,
                 "constants": self.constants.definitions(),
+                "exp_polynomial": EXP_POLYNOMIAL,
                 "forward_params": list(self.forward_args) + [self.n0, self.n1],
                 "forward_call": list(self.forward_args.values()),
                 "backward_params": list(self.backward_args) + [self.n0, self.n1],

@@ -27,14 +27,16 @@ from derive.codegen.plan import CodegenError
 
 # Each activation the compiled loops can compute: its helper's name (the dtype
 # suffix is added) and its definition, one line of scalar text over ``x`` in
-# terms of the vectorised exponential ``_exp`` and the constants {one}, {two};
+# terms of the vectorised exponential and the constants {one}, {two};
 # ``_SAT`` = -log(eps) of the dtype, where sigmoid and tanh have saturated to
-# the dtype's precision (the NumPy module's bound: no subnormal further on).
+# the dtype's precision (the NumPy module's bound: no subnormal further on);
+# an argument held there is within the exponential's range, so they call
+# ``_exp_core``, which does not hold it again (``_exp`` does).
 # Data, one row each: a new activation (relu, softplus) is one more row.
 # Keyed by the name of the function's row in :data:`derive.spec.functions.FUNCTIONS`.
 SCALAR_FUNCTIONS: dict[str, tuple[str, str | None]] = {
-    "sigmoid": ("_sigmoid", "{one} / ({one} + _exp_{sfx}(min(max(-x, -_SAT_{sfx}), _SAT_{sfx})))"),
-    "tanh": ("_tanh", "{two} / ({one} + _exp_{sfx}(min(max(-{two} * x, -_SAT_{sfx}), _SAT_{sfx}))) - {one}"),
+    "sigmoid": ("_sigmoid", "{one} / ({one} + _exp_core_{sfx}(min(max(-x, -_SAT_{sfx}), _SAT_{sfx})))"),
+    "tanh": ("_tanh", "{two} / ({one} + _exp_core_{sfx}(min(max(-{two} * x, -_SAT_{sfx}), _SAT_{sfx}))) - {one}"),
     "exp": ("_exp", None),  # the vectorised exponential itself (module template)
 }
 

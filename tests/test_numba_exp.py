@@ -1,0 +1,84 @@
+"""The compiled modules' exponential, sigmoid and tanh against NumPy's, in ulps.
+
+The polynomial is re-derived from scratch (mpmath) and must be the stored one;
+the compiled functions of a generated twin are then measured against NumPy's
+libm (float64 references, rounded to the dtype) on a dense grid that crosses
+every reduction interval, the saturation points and the range bounds.
+"""
+
+import numpy as np
+import pytest
+
+from derive.codegen.numba_exp import EXP_ERROR, EXP_POLYNOMIAL, fit_exp_polynomial
+
+numba = pytest.importorskip("numba")
+pytest.importorskip("scipy")
+
+
+@pytest.mark.parametrize("sfx", sorted(EXP_POLYNOMIAL))
+def test_the_stored_polynomial_is_the_fit_and_its_error_is_bounded(sfx):
+    coefficients = EXP_POLYNOMIAL[sfx]
+    fitted, error = fit_exp_polynomial(len(coefficients) - 1)
+    assert fitted == pytest.approx(list(coefficients), rel=1e-12, abs=0)
+    assert error <= EXP_ERROR[sfx]
+    eps = float(np.finfo(np.float32 if sfx == "f32" else np.float64).eps)
+    assert EXP_ERROR[sfx] < eps / 16  # the rounding of the evaluation, not the polynomial, decides
+
+
+@pytest.fixture(scope="module")
+def twin():
+    from test_numba_modules import compiled
+
+    return compiled("pytorch")
+
+
+def _ulps(got, want, dtype):
+    """|got - want| in ulps of the dtype at want (want rounded to the dtype)."""
+    want = want.astype(dtype)
+    spacing = np.spacing(np.abs(want)).astype(np.float64)
+    return np.abs(got.astype(np.float64) - want.astype(np.float64)) / spacing
+
+
+def _apply(function):
+    @numba.njit
+    def over(xs, out):
+        for i in range(xs.shape[0]):
+            out[i] = function(xs[i])
+    return over
+
+
+@pytest.mark.parametrize("dtype,sfx", [(np.float32, "f32"), (np.float64, "f64")])
+def test_exp_sigmoid_tanh_are_within_a_few_ulps_of_numpy(twin, dtype, sfx):
+    bound = float(getattr(twin, f"_EXP_BOUND_{sfx}"))
+    sat = float(getattr(twin, f"_SAT_{sfx}"))
+    xs = np.concatenate([np.linspace(-bound, bound, 200_001), np.linspace(-2 * sat, 2 * sat, 200_001),
+                         np.linspace(-1, 1, 100_001), [0.0, -0.0, 1e-30, -1e-30]]).astype(dtype)
+    wide = xs.astype(np.float64)
+    # each function as documented: exp held within the dtype's range; sigmoid's
+    # and tanh's exponent held within +-sat, where they have saturated (the NumPy module's bound)
+    for name, reference, top in [("_exp", np.exp(np.clip(wide, -bound, bound)), 2),
+                                 ("_sigmoid", 1 / (1 + np.exp(-np.clip(wide, -sat, sat))), 2),
+                                 ("_tanh", np.tanh(np.clip(wide, -sat / 2, sat / 2)), None)]:
+        out = np.empty_like(xs)
+        _apply(getattr(twin, f"{name}_{sfx}"))(xs, out)
+        assert out.dtype == dtype and np.all(np.isfinite(out)), name
+        if top is not None:
+            assert _ulps(out, reference, dtype).max() <= top, name
+        else:  # tanh(x) = 2/(1 + exp(-2x)) - 1 cancels toward 0: an absolute bound there, a few ulps elsewhere
+            eps = float(np.finfo(dtype).eps)
+            near = np.abs(wide) < 0.5
+            assert np.max(np.abs(out[near] - reference[near])) <= 2 * eps, name
+            assert _ulps(out[~near], reference[~near], dtype).max() <= 6, name
+
+
+@pytest.mark.parametrize("dtype,sfx", [(np.float32, "f32"), (np.float64, "f64")])
+def test_exp_is_held_within_the_range_and_saturates_cleanly(twin, dtype, sfx):
+    xs = np.array([-1e4, -1e30, 1e4, 1e30, np.finfo(dtype).max, -np.finfo(dtype).max], dtype)
+    for name in ("_exp", "_sigmoid", "_tanh"):
+        out = np.empty_like(xs)
+        with np.errstate(all="raise"):
+            _apply(getattr(twin, f"{name}_{sfx}"))(xs, out)
+        assert np.all(np.isfinite(out)), (name, out)
+    sig = np.empty_like(xs)
+    _apply(getattr(twin, f"_sigmoid_{sfx}"))(xs, sig)
+    assert list(sig[[0, 2]]) == pytest.approx([0.0, 1.0], abs=2 * float(np.finfo(dtype).eps))  # saturated at +-sat
