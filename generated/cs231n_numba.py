@@ -368,11 +368,18 @@ def _at_least(builder, value, *bounds):
     return value
 
 
-@_intrinsic
-def _gemm(typingctx, blas, a, b, out):
-    """out = a @ b through BLAS's gemm, written into ``out`` (no allocation).
-    ``a`` is 2-D; ``b`` and ``out`` both 2-D, or both 1-D (a column); float32
-    or float64 alike; ``blas``: the token of the library (_BLAS)."""
+def _gemm_into(name, beta_value):
+    """The intrinsic ``name(blas, a, b, out)``: out = a @ b + beta_value * out
+    through BLAS's gemm, written into ``out`` (no allocation). ``a`` is 2-D;
+    ``b`` and ``out`` both 2-D, or both 1-D (a column); float32 or float64
+    alike; ``blas``: the token of the library (_BLAS)."""
+    def typer(typingctx, blas, a, b, out):
+        return _gemm_typed(beta_value, blas, a, b, out)
+    typer.__name__ = typer.__qualname__ = name
+    return _intrinsic(typer)
+
+
+def _gemm_typed(beta_value, blas, a, b, out):
     arrays = (a, b, out)
     if not (isinstance(blas, _types.Integer) and blas.bitwidth in (32, 64)
             and all(isinstance(x, _types.Array) for x in arrays)
@@ -386,7 +393,7 @@ def _gemm(typingctx, blas, a, b, out):
         one = context.get_constant(_types.intp, 1)
         lda, ldb, ldc = _at_least(builder, lda, k, one), _at_least(builder, ldb, n, one), _at_least(builder, ldc, n, one)
         real = context.get_value_type(a.dtype)
-        alpha, beta = real(1.0), real(0.0)
+        alpha, beta = real(1.0), real(beta_value)
         t = "s" if a.dtype == _types.float32 else "d"
         pointer = real.as_pointer()
         if blas.bitwidth == 64:  # NumPy's CBLAS, row-major: out = a b
@@ -414,6 +421,10 @@ def _gemm(typingctx, blas, a, b, out):
         return context.get_dummy_value()
 
     return _types.none(blas, a, b, out), codegen
+
+
+_gemm = _gemm_into("_gemm", 0.0)  # out = a @ b
+_gemm_add = _gemm_into("_gemm_add", 1.0)  # out += a @ b (a state's adjoint: the product added to its other terms)
 
 
 @_intrinsic

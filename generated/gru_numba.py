@@ -357,11 +357,18 @@ def _at_least(builder, value, *bounds):
     return value
 
 
-@_intrinsic
-def _gemm(typingctx, blas, a, b, out):
-    """out = a @ b through BLAS's gemm, written into ``out`` (no allocation).
-    ``a`` is 2-D; ``b`` and ``out`` both 2-D, or both 1-D (a column); float32
-    or float64 alike; ``blas``: the token of the library (_BLAS)."""
+def _gemm_into(name, beta_value):
+    """The intrinsic ``name(blas, a, b, out)``: out = a @ b + beta_value * out
+    through BLAS's gemm, written into ``out`` (no allocation). ``a`` is 2-D;
+    ``b`` and ``out`` both 2-D, or both 1-D (a column); float32 or float64
+    alike; ``blas``: the token of the library (_BLAS)."""
+    def typer(typingctx, blas, a, b, out):
+        return _gemm_typed(beta_value, blas, a, b, out)
+    typer.__name__ = typer.__qualname__ = name
+    return _intrinsic(typer)
+
+
+def _gemm_typed(beta_value, blas, a, b, out):
     arrays = (a, b, out)
     if not (isinstance(blas, _types.Integer) and blas.bitwidth in (32, 64)
             and all(isinstance(x, _types.Array) for x in arrays)
@@ -375,7 +382,7 @@ def _gemm(typingctx, blas, a, b, out):
         one = context.get_constant(_types.intp, 1)
         lda, ldb, ldc = _at_least(builder, lda, k, one), _at_least(builder, ldb, n, one), _at_least(builder, ldc, n, one)
         real = context.get_value_type(a.dtype)
-        alpha, beta = real(1.0), real(0.0)
+        alpha, beta = real(1.0), real(beta_value)
         t = "s" if a.dtype == _types.float32 else "d"
         pointer = real.as_pointer()
         if blas.bitwidth == 64:  # NumPy's CBLAS, row-major: out = a b
@@ -403,6 +410,10 @@ def _gemm(typingctx, blas, a, b, out):
         return context.get_dummy_value()
 
     return _types.none(blas, a, b, out), codegen
+
+
+_gemm = _gemm_into("_gemm", 0.0)  # out = a @ b
+_gemm_add = _gemm_into("_gemm_add", 1.0)  # out += a @ b (a state's adjoint: the product added to its other terms)
 
 
 @_intrinsic
@@ -556,7 +567,7 @@ def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, weight_hh_T, n0, n1):
 
 
 @_jit
-def _bptt_steps_f32(gates, blas, dh_prev_buf, doutput_seq, h_seq, keep_dh_z, dh_prev_from_gates_t, weight_hh, n0, n1):
+def _bptt_steps_f32(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh, n0, n1):
     """The full-BPTT time loop in float32 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[0]
@@ -567,39 +578,31 @@ def _bptt_steps_f32(gates, blas, dh_prev_buf, doutput_seq, h_seq, keep_dh_z, dh_
             v_n = gates[t, _n, 0:U]
             v_r = gates[t, _n, 1*U:2*U]
             v_W_hn_h_prev = gates[t, _n, 3*U:4*U]
-            v_doutput = doutput_seq[t, _n, 0:U]
             v_dh_prev = dh_prev_buf[_n, 0:U]
-            v_dh_z = keep_dh_z[_n, 0:U]
+            v_doutput = doutput_seq[t, _n, 0:U]
             v_h_prev = h_seq[t, _n, 0:U]
             for _k in range(U):
                 z = v_z[_k]
                 n = v_n[_k]
                 r = v_r[_k]
                 W_hn_h_prev = v_W_hn_h_prev[_k]
-                doutput = v_doutput[_k]
                 later_dh_prev = v_dh_prev[_k]  # later(dh_prev)
+                doutput = v_doutput[_k]
                 dh = doutput + later_dh_prev  # dh = doutput + later(dh_prev)
                 tmp = _1_f32 - z
                 dz_n = dh*tmp*(_1_f32 - n*n)  # dz_n = dh*(1 - z)*(1 - n**2)
                 v_n[_k] = dz_n
                 dh_z = dh*z
-                v_dh_z[_k] = dh_z
                 h_prev = v_h_prev[_k]
                 dz_z = dh_z*tmp*(h_prev - n)  # dz_z = dh*z*(1 - z)*(h_prev - n)
                 v_z[_k] = dz_z
                 dz_n_r = dz_n*r
                 dz_r = W_hn_h_prev*dz_n_r*(_1_f32 - r)  # dz_r = dz_n*r*(1 - r)*(b_hn + h_prev @ W_hn.T)
                 v_r[_k] = dz_r
+                v_dh_prev[_k] = dh_z  # dh_prev = dh*z + dz_r @ W_hr + dz_z @ W_hz + (dz_n*r) @ W_hn: its terms here, its product added below
                 dW_hn_h_prev = dz_n_r  # the adjoint of W_hn_h_prev: dz_n*r
                 v_W_hn_h_prev[_k] = dW_hn_h_prev
-        _gemm(blas, gates[t, n0:n1, 1*U:4*U], weight_hh, dh_prev_from_gates_t[n0:n1])  # dh_prev_from_gates: one product
-        for _n in range(n0, n1):
-            v_dh_prev_from_gates = dh_prev_from_gates_t[_n, 0:U]
-            v_dh_z_ = keep_dh_z[_n, 0:U]
-            v_dh_prev_ = dh_prev_buf[_n, 0:U]
-            for _k in range(U):
-                dh_prev = v_dh_prev_from_gates[_k] + v_dh_z_[_k]  # dh_prev = dh*z + dz_r @ W_hr + dz_z @ W_hz + (dz_n*r) @ W_hn
-                v_dh_prev_[_k] = dh_prev
+        _gemm_add(blas, gates[t, n0:n1, 1*U:4*U], weight_hh, dh_prev_buf[n0:n1])  # dh_prev_from_gates: one product
 
 
 @_jit(inline="always")
@@ -673,7 +676,7 @@ def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, weight_hh_T, n0, n1):
 
 
 @_jit
-def _bptt_steps_f64(gates, blas, dh_prev_buf, doutput_seq, h_seq, keep_dh_z, dh_prev_from_gates_t, weight_hh, n0, n1):
+def _bptt_steps_f64(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh, n0, n1):
     """The full-BPTT time loop in float64 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[0]
@@ -684,39 +687,31 @@ def _bptt_steps_f64(gates, blas, dh_prev_buf, doutput_seq, h_seq, keep_dh_z, dh_
             v_n = gates[t, _n, 0:U]
             v_r = gates[t, _n, 1*U:2*U]
             v_W_hn_h_prev = gates[t, _n, 3*U:4*U]
-            v_doutput = doutput_seq[t, _n, 0:U]
             v_dh_prev = dh_prev_buf[_n, 0:U]
-            v_dh_z = keep_dh_z[_n, 0:U]
+            v_doutput = doutput_seq[t, _n, 0:U]
             v_h_prev = h_seq[t, _n, 0:U]
             for _k in range(U):
                 z = v_z[_k]
                 n = v_n[_k]
                 r = v_r[_k]
                 W_hn_h_prev = v_W_hn_h_prev[_k]
-                doutput = v_doutput[_k]
                 later_dh_prev = v_dh_prev[_k]  # later(dh_prev)
+                doutput = v_doutput[_k]
                 dh = doutput + later_dh_prev  # dh = doutput + later(dh_prev)
                 tmp = _1_f64 - z
                 dz_n = dh*tmp*(_1_f64 - n*n)  # dz_n = dh*(1 - z)*(1 - n**2)
                 v_n[_k] = dz_n
                 dh_z = dh*z
-                v_dh_z[_k] = dh_z
                 h_prev = v_h_prev[_k]
                 dz_z = dh_z*tmp*(h_prev - n)  # dz_z = dh*z*(1 - z)*(h_prev - n)
                 v_z[_k] = dz_z
                 dz_n_r = dz_n*r
                 dz_r = W_hn_h_prev*dz_n_r*(_1_f64 - r)  # dz_r = dz_n*r*(1 - r)*(b_hn + h_prev @ W_hn.T)
                 v_r[_k] = dz_r
+                v_dh_prev[_k] = dh_z  # dh_prev = dh*z + dz_r @ W_hr + dz_z @ W_hz + (dz_n*r) @ W_hn: its terms here, its product added below
                 dW_hn_h_prev = dz_n_r  # the adjoint of W_hn_h_prev: dz_n*r
                 v_W_hn_h_prev[_k] = dW_hn_h_prev
-        _gemm(blas, gates[t, n0:n1, 1*U:4*U], weight_hh, dh_prev_from_gates_t[n0:n1])  # dh_prev_from_gates: one product
-        for _n in range(n0, n1):
-            v_dh_prev_from_gates = dh_prev_from_gates_t[_n, 0:U]
-            v_dh_z_ = keep_dh_z[_n, 0:U]
-            v_dh_prev_ = dh_prev_buf[_n, 0:U]
-            for _k in range(U):
-                dh_prev = v_dh_prev_from_gates[_k] + v_dh_z_[_k]  # dh_prev = dh*z + dz_r @ W_hr + dz_z @ W_hz + (dz_n*r) @ W_hn
-                v_dh_prev_[_k] = dh_prev
+        _gemm_add(blas, gates[t, n0:n1, 1*U:4*U], weight_hh, dh_prev_buf[n0:n1])  # dh_prev_from_gates: one product
 
 
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -909,7 +904,7 @@ def _bptt(doutput_seq, gates, h_seq, weight_hh, hidden_size, T, dh_prev):
     gradients cross from step to step; each step's slot adjoints go into its
     slot of the gates buffer. Returns the gradients on the initial states."""
     dh_prev_buf = np.array(dh_prev, dtype=gates.dtype)
-    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[1], gates.size, gates, _BLAS, dh_prev_buf, np.ascontiguousarray(doutput_seq), h_seq, np.empty((gates.shape[1], dh_prev_buf.shape[1]), gates.dtype), np.empty((gates.shape[1], dh_prev_buf.shape[1]), gates.dtype), np.ascontiguousarray(weight_hh))
+    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[1], gates.size, gates, _BLAS, dh_prev_buf, np.ascontiguousarray(doutput_seq), h_seq, np.ascontiguousarray(weight_hh))
     return dh_prev_buf
 
 

@@ -447,6 +447,27 @@ class NumbaEmitter:
         for name, rhs, _ in defs:
             if name in grad_of and isinstance(rhs, sp.Symbol) and rhs.name in products and uses[rhs.name] == 1:
                 direct[rhs.name] = name
+        # a state's adjoint that is its product plus terms loop A has (the GRU's
+        # dh_prev = dh*z + dz @ W): loop A writes the terms into its buffer, once it
+        # has read the later adjoint there, and the product adds itself to them
+        # (gemm with beta = 1), so no second loop over the units of the step
+        added: dict[str, tuple[str, sp.Expr]] = {}  # gradient -> (its product, the terms of loop A)
+        for name, rhs, _ in defs:
+            if name not in grad_of or not isinstance(rhs, sp.Add):
+                continue
+            alone = [a for a in rhs.args if isinstance(a, sp.Symbol) and a.name in products and uses[a.name] == 1]
+            if len(alone) != 1 or alone[0].name in direct:
+                continue
+            terms = rhs - alone[0]
+            if {s.name for s in terms.free_symbols} & late:
+                continue
+            added[name] = (alone[0].name, terms)
+        late -= set(added)
+        for name in list(added):  # loop B must not read the later adjoint its buffer no longer holds
+            if any(sp.Symbol(later[name]) in rhs.free_symbols for other, rhs, _ in defs if other in late):
+                del added[name]
+                late.add(name)
+        product_of_added = {prod: name for name, (prod, _) in added.items()}
         early = {name for name, _, _ in defs if name not in late}
         kept = {s.name for name, rhs, _ in defs if name in late for s in rhs.free_symbols} & early
 
@@ -454,7 +475,8 @@ class NumbaEmitter:
         local_a: dict[str, str] = {}
         local_b: dict[str, str] = {}
         keep_buf = {name: self.fresh("keep_" + name) for name in sorted(kept)}
-        prod_buf = {name: self.fresh(name + "_t") for name in products if name not in direct}
+        prod_buf = {name: self.fresh(name + "_t") for name in products
+                    if name not in direct and name not in product_of_added}
         prev_of = {l.prev: l for l in links}
         out_of = {l.out: l for l in links}
 
@@ -510,8 +532,17 @@ class NumbaEmitter:
                         if sym.name in stored and sym.name in slot_home:
                             read(first, local_a, sym.name, False)
 
+        for name in added:  # read before loop A overwrites it with the terms
+            read(first, local_a, later[name], False)
         for name, rhs, text in defs:
             if name in direct.values():
+                continue
+            if name in added:
+                terms = added[name][1]
+                for sym in sorted(terms.free_symbols, key=lambda s: s.name):
+                    read(first, local_a, sym.name, False)
+                first.body.add(f"{first.step(carried[name], 0, name)} = {scalar_text(terms, local_a, self.constants, sfx)}",
+                               f"{text}: its terms here, its product added below")
                 continue
             in_b = name in late
             unit, local = (second, local_b) if in_b else (first, local_a)
@@ -537,8 +568,10 @@ class NumbaEmitter:
             args[buf] = self.outer_empty(1, units, gates)  # a value of loop A that loop B reads
         prods = Lines()
         for name, src in products.items():
-            out = carried[direct[name]] if name in direct else prod_buf[name]
-            if name not in direct:
+            into = direct.get(name) or product_of_added.get(name)
+            out = carried[into] if into else prod_buf[name]
+            gemm = "_gemm_add" if name in product_of_added else "_gemm"
+            if not into:
                 args[out] = self.outer_empty(self.blocks(src.size), units, gates)
             lo, hi = src.direct
             cols = None  # the slot adjoints the product reads: all, or a block of them (its rows strided, no copy)
@@ -548,11 +581,11 @@ class NumbaEmitter:
             operand = self.block(target, "t", cols) if inplace else self.block(dz, cols=cols)
             if L.rows:
                 args[src.weight] = f"np.ascontiguousarray({src.weight})"
-                prods.add(f"_gemm({self.blas}, {operand}, {src.weight}, {self.block(out)})", f"{name}: one product")
+                prods.add(f"{gemm}({self.blas}, {operand}, {src.weight}, {self.block(out)})", f"{name}: one product")
             else:  # W_hᵀ dz, W_hᵀ copied C-contiguous once per call (a plain NN product)
                 w = self.fresh(src.weight + "_T")
                 args[w] = f"np.ascontiguousarray({src.weight}.T)"
-                prods.add(f"_gemm({self.blas}, {w}, {operand}, {self.block(out)})", f"{name}: one product")
+                prods.add(f"{gemm}({self.blas}, {w}, {operand}, {self.block(out)})", f"{name}: one product")
         lines = Lines()
         lines.add("_wide_vectors()")
         lines.extend(self.dims(units, gates))
