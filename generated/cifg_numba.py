@@ -594,7 +594,7 @@ def _forward_steps_f32(gates, blas, b, y_seq, hp_y_prev, W_y_prev, c_seq, p_f, p
 
 
 @_jit
-def _bptt_steps_f32(gates, blas, dy_prev_buf, dc_prev_buf, Delta_seq, c_seq, p_o, p_f, dz_, W_y_prev_T, n0, n1):
+def _bptt_steps_f32(gates, blas, dy_prev_buf, dc_prev_buf, dz_sum, Delta_seq, c_seq, p_o, p_f, dz_, W_y_prev_T, n0, n1):
     """The full-BPTT time loop in float32 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[1]
@@ -608,11 +608,14 @@ def _bptt_steps_f32(gates, blas, dy_prev_buf, dc_prev_buf, Delta_seq, c_seq, p_o
             v_o = gates[2*U + _k, t]
             v_c = c_seq[_k, t + 1]
             v_delta_obar = dz_[2*U + _k]
+            v_sum_delta_obar = dz_sum[2*U + _k]
             v_p_o = p_o[_k, 0]
             v_z = gates[_k, t]
             v_c_prev = c_seq[_k, t]
             v_delta_fbar = dz_[1*U + _k]
+            v_sum_delta_fbar = dz_sum[1*U + _k]
             v_delta_zbar = dz_[_k]
+            v_sum_delta_zbar = dz_sum[_k]
             v_p_f = p_f[_k, 0]
             for _n in range(n0, n1):
                 f = v_f[_n]
@@ -628,6 +631,7 @@ def _bptt_steps_f32(gates, blas, dy_prev_buf, dc_prev_buf, Delta_seq, c_seq, p_o
                 tanh_c = _tanh_f32(c)
                 delta_obar = delta_y_o*tanh_c*(_1_f32 - o)  # delta_obar = delta_y*o*(1 - o)*tanh(c)
                 v_delta_obar[_n] = delta_obar
+                v_sum_delta_obar[_n] += delta_obar
                 delta_c = delta_c_next + delta_obar*v_p_o + delta_y_o*(_1_f32 - tanh_c*tanh_c)  # delta_c = delta_c_next + delta_obar*p_o + delta_y*o*(1 - tanh(c)**2)
                 z = v_z[_n]
                 delta_i = delta_c*z  # delta_i = delta_c*z
@@ -635,8 +639,10 @@ def _bptt_steps_f32(gates, blas, dy_prev_buf, dc_prev_buf, Delta_seq, c_seq, p_o
                 delta_f = -delta_i + c_prev*delta_c  # delta_f = -delta_i + c_prev*delta_c
                 delta_fbar = delta_f*f*(_1_f32 - f)  # delta_fbar = delta_f*f*(1 - f)
                 v_delta_fbar[_n] = delta_fbar
+                v_sum_delta_fbar[_n] += delta_fbar
                 delta_zbar = delta_c*i*(_1_f32 - z*z)  # delta_zbar = delta_c*i*(1 - z**2)
                 v_delta_zbar[_n] = delta_zbar
+                v_sum_delta_zbar[_n] += delta_zbar
                 dc_prev = delta_c*f + delta_fbar*v_p_f  # dc_prev = delta_c*f + delta_fbar*p_f
                 v_dc_prev[_n] = dc_prev
         _gemm(blas, W_y_prev_T, dz_[:, n0:n1], dy_prev_buf[:, n0:n1])  # dy_prev_from_gates: one product
@@ -716,7 +722,7 @@ def _forward_steps_f64(gates, blas, b, y_seq, hp_y_prev, W_y_prev, c_seq, p_f, p
 
 
 @_jit
-def _bptt_steps_f64(gates, blas, dy_prev_buf, dc_prev_buf, Delta_seq, c_seq, p_o, p_f, dz_, W_y_prev_T, n0, n1):
+def _bptt_steps_f64(gates, blas, dy_prev_buf, dc_prev_buf, dz_sum, Delta_seq, c_seq, p_o, p_f, dz_, W_y_prev_T, n0, n1):
     """The full-BPTT time loop in float64 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[1]
@@ -730,11 +736,14 @@ def _bptt_steps_f64(gates, blas, dy_prev_buf, dc_prev_buf, Delta_seq, c_seq, p_o
             v_o = gates[2*U + _k, t]
             v_c = c_seq[_k, t + 1]
             v_delta_obar = dz_[2*U + _k]
+            v_sum_delta_obar = dz_sum[2*U + _k]
             v_p_o = p_o[_k, 0]
             v_z = gates[_k, t]
             v_c_prev = c_seq[_k, t]
             v_delta_fbar = dz_[1*U + _k]
+            v_sum_delta_fbar = dz_sum[1*U + _k]
             v_delta_zbar = dz_[_k]
+            v_sum_delta_zbar = dz_sum[_k]
             v_p_f = p_f[_k, 0]
             for _n in range(n0, n1):
                 f = v_f[_n]
@@ -750,6 +759,7 @@ def _bptt_steps_f64(gates, blas, dy_prev_buf, dc_prev_buf, Delta_seq, c_seq, p_o
                 tanh_c = _tanh_f64(c)
                 delta_obar = delta_y_o*tanh_c*(_1_f64 - o)  # delta_obar = delta_y*o*(1 - o)*tanh(c)
                 v_delta_obar[_n] = delta_obar
+                v_sum_delta_obar[_n] += delta_obar
                 delta_c = delta_c_next + delta_obar*v_p_o + delta_y_o*(_1_f64 - tanh_c*tanh_c)  # delta_c = delta_c_next + delta_obar*p_o + delta_y*o*(1 - tanh(c)**2)
                 z = v_z[_n]
                 delta_i = delta_c*z  # delta_i = delta_c*z
@@ -757,8 +767,10 @@ def _bptt_steps_f64(gates, blas, dy_prev_buf, dc_prev_buf, Delta_seq, c_seq, p_o
                 delta_f = -delta_i + c_prev*delta_c  # delta_f = -delta_i + c_prev*delta_c
                 delta_fbar = delta_f*f*(_1_f64 - f)  # delta_fbar = delta_f*f*(1 - f)
                 v_delta_fbar[_n] = delta_fbar
+                v_sum_delta_fbar[_n] += delta_fbar
                 delta_zbar = delta_c*i*(_1_f64 - z*z)  # delta_zbar = delta_c*i*(1 - z**2)
                 v_delta_zbar[_n] = delta_zbar
+                v_sum_delta_zbar[_n] += delta_zbar
                 dc_prev = delta_c*f + delta_fbar*v_p_f  # dc_prev = delta_c*f + delta_fbar*p_f
                 v_dc_prev[_n] = dc_prev
         _gemm(blas, W_y_prev_T, dz_[:, n0:n1], dy_prev_buf[:, n0:n1])  # dy_prev_from_gates: one product
@@ -906,14 +918,15 @@ def _backward(Delta_seq, cache, dy_prev=None, dc_prev=None, truncate=None):
     dtype = gates.dtype
     dy_prev = np.zeros((N, B), dtype) if dy_prev is None else dy_prev
     dc_prev = np.zeros((N, B), dtype) if dc_prev is None else dc_prev
+    db_summed = None
     if truncate is None or truncate >= T:
-        dy_prev, dc_prev = _bptt(Delta_seq, gates, c_seq, W_y_prev, p_f, p_o, N, T, dy_prev, dc_prev)
+        dy_prev, dc_prev, db_summed = _bptt(Delta_seq, gates, c_seq, W_y_prev, p_f, p_o, N, T, dy_prev, dc_prev)
     else:
         dy_prev, dc_prev = _bptt_truncated(truncate, Delta_seq, gates, c_seq, W_y_prev, p_f, p_o, N, T, dy_prev, dc_prev)
     dgates_all = gates.reshape(3*N, T * B)  # the slot adjoints of all T steps, one matrix
     dW_x = dgates_all @ x_seq.reshape(M, T * B).T  # the x blocks of d(W_z, W_f, W_o): one product
     dW_y_prev = dgates_all @ y_seq[:, :-1].reshape(N, T * B).T  # the y_prev blocks of d(R_z, R_f, R_o): one product
-    db = dgates_all.sum(axis=1, keepdims=True)  # every bias gradient: one sum
+    db = dgates_all.sum(axis=1, keepdims=True) if db_summed is None else db_summed  # every bias gradient: one sum (summed by the compiled loop in full BPTT)
     dW_z = dW_x[0:N]  # dW_z = sum_t(delta_zbar @ x.T)
     dR_z = dW_y_prev[0:N]  # dR_z = sum_t(delta_zbar @ y_prev.T)
     db_z = db[0:N]  # db_z = sum_t(np.sum(delta_zbar, axis=1, keepdims=True))
@@ -947,11 +960,13 @@ def _backward(Delta_seq, cache, dy_prev=None, dc_prev=None, truncate=None):
 def _bptt(Delta_seq, gates, c_seq, W_y_prev, p_f, p_o, N, T, dy_prev, dc_prev):
     """Full BPTT, step T-1 down to 0, compiled (_bptt_steps_*): only the state
     gradients cross from step to step; each step's slot adjoints go into its
-    slot of the gates buffer. Returns the gradients on the initial states."""
+    slot of the gates buffer. Returns the gradients on the initial states
+    and every bias gradient (the loop adds each slot adjoint to its sum)."""
     dy_prev_buf = np.array(dy_prev, dtype=gates.dtype)
     dc_prev_buf = np.array(dc_prev, dtype=gates.dtype)
-    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[2], gates.size, gates, _BLAS, dy_prev_buf, dc_prev_buf, np.ascontiguousarray(Delta_seq), c_seq, np.ascontiguousarray(p_o), np.ascontiguousarray(p_f), np.empty((3*dy_prev_buf.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_y_prev.T))
-    return dy_prev_buf, dc_prev_buf
+    dz_sum = np.zeros_like(gates[:, 0])  # the slot adjoints of every step, summed per example by the loop
+    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[2], gates.size, gates, _BLAS, dy_prev_buf, dc_prev_buf, dz_sum, np.ascontiguousarray(Delta_seq), c_seq, np.ascontiguousarray(p_o), np.ascontiguousarray(p_f), np.empty((3*dy_prev_buf.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_y_prev.T))
+    return dy_prev_buf, dc_prev_buf, dz_sum.sum(axis=1, keepdims=True)
 
 
 def _bptt_truncated(k, Delta_seq, gates, c_seq, W_y_prev, p_f, p_o, N, T, dy_prev, dc_prev):

@@ -597,7 +597,7 @@ def _forward_steps_f32(gates, blas, b, a_next_seq, hp_a_prev, W_a_prev, c_next_s
 
 
 @_jit
-def _bptt_steps_f32(gates, blas, da_prev_buf, dc_prev_buf, da_seq, c_next_seq, dz_, W_a_prev_T, n0, n1):
+def _bptt_steps_f32(gates, blas, da_prev_buf, dc_prev_buf, dz_sum, da_seq, c_next_seq, dz_, W_a_prev_T, n0, n1):
     """The full-BPTT time loop in float32 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[1]
@@ -610,13 +610,17 @@ def _bptt_steps_f32(gates, blas, da_prev_buf, dc_prev_buf, da_seq, c_next_seq, d
             v_ot = gates[3*U + _k, t]
             v_c_next = c_next_seq[_k, t + 1]
             v_dot = dz_[3*U + _k]
+            v_sum_dot = dz_sum[3*U + _k]
             v_it = gates[1*U + _k, t]
             v_cct = gates[2*U + _k, t]
             v_dcct = dz_[2*U + _k]
+            v_sum_dcct = dz_sum[2*U + _k]
             v_dit = dz_[1*U + _k]
+            v_sum_dit = dz_sum[1*U + _k]
             v_ft = gates[_k, t]
             v_c_prev = c_next_seq[_k, t]
             v_dft = dz_[_k]
+            v_sum_dft = dz_sum[_k]
             for _n in range(n0, n1):
                 da = v_da[_n]
                 later_da_prev = v_da_prev[_n]  # later(da_prev)
@@ -629,19 +633,23 @@ def _bptt_steps_f32(gates, blas, da_prev_buf, dc_prev_buf, da_seq, c_next_seq, d
                 tanh_c_next = _tanh_f32(c_next)
                 dot = da_next_ot*tanh_c_next*(_1_f32 - ot)  # dot = da_next*ot*(1 - ot)*tanh(c_next)
                 v_dot[_n] = dot
+                v_sum_dot[_n] += dot
                 dc = dc_next + da_next_ot*(_1_f32 - tanh_c_next*tanh_c_next)  # dc = dc_next + da_next*ot*(1 - tanh(c_next)**2)
                 it = v_it[_n]
                 dc_it = dc*it
                 cct = v_cct[_n]
                 dcct = dc_it*(_1_f32 - cct*cct)  # dcct = dc*it*(1 - cct**2)
                 v_dcct[_n] = dcct
+                v_sum_dcct[_n] += dcct
                 dit = cct*dc_it*(_1_f32 - it)  # dit = cct*dc*it*(1 - it)
                 v_dit[_n] = dit
+                v_sum_dit[_n] += dit
                 ft = v_ft[_n]
                 dc_ft = dc*ft
                 c_prev = v_c_prev[_n]
                 dft = c_prev*dc_ft*(_1_f32 - ft)  # dft = c_prev*dc*ft*(1 - ft)
                 v_dft[_n] = dft
+                v_sum_dft[_n] += dft
                 dc_prev = dc_ft  # dc_prev = dc*ft
                 v_dc_prev[_n] = dc_prev
         _gemm(blas, W_a_prev_T, dz_[:, n0:n1], da_prev_buf[:, n0:n1])  # da_prev_from_gates: one product
@@ -723,7 +731,7 @@ def _forward_steps_f64(gates, blas, b, a_next_seq, hp_a_prev, W_a_prev, c_next_s
 
 
 @_jit
-def _bptt_steps_f64(gates, blas, da_prev_buf, dc_prev_buf, da_seq, c_next_seq, dz_, W_a_prev_T, n0, n1):
+def _bptt_steps_f64(gates, blas, da_prev_buf, dc_prev_buf, dz_sum, da_seq, c_next_seq, dz_, W_a_prev_T, n0, n1):
     """The full-BPTT time loop in float64 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[1]
@@ -736,13 +744,17 @@ def _bptt_steps_f64(gates, blas, da_prev_buf, dc_prev_buf, da_seq, c_next_seq, d
             v_ot = gates[3*U + _k, t]
             v_c_next = c_next_seq[_k, t + 1]
             v_dot = dz_[3*U + _k]
+            v_sum_dot = dz_sum[3*U + _k]
             v_it = gates[1*U + _k, t]
             v_cct = gates[2*U + _k, t]
             v_dcct = dz_[2*U + _k]
+            v_sum_dcct = dz_sum[2*U + _k]
             v_dit = dz_[1*U + _k]
+            v_sum_dit = dz_sum[1*U + _k]
             v_ft = gates[_k, t]
             v_c_prev = c_next_seq[_k, t]
             v_dft = dz_[_k]
+            v_sum_dft = dz_sum[_k]
             for _n in range(n0, n1):
                 da = v_da[_n]
                 later_da_prev = v_da_prev[_n]  # later(da_prev)
@@ -755,19 +767,23 @@ def _bptt_steps_f64(gates, blas, da_prev_buf, dc_prev_buf, da_seq, c_next_seq, d
                 tanh_c_next = _tanh_f64(c_next)
                 dot = da_next_ot*tanh_c_next*(_1_f64 - ot)  # dot = da_next*ot*(1 - ot)*tanh(c_next)
                 v_dot[_n] = dot
+                v_sum_dot[_n] += dot
                 dc = dc_next + da_next_ot*(_1_f64 - tanh_c_next*tanh_c_next)  # dc = dc_next + da_next*ot*(1 - tanh(c_next)**2)
                 it = v_it[_n]
                 dc_it = dc*it
                 cct = v_cct[_n]
                 dcct = dc_it*(_1_f64 - cct*cct)  # dcct = dc*it*(1 - cct**2)
                 v_dcct[_n] = dcct
+                v_sum_dcct[_n] += dcct
                 dit = cct*dc_it*(_1_f64 - it)  # dit = cct*dc*it*(1 - it)
                 v_dit[_n] = dit
+                v_sum_dit[_n] += dit
                 ft = v_ft[_n]
                 dc_ft = dc*ft
                 c_prev = v_c_prev[_n]
                 dft = c_prev*dc_ft*(_1_f64 - ft)  # dft = c_prev*dc*ft*(1 - ft)
                 v_dft[_n] = dft
+                v_sum_dft[_n] += dft
                 dc_prev = dc_ft  # dc_prev = dc*ft
                 v_dc_prev[_n] = dc_prev
         _gemm(blas, W_a_prev_T, dz_[:, n0:n1], da_prev_buf[:, n0:n1])  # da_prev_from_gates: one product
@@ -915,14 +931,15 @@ def _backward(da_seq, cache, da_prev=None, dc_prev=None, truncate=None):
     dtype = gates.dtype
     da_prev = np.zeros((n_a, m), dtype) if da_prev is None else da_prev
     dc_prev = np.zeros((n_a, m), dtype) if dc_prev is None else dc_prev
+    db_summed = None
     if truncate is None or truncate >= T:
-        da_prev, dc_prev = _bptt(da_seq, gates, c_next_seq, W_a_prev, n_a, T, da_prev, dc_prev)
+        da_prev, dc_prev, db_summed = _bptt(da_seq, gates, c_next_seq, W_a_prev, n_a, T, da_prev, dc_prev)
     else:
         da_prev, dc_prev = _bptt_truncated(truncate, da_seq, gates, c_next_seq, W_a_prev, n_a, T, da_prev, dc_prev)
     dgates_all = gates.reshape(4*n_a, T * m)  # the slot adjoints of all T steps, one matrix
     dW_xt = dgates_all @ xt_seq.reshape(n_x, T * m).T  # the xt blocks of d(Wf, Wi, Wc, Wo): one product
     dW_a_prev = dgates_all @ a_next_seq[:, :-1].reshape(n_a, T * m).T  # the a_prev blocks of d(Wf, Wi, Wc, Wo): one product
-    db = dgates_all.sum(axis=1, keepdims=True)  # every bias gradient: one sum
+    db = dgates_all.sum(axis=1, keepdims=True) if db_summed is None else db_summed  # every bias gradient: one sum (summed by the compiled loop in full BPTT)
     dWf = np.concatenate([dW_a_prev[0:n_a], dW_xt[0:n_a]], axis=1)  # dWf = sum_t(dft @ concat.T)
     dbf = db[0:n_a]  # dbf = sum_t(np.sum(dft, axis=1, keepdims=True))
     dWi = np.concatenate([dW_a_prev[n_a:2*n_a], dW_xt[n_a:2*n_a]], axis=1)  # dWi = sum_t(dit @ concat.T)
@@ -950,11 +967,13 @@ def _backward(da_seq, cache, da_prev=None, dc_prev=None, truncate=None):
 def _bptt(da_seq, gates, c_next_seq, W_a_prev, n_a, T, da_prev, dc_prev):
     """Full BPTT, step T-1 down to 0, compiled (_bptt_steps_*): only the state
     gradients cross from step to step; each step's slot adjoints go into its
-    slot of the gates buffer. Returns the gradients on the initial states."""
+    slot of the gates buffer. Returns the gradients on the initial states
+    and every bias gradient (the loop adds each slot adjoint to its sum)."""
     da_prev_buf = np.array(da_prev, dtype=gates.dtype)
     dc_prev_buf = np.array(dc_prev, dtype=gates.dtype)
-    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[2], gates.size, gates, _BLAS, da_prev_buf, dc_prev_buf, np.ascontiguousarray(da_seq), c_next_seq, np.empty((4*da_prev_buf.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_a_prev.T))
-    return da_prev_buf, dc_prev_buf
+    dz_sum = np.zeros_like(gates[:, 0])  # the slot adjoints of every step, summed per example by the loop
+    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[2], gates.size, gates, _BLAS, da_prev_buf, dc_prev_buf, dz_sum, np.ascontiguousarray(da_seq), c_next_seq, np.empty((4*da_prev_buf.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_a_prev.T))
+    return da_prev_buf, dc_prev_buf, dz_sum.sum(axis=1, keepdims=True)
 
 
 def _bptt_truncated(k, da_seq, gates, c_next_seq, W_a_prev, n_a, T, da_prev, dc_prev):

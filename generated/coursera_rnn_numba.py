@@ -543,7 +543,7 @@ def _forward_steps_f32(gates, blas, b, a_next_seq, hp_a_prev, W_a_prev, n0, n1):
 
 
 @_jit
-def _bptt_steps_f32(gates, blas, da_prev_buf, da_seq, a_next_seq, dz_, W_a_prev_T, n0, n1):
+def _bptt_steps_f32(gates, blas, da_prev_buf, dz_sum, da_seq, a_next_seq, dz_, W_a_prev_T, n0, n1):
     """The full-BPTT time loop in float32 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[1]
@@ -554,6 +554,7 @@ def _bptt_steps_f32(gates, blas, da_prev_buf, da_seq, a_next_seq, dz_, W_a_prev_
             v_da_prev = da_prev_buf[_k]
             v_a_next = a_next_seq[_k, t + 1]
             v_dtanh = dz_[_k]
+            v_sum_dtanh = dz_sum[_k]
             for _n in range(n0, n1):
                 da = v_da[_n]
                 later_da_prev = v_da_prev[_n]  # later(da_prev)
@@ -561,6 +562,7 @@ def _bptt_steps_f32(gates, blas, da_prev_buf, da_seq, a_next_seq, dz_, W_a_prev_
                 a_next = v_a_next[_n]
                 dtanh = da_next*(_1_f32 - a_next*a_next)  # dtanh = da_next*(1 - a_next**2)
                 v_dtanh[_n] = dtanh
+                v_sum_dtanh[_n] += dtanh
         _gemm(blas, W_a_prev_T, dz_[:, n0:n1], da_prev_buf[:, n0:n1])  # da_prev_from_gates: one product
         _copy_2d(gates[:, t, n0:n1], dz_[:, n0:n1])  # the step's slot adjoints, where the NumPy loop leaves them
 
@@ -618,7 +620,7 @@ def _forward_steps_f64(gates, blas, b, a_next_seq, hp_a_prev, W_a_prev, n0, n1):
 
 
 @_jit
-def _bptt_steps_f64(gates, blas, da_prev_buf, da_seq, a_next_seq, dz_, W_a_prev_T, n0, n1):
+def _bptt_steps_f64(gates, blas, da_prev_buf, dz_sum, da_seq, a_next_seq, dz_, W_a_prev_T, n0, n1):
     """The full-BPTT time loop in float64 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[1]
@@ -629,6 +631,7 @@ def _bptt_steps_f64(gates, blas, da_prev_buf, da_seq, a_next_seq, dz_, W_a_prev_
             v_da_prev = da_prev_buf[_k]
             v_a_next = a_next_seq[_k, t + 1]
             v_dtanh = dz_[_k]
+            v_sum_dtanh = dz_sum[_k]
             for _n in range(n0, n1):
                 da = v_da[_n]
                 later_da_prev = v_da_prev[_n]  # later(da_prev)
@@ -636,6 +639,7 @@ def _bptt_steps_f64(gates, blas, da_prev_buf, da_seq, a_next_seq, dz_, W_a_prev_
                 a_next = v_a_next[_n]
                 dtanh = da_next*(_1_f64 - a_next*a_next)  # dtanh = da_next*(1 - a_next**2)
                 v_dtanh[_n] = dtanh
+                v_sum_dtanh[_n] += dtanh
         _gemm(blas, W_a_prev_T, dz_[:, n0:n1], da_prev_buf[:, n0:n1])  # da_prev_from_gates: one product
         _copy_2d(gates[:, t, n0:n1], dz_[:, n0:n1])  # the step's slot adjoints, where the NumPy loop leaves them
 
@@ -778,14 +782,15 @@ def _backward(da_seq, cache, da_prev=None, truncate=None):
     n_x = xt_seq.shape[0]
     dtype = gates.dtype
     da_prev = np.zeros((n_a, m), dtype) if da_prev is None else da_prev
+    db_summed = None
     if truncate is None or truncate >= T:
-        da_prev = _bptt(da_seq, gates, a_next_seq, W_a_prev, n_a, T, da_prev)
+        da_prev, db_summed = _bptt(da_seq, gates, a_next_seq, W_a_prev, n_a, T, da_prev)
     else:
         da_prev = _bptt_truncated(truncate, da_seq, gates, a_next_seq, W_a_prev, n_a, T, da_prev)
     dgates_all = gates.reshape(n_a, T * m)  # the slot adjoints of all T steps, one matrix
     dW_xt = dgates_all @ xt_seq.reshape(n_x, T * m).T  # the xt blocks of d(Wax): one product
     dW_a_prev = dgates_all @ a_next_seq[:, :-1].reshape(n_a, T * m).T  # the a_prev blocks of d(Waa): one product
-    db = dgates_all.sum(axis=1, keepdims=True)  # every bias gradient: one sum
+    db = dgates_all.sum(axis=1, keepdims=True) if db_summed is None else db_summed  # every bias gradient: one sum (summed by the compiled loop in full BPTT)
     dWax = dW_xt[0:n_a]  # dWax = sum_t(dtanh @ xt.T)
     dWaa = dW_a_prev[0:n_a]  # dWaa = sum_t(dtanh @ a_prev.T)
     dba = db[0:n_a]  # dba = sum_t(np.sum(dtanh, axis=1, keepdims=True))
@@ -802,10 +807,12 @@ def _backward(da_seq, cache, da_prev=None, truncate=None):
 def _bptt(da_seq, gates, a_next_seq, W_a_prev, n_a, T, da_prev):
     """Full BPTT, step T-1 down to 0, compiled (_bptt_steps_*): only the state
     gradients cross from step to step; each step's slot adjoints go into its
-    slot of the gates buffer. Returns the gradients on the initial states."""
+    slot of the gates buffer. Returns the gradients on the initial states
+    and every bias gradient (the loop adds each slot adjoint to its sum)."""
     da_prev_buf = np.array(da_prev, dtype=gates.dtype)
-    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[2], gates.size, gates, _BLAS, da_prev_buf, np.ascontiguousarray(da_seq), a_next_seq, np.empty((da_prev_buf.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_a_prev.T))
-    return da_prev_buf
+    dz_sum = np.zeros_like(gates[:, 0])  # the slot adjoints of every step, summed per example by the loop
+    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[2], gates.size, gates, _BLAS, da_prev_buf, dz_sum, np.ascontiguousarray(da_seq), a_next_seq, np.empty((da_prev_buf.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_a_prev.T))
+    return da_prev_buf, dz_sum.sum(axis=1, keepdims=True)
 
 
 def _bptt_truncated(k, da_seq, gates, a_next_seq, W_a_prev, n_a, T, da_prev):

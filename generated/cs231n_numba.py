@@ -582,7 +582,7 @@ def _forward_steps_f32(gates, blas, b, next_h_seq, hp_prev_h, W_prev_h_T, next_c
 
 
 @_jit
-def _bptt_steps_f32(gates, blas, dprev_h_buf, dprev_c_buf, dh_seq, next_c_seq, W_prev_h, n0, n1):
+def _bptt_steps_f32(gates, blas, dprev_h_buf, dprev_c_buf, dz_sum, dh_seq, next_c_seq, W_prev_h, n0, n1):
     """The full-BPTT time loop in float32 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[0]
@@ -597,7 +597,11 @@ def _bptt_steps_f32(gates, blas, dprev_h_buf, dprev_c_buf, dh_seq, next_c_seq, W
             v_dprev_h = dprev_h_buf[_n, 0:U]
             v_dprev_c = dprev_c_buf[_n, 0:U]
             v_next_c = next_c_seq[t + 1, _n, 0:U]
+            v_sum_da_g = dz_sum[_n, 3*U:4*U]
+            v_sum_da_o = dz_sum[_n, 2*U:3*U]
             v_prev_c = next_c_seq[t, _n, 0:U]
+            v_sum_da_f = dz_sum[_n, 1*U:2*U]
+            v_sum_da_i = dz_sum[_n, 0:U]
             for _k in range(U):
                 o = v_o[_k]
                 i = v_i[_k]
@@ -615,14 +619,18 @@ def _bptt_steps_f32(gates, blas, dprev_h_buf, dprev_c_buf, dh_seq, next_c_seq, W
                 dc_i = dc*i
                 da_g = dc_i*(_1_f32 - g*g)  # da_g = dc*i*(1 - g**2)
                 v_g[_k] = da_g
+                v_sum_da_g[_k] += da_g
                 da_o = dnext_h_o*tanh_next_c*(_1_f32 - o)  # da_o = dnext_h*o*(1 - o)*tanh(next_c)
                 v_o[_k] = da_o
+                v_sum_da_o[_k] += da_o
                 dc_f = dc*f
                 prev_c = v_prev_c[_k]
                 da_f = dc_f*prev_c*(_1_f32 - f)  # da_f = dc*f*prev_c*(1 - f)
                 v_f[_k] = da_f
+                v_sum_da_f[_k] += da_f
                 da_i = dc_i*g*(_1_f32 - i)  # da_i = dc*g*i*(1 - i)
                 v_i[_k] = da_i
+                v_sum_da_i[_k] += da_i
                 dprev_c = dc_f  # dprev_c = dc*f
                 v_dprev_c[_k] = dprev_c
         _gemm(blas, gates[t, n0:n1], W_prev_h, dprev_h_buf[n0:n1])  # dprev_h_from_gates: one product
@@ -703,7 +711,7 @@ def _forward_steps_f64(gates, blas, b, next_h_seq, hp_prev_h, W_prev_h_T, next_c
 
 
 @_jit
-def _bptt_steps_f64(gates, blas, dprev_h_buf, dprev_c_buf, dh_seq, next_c_seq, W_prev_h, n0, n1):
+def _bptt_steps_f64(gates, blas, dprev_h_buf, dprev_c_buf, dz_sum, dh_seq, next_c_seq, W_prev_h, n0, n1):
     """The full-BPTT time loop in float64 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[0]
@@ -718,7 +726,11 @@ def _bptt_steps_f64(gates, blas, dprev_h_buf, dprev_c_buf, dh_seq, next_c_seq, W
             v_dprev_h = dprev_h_buf[_n, 0:U]
             v_dprev_c = dprev_c_buf[_n, 0:U]
             v_next_c = next_c_seq[t + 1, _n, 0:U]
+            v_sum_da_g = dz_sum[_n, 3*U:4*U]
+            v_sum_da_o = dz_sum[_n, 2*U:3*U]
             v_prev_c = next_c_seq[t, _n, 0:U]
+            v_sum_da_f = dz_sum[_n, 1*U:2*U]
+            v_sum_da_i = dz_sum[_n, 0:U]
             for _k in range(U):
                 o = v_o[_k]
                 i = v_i[_k]
@@ -736,14 +748,18 @@ def _bptt_steps_f64(gates, blas, dprev_h_buf, dprev_c_buf, dh_seq, next_c_seq, W
                 dc_i = dc*i
                 da_g = dc_i*(_1_f64 - g*g)  # da_g = dc*i*(1 - g**2)
                 v_g[_k] = da_g
+                v_sum_da_g[_k] += da_g
                 da_o = dnext_h_o*tanh_next_c*(_1_f64 - o)  # da_o = dnext_h*o*(1 - o)*tanh(next_c)
                 v_o[_k] = da_o
+                v_sum_da_o[_k] += da_o
                 dc_f = dc*f
                 prev_c = v_prev_c[_k]
                 da_f = dc_f*prev_c*(_1_f64 - f)  # da_f = dc*f*prev_c*(1 - f)
                 v_f[_k] = da_f
+                v_sum_da_f[_k] += da_f
                 da_i = dc_i*g*(_1_f64 - i)  # da_i = dc*g*i*(1 - i)
                 v_i[_k] = da_i
+                v_sum_da_i[_k] += da_i
                 dprev_c = dc_f  # dprev_c = dc*f
                 v_dprev_c[_k] = dprev_c
         _gemm(blas, gates[t, n0:n1], W_prev_h, dprev_h_buf[n0:n1])  # dprev_h_from_gates: one product
@@ -890,14 +906,15 @@ def _backward(dh_seq, cache, dprev_h=None, dprev_c=None, truncate=None):
     dtype = gates.dtype
     dprev_h = np.zeros((N, H), dtype) if dprev_h is None else dprev_h
     dprev_c = np.zeros((N, H), dtype) if dprev_c is None else dprev_c
+    db_summed = None
     if truncate is None or truncate >= T:
-        dprev_h, dprev_c = _bptt(dh_seq, gates, next_c_seq, W_prev_h, H, T, dprev_h, dprev_c)
+        dprev_h, dprev_c, db_summed = _bptt(dh_seq, gates, next_c_seq, W_prev_h, H, T, dprev_h, dprev_c)
     else:
         dprev_h, dprev_c = _bptt_truncated(truncate, dh_seq, gates, next_c_seq, W_prev_h, H, T, dprev_h, dprev_c)
     dgates_all = gates.reshape(T * N, 4*H)  # the slot adjoints of all T steps, one matrix
     dW_x = dgates_all.T @ x_seq.reshape(T * N, D)  # the x blocks of d(Wx_i, Wx_f, Wx_o, Wx_g): one product
     dW_prev_h = dgates_all.T @ next_h_seq[:-1].reshape(T * N, H)  # the prev_h blocks of d(Wh_i, Wh_f, Wh_o, Wh_g): one product
-    db = dgates_all.sum(axis=0)  # every bias gradient: one sum
+    db = dgates_all.sum(axis=0) if db_summed is None else db_summed  # every bias gradient: one sum (summed by the compiled loop in full BPTT)
     dWx_i = dW_x[0:H].T  # dWx_i = sum_t(x.T @ da_i)
     dWh_i = dW_prev_h[0:H].T  # dWh_i = sum_t(prev_h.T @ da_i)
     db_i = db[0:H]  # db_i = sum_t(np.sum(da_i, axis=0))
@@ -933,11 +950,13 @@ def _backward(dh_seq, cache, dprev_h=None, dprev_c=None, truncate=None):
 def _bptt(dh_seq, gates, next_c_seq, W_prev_h, H, T, dprev_h, dprev_c):
     """Full BPTT, step T-1 down to 0, compiled (_bptt_steps_*): only the state
     gradients cross from step to step; each step's slot adjoints go into its
-    slot of the gates buffer. Returns the gradients on the initial states."""
+    slot of the gates buffer. Returns the gradients on the initial states
+    and every bias gradient (the loop adds each slot adjoint to its sum)."""
     dprev_h_buf = np.array(dprev_h, dtype=gates.dtype)
     dprev_c_buf = np.array(dprev_c, dtype=gates.dtype)
-    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[1], gates.size, gates, _BLAS, dprev_h_buf, dprev_c_buf, np.ascontiguousarray(dh_seq), next_c_seq, np.ascontiguousarray(W_prev_h))
-    return dprev_h_buf, dprev_c_buf
+    dz_sum = np.zeros_like(gates[0])  # the slot adjoints of every step, summed per example by the loop
+    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[1], gates.size, gates, _BLAS, dprev_h_buf, dprev_c_buf, dz_sum, np.ascontiguousarray(dh_seq), next_c_seq, np.ascontiguousarray(W_prev_h))
+    return dprev_h_buf, dprev_c_buf, dz_sum.sum(axis=0)
 
 
 def _bptt_truncated(k, dh_seq, gates, next_c_seq, W_prev_h, H, T, dprev_h, dprev_c):

@@ -521,7 +521,7 @@ def _forward_steps_f32(gates, blas, b_, next_h_seq, hp_prev_h, W_prev_h_T, n0, n
 
 
 @_jit
-def _bptt_steps_f32(gates, blas, dprev_h_buf, dh_seq, next_h_seq, W_prev_h, n0, n1):
+def _bptt_steps_f32(gates, blas, dprev_h_buf, dz_sum, dh_seq, next_h_seq, W_prev_h, n0, n1):
     """The full-BPTT time loop in float32 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[0]
@@ -532,6 +532,7 @@ def _bptt_steps_f32(gates, blas, dprev_h_buf, dh_seq, next_h_seq, W_prev_h, n0, 
             v_dprev_h = dprev_h_buf[_n, 0:U]
             v_next_h = next_h_seq[t + 1, _n, 0:U]
             v_ddtanh = gates[t, _n, 0:U]
+            v_sum_dtanh = dz_sum[_n, 0:U]
             for _k in range(U):
                 dh = v_dh[_k]
                 later_dprev_h = v_dprev_h[_k]  # later(dprev_h)
@@ -539,6 +540,7 @@ def _bptt_steps_f32(gates, blas, dprev_h_buf, dh_seq, next_h_seq, W_prev_h, n0, 
                 next_h = v_next_h[_k]
                 dtanh = dnext_h*(_1_f32 - next_h*next_h)  # dtanh = dnext_h*(1 - next_h**2)
                 v_ddtanh[_k] = dtanh
+                v_sum_dtanh[_k] += dtanh
         _gemm(blas, gates[t, n0:n1], W_prev_h, dprev_h_buf[n0:n1])  # dprev_h_from_gates: one product
 
 
@@ -595,7 +597,7 @@ def _forward_steps_f64(gates, blas, b_, next_h_seq, hp_prev_h, W_prev_h_T, n0, n
 
 
 @_jit
-def _bptt_steps_f64(gates, blas, dprev_h_buf, dh_seq, next_h_seq, W_prev_h, n0, n1):
+def _bptt_steps_f64(gates, blas, dprev_h_buf, dz_sum, dh_seq, next_h_seq, W_prev_h, n0, n1):
     """The full-BPTT time loop in float64 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[0]
@@ -606,6 +608,7 @@ def _bptt_steps_f64(gates, blas, dprev_h_buf, dh_seq, next_h_seq, W_prev_h, n0, 
             v_dprev_h = dprev_h_buf[_n, 0:U]
             v_next_h = next_h_seq[t + 1, _n, 0:U]
             v_ddtanh = gates[t, _n, 0:U]
+            v_sum_dtanh = dz_sum[_n, 0:U]
             for _k in range(U):
                 dh = v_dh[_k]
                 later_dprev_h = v_dprev_h[_k]  # later(dprev_h)
@@ -613,6 +616,7 @@ def _bptt_steps_f64(gates, blas, dprev_h_buf, dh_seq, next_h_seq, W_prev_h, n0, 
                 next_h = v_next_h[_k]
                 dtanh = dnext_h*(_1_f64 - next_h*next_h)  # dtanh = dnext_h*(1 - next_h**2)
                 v_ddtanh[_k] = dtanh
+                v_sum_dtanh[_k] += dtanh
         _gemm(blas, gates[t, n0:n1], W_prev_h, dprev_h_buf[n0:n1])  # dprev_h_from_gates: one product
 
 
@@ -754,14 +758,15 @@ def _backward(dh_seq, cache, dprev_h=None, truncate=None):
     D = x_seq.shape[2]
     dtype = gates.dtype
     dprev_h = np.zeros((N, H), dtype) if dprev_h is None else dprev_h
+    db__summed = None
     if truncate is None or truncate >= T:
-        dprev_h = _bptt(dh_seq, gates, next_h_seq, W_prev_h, H, T, dprev_h)
+        dprev_h, db__summed = _bptt(dh_seq, gates, next_h_seq, W_prev_h, H, T, dprev_h)
     else:
         dprev_h = _bptt_truncated(truncate, dh_seq, gates, next_h_seq, W_prev_h, H, T, dprev_h)
     dgates_all = gates.reshape(T * N, H)  # the slot adjoints of all T steps, one matrix
     dW_x = dgates_all.T @ x_seq.reshape(T * N, D)  # the x blocks of d(Wx): one product
     dW_prev_h = dgates_all.T @ next_h_seq[:-1].reshape(T * N, H)  # the prev_h blocks of d(Wh): one product
-    db_ = dgates_all.sum(axis=0)  # every bias gradient: one sum
+    db_ = dgates_all.sum(axis=0) if db__summed is None else db__summed  # every bias gradient: one sum (summed by the compiled loop in full BPTT)
     dWx = dW_x[0:H].T  # dWx = sum_t(x.T @ dtanh)
     dWh = dW_prev_h[0:H].T  # dWh = sum_t(prev_h.T @ dtanh)
     db = db_[0:H]  # db = sum_t(np.sum(dtanh, axis=0))
@@ -778,10 +783,12 @@ def _backward(dh_seq, cache, dprev_h=None, truncate=None):
 def _bptt(dh_seq, gates, next_h_seq, W_prev_h, H, T, dprev_h):
     """Full BPTT, step T-1 down to 0, compiled (_bptt_steps_*): only the state
     gradients cross from step to step; each step's slot adjoints go into its
-    slot of the gates buffer. Returns the gradients on the initial states."""
+    slot of the gates buffer. Returns the gradients on the initial states
+    and every bias gradient (the loop adds each slot adjoint to its sum)."""
     dprev_h_buf = np.array(dprev_h, dtype=gates.dtype)
-    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[1], gates.size, gates, _BLAS, dprev_h_buf, np.ascontiguousarray(dh_seq), next_h_seq, np.ascontiguousarray(W_prev_h))
-    return dprev_h_buf
+    dz_sum = np.zeros_like(gates[0])  # the slot adjoints of every step, summed per example by the loop
+    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[1], gates.size, gates, _BLAS, dprev_h_buf, dz_sum, np.ascontiguousarray(dh_seq), next_h_seq, np.ascontiguousarray(W_prev_h))
+    return dprev_h_buf, dz_sum.sum(axis=0)
 
 
 def _bptt_truncated(k, dh_seq, gates, next_h_seq, W_prev_h, H, T, dprev_h):

@@ -523,7 +523,7 @@ def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, weight_hh_T, n0, n1):
 
 
 @_jit
-def _bptt_steps_f32(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh, n0, n1):
+def _bptt_steps_f32(gates, blas, dh_prev_buf, dz_sum, doutput_seq, h_seq, weight_hh, n0, n1):
     """The full-BPTT time loop in float32 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[0]
@@ -534,6 +534,7 @@ def _bptt_steps_f32(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh, n0,
             v_dh_prev = dh_prev_buf[_n, 0:U]
             v_h = h_seq[t + 1, _n, 0:U]
             v_ddz_h = gates[t, _n, 0:U]
+            v_sum_dz_h = dz_sum[_n, 0:U]
             for _k in range(U):
                 doutput = v_doutput[_k]
                 later_dh_prev = v_dh_prev[_k]  # later(dh_prev)
@@ -541,6 +542,7 @@ def _bptt_steps_f32(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh, n0,
                 h = v_h[_k]
                 dz_h = dh*(_1_f32 - h*h)  # dz_h = dh*(1 - h**2)
                 v_ddz_h[_k] = dz_h
+                v_sum_dz_h[_k] += dz_h
         _gemm(blas, gates[t, n0:n1], weight_hh, dh_prev_buf[n0:n1])  # dh_prev_from_gates: one product
 
 
@@ -597,7 +599,7 @@ def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, weight_hh_T, n0, n1):
 
 
 @_jit
-def _bptt_steps_f64(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh, n0, n1):
+def _bptt_steps_f64(gates, blas, dh_prev_buf, dz_sum, doutput_seq, h_seq, weight_hh, n0, n1):
     """The full-BPTT time loop in float64 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[0]
@@ -608,6 +610,7 @@ def _bptt_steps_f64(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh, n0,
             v_dh_prev = dh_prev_buf[_n, 0:U]
             v_h = h_seq[t + 1, _n, 0:U]
             v_ddz_h = gates[t, _n, 0:U]
+            v_sum_dz_h = dz_sum[_n, 0:U]
             for _k in range(U):
                 doutput = v_doutput[_k]
                 later_dh_prev = v_dh_prev[_k]  # later(dh_prev)
@@ -615,6 +618,7 @@ def _bptt_steps_f64(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh, n0,
                 h = v_h[_k]
                 dz_h = dh*(_1_f64 - h*h)  # dz_h = dh*(1 - h**2)
                 v_ddz_h[_k] = dz_h
+                v_sum_dz_h[_k] += dz_h
         _gemm(blas, gates[t, n0:n1], weight_hh, dh_prev_buf[n0:n1])  # dh_prev_from_gates: one product
 
 
@@ -756,14 +760,15 @@ def _backward(doutput_seq, cache, dh_prev=None, truncate=None):
     input_size = x_seq.shape[2]
     dtype = gates.dtype
     dh_prev = np.zeros((N, hidden_size), dtype) if dh_prev is None else dh_prev
+    db_summed = None
     if truncate is None or truncate >= T:
-        dh_prev = _bptt(doutput_seq, gates, h_seq, weight_hh, hidden_size, T, dh_prev)
+        dh_prev, db_summed = _bptt(doutput_seq, gates, h_seq, weight_hh, hidden_size, T, dh_prev)
     else:
         dh_prev = _bptt_truncated(truncate, doutput_seq, gates, h_seq, weight_hh, hidden_size, T, dh_prev)
     dgates_all = gates.reshape(T * N, hidden_size)  # the slot adjoints of all T steps, one matrix
     dweight_ih = dgates_all.T @ x_seq.reshape(T * N, input_size)  # the x blocks of d(W_ih): one product
     dweight_hh = dgates_all.T @ h_seq[:-1].reshape(T * N, hidden_size)  # the h_prev blocks of d(W_hh): one product
-    db = dgates_all.sum(axis=0)  # every bias gradient: one sum
+    db = dgates_all.sum(axis=0) if db_summed is None else db_summed  # every bias gradient: one sum (summed by the compiled loop in full BPTT)
     dW_ih = dweight_ih[0:hidden_size]  # dW_ih = sum_t(dz_h.T @ x)
     dW_hh = dweight_hh[0:hidden_size]  # dW_hh = sum_t(dz_h.T @ h_prev)
     db_ih = db[0:hidden_size]  # db_ih = sum_t(np.sum(dz_h, axis=0))
@@ -788,10 +793,12 @@ def _backward(doutput_seq, cache, dh_prev=None, truncate=None):
 def _bptt(doutput_seq, gates, h_seq, weight_hh, hidden_size, T, dh_prev):
     """Full BPTT, step T-1 down to 0, compiled (_bptt_steps_*): only the state
     gradients cross from step to step; each step's slot adjoints go into its
-    slot of the gates buffer. Returns the gradients on the initial states."""
+    slot of the gates buffer. Returns the gradients on the initial states
+    and every bias gradient (the loop adds each slot adjoint to its sum)."""
     dh_prev_buf = np.array(dh_prev, dtype=gates.dtype)
-    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[1], gates.size, gates, _BLAS, dh_prev_buf, np.ascontiguousarray(doutput_seq), h_seq, np.ascontiguousarray(weight_hh))
-    return dh_prev_buf
+    dz_sum = np.zeros_like(gates[0])  # the slot adjoints of every step, summed per example by the loop
+    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[1], gates.size, gates, _BLAS, dh_prev_buf, dz_sum, np.ascontiguousarray(doutput_seq), h_seq, np.ascontiguousarray(weight_hh))
+    return dh_prev_buf, dz_sum.sum(axis=0)
 
 
 def _bptt_truncated(k, doutput_seq, gates, h_seq, weight_hh, hidden_size, T, dh_prev):

@@ -610,7 +610,7 @@ def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, W_h_prev, W_ci, c_seq, 
 
 
 @_jit
-def _bptt_steps_f32(gates, blas, dh_prev_buf, dc_prev_buf, dl_dh_seq, c_seq, W_co, W_cf, W_ci, dz_, W_h_prev_T, n0, n1):
+def _bptt_steps_f32(gates, blas, dh_prev_buf, dc_prev_buf, dz_sum, dl_dh_seq, c_seq, W_co, W_cf, W_ci, dz_, W_h_prev_T, n0, n1):
     """The full-BPTT time loop in float32 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[1]
@@ -623,14 +623,18 @@ def _bptt_steps_f32(gates, blas, dh_prev_buf, dc_prev_buf, dl_dh_seq, c_seq, W_c
             v_o = gates[3*U + _k, t]
             v_c = c_seq[_k, t + 1]
             v_dz_o = dz_[3*U + _k]
+            v_sum_dz_o = dz_sum[3*U + _k]
             v_W_co = W_co[_k, 0]
             v_i = gates[_k, t]
             v_g = gates[2*U + _k, t]
             v_dz_g = dz_[2*U + _k]
+            v_sum_dz_g = dz_sum[2*U + _k]
             v_f = gates[1*U + _k, t]
             v_c_prev = c_seq[_k, t]
             v_dz_f = dz_[1*U + _k]
+            v_sum_dz_f = dz_sum[1*U + _k]
             v_dz_i = dz_[_k]
+            v_sum_dz_i = dz_sum[_k]
             v_W_cf = W_cf[_k, 0]
             v_W_ci = W_ci[_k, 0]
             for _n in range(n0, n1):
@@ -645,19 +649,23 @@ def _bptt_steps_f32(gates, blas, dh_prev_buf, dc_prev_buf, dl_dh_seq, c_seq, W_c
                 tanh_c = _tanh_f32(c)
                 dz_o = dh_o*tanh_c*(_1_f32 - o)  # dz_o = dh*o*(1 - o)*tanh(c)
                 v_dz_o[_n] = dz_o
+                v_sum_dz_o[_n] += dz_o
                 dc = dc_next + v_W_co*dz_o + dh_o*(_1_f32 - tanh_c*tanh_c)  # dc = dc_next + W_co*dz_o + dh*o*(1 - tanh(c)**2)
                 i = v_i[_n]
                 dc_i = dc*i
                 g = v_g[_n]
                 dz_g = dc_i*(_1_f32 - g*g)  # dz_g = dc*i*(1 - g**2)
                 v_dz_g[_n] = dz_g
+                v_sum_dz_g[_n] += dz_g
                 f = v_f[_n]
                 dc_f = dc*f
                 c_prev = v_c_prev[_n]
                 dz_f = c_prev*dc_f*(_1_f32 - f)  # dz_f = c_prev*dc*f*(1 - f)
                 v_dz_f[_n] = dz_f
+                v_sum_dz_f[_n] += dz_f
                 dz_i = dc_i*g*(_1_f32 - i)  # dz_i = dc*g*i*(1 - i)
                 v_dz_i[_n] = dz_i
+                v_sum_dz_i[_n] += dz_i
                 dc_prev = dc_f + v_W_cf*dz_f + v_W_ci*dz_i  # dc_prev = W_cf*dz_f + W_ci*dz_i + dc*f
                 v_dc_prev[_n] = dc_prev
         _gemm(blas, W_h_prev_T, dz_[:, n0:n1], dh_prev_buf[:, n0:n1])  # dh_prev_from_gates: one product
@@ -742,7 +750,7 @@ def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, W_h_prev, W_ci, c_seq, 
 
 
 @_jit
-def _bptt_steps_f64(gates, blas, dh_prev_buf, dc_prev_buf, dl_dh_seq, c_seq, W_co, W_cf, W_ci, dz_, W_h_prev_T, n0, n1):
+def _bptt_steps_f64(gates, blas, dh_prev_buf, dc_prev_buf, dz_sum, dl_dh_seq, c_seq, W_co, W_cf, W_ci, dz_, W_h_prev_T, n0, n1):
     """The full-BPTT time loop in float64 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[1]
@@ -755,14 +763,18 @@ def _bptt_steps_f64(gates, blas, dh_prev_buf, dc_prev_buf, dl_dh_seq, c_seq, W_c
             v_o = gates[3*U + _k, t]
             v_c = c_seq[_k, t + 1]
             v_dz_o = dz_[3*U + _k]
+            v_sum_dz_o = dz_sum[3*U + _k]
             v_W_co = W_co[_k, 0]
             v_i = gates[_k, t]
             v_g = gates[2*U + _k, t]
             v_dz_g = dz_[2*U + _k]
+            v_sum_dz_g = dz_sum[2*U + _k]
             v_f = gates[1*U + _k, t]
             v_c_prev = c_seq[_k, t]
             v_dz_f = dz_[1*U + _k]
+            v_sum_dz_f = dz_sum[1*U + _k]
             v_dz_i = dz_[_k]
+            v_sum_dz_i = dz_sum[_k]
             v_W_cf = W_cf[_k, 0]
             v_W_ci = W_ci[_k, 0]
             for _n in range(n0, n1):
@@ -777,19 +789,23 @@ def _bptt_steps_f64(gates, blas, dh_prev_buf, dc_prev_buf, dl_dh_seq, c_seq, W_c
                 tanh_c = _tanh_f64(c)
                 dz_o = dh_o*tanh_c*(_1_f64 - o)  # dz_o = dh*o*(1 - o)*tanh(c)
                 v_dz_o[_n] = dz_o
+                v_sum_dz_o[_n] += dz_o
                 dc = dc_next + v_W_co*dz_o + dh_o*(_1_f64 - tanh_c*tanh_c)  # dc = dc_next + W_co*dz_o + dh*o*(1 - tanh(c)**2)
                 i = v_i[_n]
                 dc_i = dc*i
                 g = v_g[_n]
                 dz_g = dc_i*(_1_f64 - g*g)  # dz_g = dc*i*(1 - g**2)
                 v_dz_g[_n] = dz_g
+                v_sum_dz_g[_n] += dz_g
                 f = v_f[_n]
                 dc_f = dc*f
                 c_prev = v_c_prev[_n]
                 dz_f = c_prev*dc_f*(_1_f64 - f)  # dz_f = c_prev*dc*f*(1 - f)
                 v_dz_f[_n] = dz_f
+                v_sum_dz_f[_n] += dz_f
                 dz_i = dc_i*g*(_1_f64 - i)  # dz_i = dc*g*i*(1 - i)
                 v_dz_i[_n] = dz_i
+                v_sum_dz_i[_n] += dz_i
                 dc_prev = dc_f + v_W_cf*dz_f + v_W_ci*dz_i  # dc_prev = W_cf*dz_f + W_ci*dz_i + dc*f
                 v_dc_prev[_n] = dc_prev
         _gemm(blas, W_h_prev_T, dz_[:, n0:n1], dh_prev_buf[:, n0:n1])  # dh_prev_from_gates: one product
@@ -937,14 +953,15 @@ def _backward(dl_dh_seq, cache, dh_prev=None, dc_prev=None, truncate=None):
     dtype = gates.dtype
     dh_prev = np.zeros((H, B), dtype) if dh_prev is None else dh_prev
     dc_prev = np.zeros((H, B), dtype) if dc_prev is None else dc_prev
+    db_summed = None
     if truncate is None or truncate >= T:
-        dh_prev, dc_prev = _bptt(dl_dh_seq, gates, c_seq, W_h_prev, W_ci, W_cf, W_co, H, T, dh_prev, dc_prev)
+        dh_prev, dc_prev, db_summed = _bptt(dl_dh_seq, gates, c_seq, W_h_prev, W_ci, W_cf, W_co, H, T, dh_prev, dc_prev)
     else:
         dh_prev, dc_prev = _bptt_truncated(truncate, dl_dh_seq, gates, c_seq, W_h_prev, W_ci, W_cf, W_co, H, T, dh_prev, dc_prev)
     dgates_all = gates.reshape(4*H, T * B)  # the slot adjoints of all T steps, one matrix
     dW_x = dgates_all @ x_seq.reshape(D, T * B).T  # the x blocks of d(W_xi, W_xf, W_xc, W_xo): one product
     dW_h_prev = dgates_all @ h_seq[:, :-1].reshape(H, T * B).T  # the h_prev blocks of d(W_hi, W_hf, W_hc, W_ho): one product
-    db = dgates_all.sum(axis=1, keepdims=True)  # every bias gradient: one sum
+    db = dgates_all.sum(axis=1, keepdims=True) if db_summed is None else db_summed  # every bias gradient: one sum (summed by the compiled loop in full BPTT)
     dW_xi = dW_x[0:H]  # dW_xi = sum_t(dz_i @ x.T)
     dW_hi = dW_h_prev[0:H]  # dW_hi = sum_t(dz_i @ h_prev.T)
     dW_ci = np.sum(c_seq[:, :-1].reshape(H, T * B)*dgates_all[0:H], axis=1, keepdims=True)  # dW_ci = sum_t(np.sum(c_prev*dz_i, axis=1, keepdims=True))  (on all steps at once)
@@ -986,11 +1003,13 @@ def _backward(dl_dh_seq, cache, dh_prev=None, dc_prev=None, truncate=None):
 def _bptt(dl_dh_seq, gates, c_seq, W_h_prev, W_ci, W_cf, W_co, H, T, dh_prev, dc_prev):
     """Full BPTT, step T-1 down to 0, compiled (_bptt_steps_*): only the state
     gradients cross from step to step; each step's slot adjoints go into its
-    slot of the gates buffer. Returns the gradients on the initial states."""
+    slot of the gates buffer. Returns the gradients on the initial states
+    and every bias gradient (the loop adds each slot adjoint to its sum)."""
     dh_prev_buf = np.array(dh_prev, dtype=gates.dtype)
     dc_prev_buf = np.array(dc_prev, dtype=gates.dtype)
-    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[2], gates.size, gates, _BLAS, dh_prev_buf, dc_prev_buf, np.ascontiguousarray(dl_dh_seq), c_seq, np.ascontiguousarray(W_co), np.ascontiguousarray(W_cf), np.ascontiguousarray(W_ci), np.empty((4*dh_prev_buf.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_h_prev.T))
-    return dh_prev_buf, dc_prev_buf
+    dz_sum = np.zeros_like(gates[:, 0])  # the slot adjoints of every step, summed per example by the loop
+    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[2], gates.size, gates, _BLAS, dh_prev_buf, dc_prev_buf, dz_sum, np.ascontiguousarray(dl_dh_seq), c_seq, np.ascontiguousarray(W_co), np.ascontiguousarray(W_cf), np.ascontiguousarray(W_ci), np.empty((4*dh_prev_buf.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_h_prev.T))
+    return dh_prev_buf, dc_prev_buf, dz_sum.sum(axis=1, keepdims=True)
 
 
 def _bptt_truncated(k, dl_dh_seq, gates, c_seq, W_h_prev, W_ci, W_cf, W_co, H, T, dh_prev, dc_prev):

@@ -567,7 +567,7 @@ def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, weight_hh_T, n0, n1):
 
 
 @_jit
-def _bptt_steps_f32(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh, n0, n1):
+def _bptt_steps_f32(gates, blas, dh_prev_buf, dz_sum, doutput_seq, h_seq, weight_hh, n0, n1):
     """The full-BPTT time loop in float32 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[0]
@@ -580,7 +580,11 @@ def _bptt_steps_f32(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh, n0,
             v_W_hn_h_prev = gates[t, _n, 3*U:4*U]
             v_dh_prev = dh_prev_buf[_n, 0:U]
             v_doutput = doutput_seq[t, _n, 0:U]
+            v_sum_dz_n = dz_sum[_n, 0:U]
             v_h_prev = h_seq[t, _n, 0:U]
+            v_sum_dz_z = dz_sum[_n, 2*U:3*U]
+            v_sum_dz_r = dz_sum[_n, 1*U:2*U]
+            v_sum_dW_hn_h_prev = dz_sum[_n, 3*U:4*U]
             for _k in range(U):
                 z = v_z[_k]
                 n = v_n[_k]
@@ -592,16 +596,20 @@ def _bptt_steps_f32(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh, n0,
                 tmp = _1_f32 - z
                 dz_n = dh*tmp*(_1_f32 - n*n)  # dz_n = dh*(1 - z)*(1 - n**2)
                 v_n[_k] = dz_n
+                v_sum_dz_n[_k] += dz_n
                 dh_z = dh*z
                 h_prev = v_h_prev[_k]
                 dz_z = dh_z*tmp*(h_prev - n)  # dz_z = dh*z*(1 - z)*(h_prev - n)
                 v_z[_k] = dz_z
+                v_sum_dz_z[_k] += dz_z
                 dz_n_r = dz_n*r
                 dz_r = W_hn_h_prev*dz_n_r*(_1_f32 - r)  # dz_r = dz_n*r*(1 - r)*(b_hn + h_prev @ W_hn.T)
                 v_r[_k] = dz_r
+                v_sum_dz_r[_k] += dz_r
                 v_dh_prev[_k] = dh_z  # dh_prev = dh*z + dz_r @ W_hr + dz_z @ W_hz + (dz_n*r) @ W_hn: its terms here, its product added below
                 dW_hn_h_prev = dz_n_r  # the adjoint of W_hn_h_prev: dz_n*r
                 v_W_hn_h_prev[_k] = dW_hn_h_prev
+                v_sum_dW_hn_h_prev[_k] += dW_hn_h_prev
         _gemm_add(blas, gates[t, n0:n1, 1*U:4*U], weight_hh, dh_prev_buf[n0:n1])  # dh_prev_from_gates: one product
 
 
@@ -676,7 +684,7 @@ def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, weight_hh_T, n0, n1):
 
 
 @_jit
-def _bptt_steps_f64(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh, n0, n1):
+def _bptt_steps_f64(gates, blas, dh_prev_buf, dz_sum, doutput_seq, h_seq, weight_hh, n0, n1):
     """The full-BPTT time loop in float64 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[0]
@@ -689,7 +697,11 @@ def _bptt_steps_f64(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh, n0,
             v_W_hn_h_prev = gates[t, _n, 3*U:4*U]
             v_dh_prev = dh_prev_buf[_n, 0:U]
             v_doutput = doutput_seq[t, _n, 0:U]
+            v_sum_dz_n = dz_sum[_n, 0:U]
             v_h_prev = h_seq[t, _n, 0:U]
+            v_sum_dz_z = dz_sum[_n, 2*U:3*U]
+            v_sum_dz_r = dz_sum[_n, 1*U:2*U]
+            v_sum_dW_hn_h_prev = dz_sum[_n, 3*U:4*U]
             for _k in range(U):
                 z = v_z[_k]
                 n = v_n[_k]
@@ -701,16 +713,20 @@ def _bptt_steps_f64(gates, blas, dh_prev_buf, doutput_seq, h_seq, weight_hh, n0,
                 tmp = _1_f64 - z
                 dz_n = dh*tmp*(_1_f64 - n*n)  # dz_n = dh*(1 - z)*(1 - n**2)
                 v_n[_k] = dz_n
+                v_sum_dz_n[_k] += dz_n
                 dh_z = dh*z
                 h_prev = v_h_prev[_k]
                 dz_z = dh_z*tmp*(h_prev - n)  # dz_z = dh*z*(1 - z)*(h_prev - n)
                 v_z[_k] = dz_z
+                v_sum_dz_z[_k] += dz_z
                 dz_n_r = dz_n*r
                 dz_r = W_hn_h_prev*dz_n_r*(_1_f64 - r)  # dz_r = dz_n*r*(1 - r)*(b_hn + h_prev @ W_hn.T)
                 v_r[_k] = dz_r
+                v_sum_dz_r[_k] += dz_r
                 v_dh_prev[_k] = dh_z  # dh_prev = dh*z + dz_r @ W_hr + dz_z @ W_hz + (dz_n*r) @ W_hn: its terms here, its product added below
                 dW_hn_h_prev = dz_n_r  # the adjoint of W_hn_h_prev: dz_n*r
                 v_W_hn_h_prev[_k] = dW_hn_h_prev
+                v_sum_dW_hn_h_prev[_k] += dW_hn_h_prev
         _gemm_add(blas, gates[t, n0:n1, 1*U:4*U], weight_hh, dh_prev_buf[n0:n1])  # dh_prev_from_gates: one product
 
 
@@ -853,14 +869,15 @@ def _backward(doutput_seq, cache, dh_prev=None, truncate=None):
     input_size = x_seq.shape[2]
     dtype = gates.dtype
     dh_prev = np.zeros((N, hidden_size), dtype) if dh_prev is None else dh_prev
+    db_summed = None
     if truncate is None or truncate >= T:
-        dh_prev = _bptt(doutput_seq, gates, h_seq, weight_hh, hidden_size, T, dh_prev)
+        dh_prev, db_summed = _bptt(doutput_seq, gates, h_seq, weight_hh, hidden_size, T, dh_prev)
     else:
         dh_prev = _bptt_truncated(truncate, doutput_seq, gates, h_seq, weight_hh, hidden_size, T, dh_prev)
     dgates_all = gates.reshape(T * N, 4*hidden_size)  # the slot adjoints of all T steps, one matrix
     dW_x = dgates_all[:, 0:3*hidden_size].T @ x_seq.reshape(T * N, input_size)  # the x blocks of d(W_in, W_ir, W_iz): one product
     dweight_hh = dgates_all[:, hidden_size:4*hidden_size].T @ h_seq[:-1].reshape(T * N, hidden_size)  # the h_prev blocks of d(W_hr, W_hz, W_hn): one product
-    db = dgates_all.sum(axis=0)  # every bias gradient: one sum
+    db = dgates_all.sum(axis=0) if db_summed is None else db_summed  # every bias gradient: one sum (summed by the compiled loop in full BPTT)
     dW_ir = dW_x[hidden_size:2*hidden_size]  # dW_ir = sum_t(dz_r.T @ x)
     dW_iz = dW_x[2*hidden_size:3*hidden_size]  # dW_iz = sum_t(dz_z.T @ x)
     dW_in = dW_x[0:hidden_size]  # dW_in = sum_t(dz_n.T @ x)
@@ -902,10 +919,12 @@ def _backward(doutput_seq, cache, dh_prev=None, truncate=None):
 def _bptt(doutput_seq, gates, h_seq, weight_hh, hidden_size, T, dh_prev):
     """Full BPTT, step T-1 down to 0, compiled (_bptt_steps_*): only the state
     gradients cross from step to step; each step's slot adjoints go into its
-    slot of the gates buffer. Returns the gradients on the initial states."""
+    slot of the gates buffer. Returns the gradients on the initial states
+    and every bias gradient (the loop adds each slot adjoint to its sum)."""
     dh_prev_buf = np.array(dh_prev, dtype=gates.dtype)
-    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[1], gates.size, gates, _BLAS, dh_prev_buf, np.ascontiguousarray(doutput_seq), h_seq, np.ascontiguousarray(weight_hh))
-    return dh_prev_buf
+    dz_sum = np.zeros_like(gates[0])  # the slot adjoints of every step, summed per example by the loop
+    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[1], gates.size, gates, _BLAS, dh_prev_buf, dz_sum, np.ascontiguousarray(doutput_seq), h_seq, np.ascontiguousarray(weight_hh))
+    return dh_prev_buf, dz_sum.sum(axis=0)
 
 
 def _bptt_truncated(k, doutput_seq, gates, h_seq, weight_hh, hidden_size, T, dh_prev):

@@ -598,7 +598,7 @@ def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, W_h_prev, s_seq, n0, n1
 
 
 @_jit
-def _bptt_steps_f32(gates, blas, dh_prev_buf, ds_prev_buf, dl_dh_seq, s_seq, dz_, W_h_prev_T, n0, n1):
+def _bptt_steps_f32(gates, blas, dh_prev_buf, ds_prev_buf, dz_sum, dl_dh_seq, s_seq, dz_, W_h_prev_T, n0, n1):
     """The full-BPTT time loop in float32 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[1]
@@ -611,13 +611,17 @@ def _bptt_steps_f32(gates, blas, dh_prev_buf, ds_prev_buf, dl_dh_seq, s_seq, dz_
             v_o = gates[3*U + _k, t]
             v_s = s_seq[_k, t + 1]
             v_dz_o = dz_[3*U + _k]
+            v_sum_dz_o = dz_sum[3*U + _k]
             v_f = gates[2*U + _k, t]
             v_s_prev = s_seq[_k, t]
             v_dz_f = dz_[2*U + _k]
+            v_sum_dz_f = dz_sum[2*U + _k]
             v_i = gates[1*U + _k, t]
             v_g = gates[_k, t]
             v_dz_i = dz_[1*U + _k]
+            v_sum_dz_i = dz_sum[1*U + _k]
             v_dz_g = dz_[_k]
+            v_sum_dz_g = dz_sum[_k]
             for _n in range(n0, n1):
                 dl_dh = v_dl_dh[_n]
                 later_dh_prev = v_dh_prev[_n]  # later(dh_prev)
@@ -631,18 +635,22 @@ def _bptt_steps_f32(gates, blas, dh_prev_buf, ds_prev_buf, dl_dh_seq, s_seq, dz_
                 ds = ds_next + dh_o*(_1_f32 - tanh_s*tanh_s)  # ds = ds_next + dh*o*(1 - tanh(s)**2)
                 dz_o = dh_o*tanh_s*(_1_f32 - o)  # dz_o = dh*o*(1 - o)*tanh(s)
                 v_dz_o[_n] = dz_o
+                v_sum_dz_o[_n] += dz_o
                 f = v_f[_n]
                 ds_f = ds*f
                 s_prev = v_s_prev[_n]
                 dz_f = ds_f*s_prev*(_1_f32 - f)  # dz_f = ds*f*s_prev*(1 - f)
                 v_dz_f[_n] = dz_f
+                v_sum_dz_f[_n] += dz_f
                 i = v_i[_n]
                 ds_i = ds*i
                 g = v_g[_n]
                 dz_i = ds_i*g*(_1_f32 - i)  # dz_i = ds*g*i*(1 - i)
                 v_dz_i[_n] = dz_i
+                v_sum_dz_i[_n] += dz_i
                 dz_g = ds_i*(_1_f32 - g*g)  # dz_g = ds*i*(1 - g**2)
                 v_dz_g[_n] = dz_g
+                v_sum_dz_g[_n] += dz_g
                 ds_prev = ds_f  # ds_prev = ds*f
                 v_ds_prev[_n] = ds_prev
         _gemm(blas, W_h_prev_T, dz_[:, n0:n1], dh_prev_buf[:, n0:n1])  # dh_prev_from_gates: one product
@@ -724,7 +732,7 @@ def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, W_h_prev, s_seq, n0, n1
 
 
 @_jit
-def _bptt_steps_f64(gates, blas, dh_prev_buf, ds_prev_buf, dl_dh_seq, s_seq, dz_, W_h_prev_T, n0, n1):
+def _bptt_steps_f64(gates, blas, dh_prev_buf, ds_prev_buf, dz_sum, dl_dh_seq, s_seq, dz_, W_h_prev_T, n0, n1):
     """The full-BPTT time loop in float64 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[1]
@@ -737,13 +745,17 @@ def _bptt_steps_f64(gates, blas, dh_prev_buf, ds_prev_buf, dl_dh_seq, s_seq, dz_
             v_o = gates[3*U + _k, t]
             v_s = s_seq[_k, t + 1]
             v_dz_o = dz_[3*U + _k]
+            v_sum_dz_o = dz_sum[3*U + _k]
             v_f = gates[2*U + _k, t]
             v_s_prev = s_seq[_k, t]
             v_dz_f = dz_[2*U + _k]
+            v_sum_dz_f = dz_sum[2*U + _k]
             v_i = gates[1*U + _k, t]
             v_g = gates[_k, t]
             v_dz_i = dz_[1*U + _k]
+            v_sum_dz_i = dz_sum[1*U + _k]
             v_dz_g = dz_[_k]
+            v_sum_dz_g = dz_sum[_k]
             for _n in range(n0, n1):
                 dl_dh = v_dl_dh[_n]
                 later_dh_prev = v_dh_prev[_n]  # later(dh_prev)
@@ -757,18 +769,22 @@ def _bptt_steps_f64(gates, blas, dh_prev_buf, ds_prev_buf, dl_dh_seq, s_seq, dz_
                 ds = ds_next + dh_o*(_1_f64 - tanh_s*tanh_s)  # ds = ds_next + dh*o*(1 - tanh(s)**2)
                 dz_o = dh_o*tanh_s*(_1_f64 - o)  # dz_o = dh*o*(1 - o)*tanh(s)
                 v_dz_o[_n] = dz_o
+                v_sum_dz_o[_n] += dz_o
                 f = v_f[_n]
                 ds_f = ds*f
                 s_prev = v_s_prev[_n]
                 dz_f = ds_f*s_prev*(_1_f64 - f)  # dz_f = ds*f*s_prev*(1 - f)
                 v_dz_f[_n] = dz_f
+                v_sum_dz_f[_n] += dz_f
                 i = v_i[_n]
                 ds_i = ds*i
                 g = v_g[_n]
                 dz_i = ds_i*g*(_1_f64 - i)  # dz_i = ds*g*i*(1 - i)
                 v_dz_i[_n] = dz_i
+                v_sum_dz_i[_n] += dz_i
                 dz_g = ds_i*(_1_f64 - g*g)  # dz_g = ds*i*(1 - g**2)
                 v_dz_g[_n] = dz_g
+                v_sum_dz_g[_n] += dz_g
                 ds_prev = ds_f  # ds_prev = ds*f
                 v_ds_prev[_n] = ds_prev
         _gemm(blas, W_h_prev_T, dz_[:, n0:n1], dh_prev_buf[:, n0:n1])  # dh_prev_from_gates: one product
@@ -916,14 +932,15 @@ def _backward(dl_dh_seq, cache, dh_prev=None, ds_prev=None, truncate=None):
     dtype = gates.dtype
     dh_prev = np.zeros((H, B), dtype) if dh_prev is None else dh_prev
     ds_prev = np.zeros((H, B), dtype) if ds_prev is None else ds_prev
+    db_summed = None
     if truncate is None or truncate >= T:
-        dh_prev, ds_prev = _bptt(dl_dh_seq, gates, s_seq, W_h_prev, H, T, dh_prev, ds_prev)
+        dh_prev, ds_prev, db_summed = _bptt(dl_dh_seq, gates, s_seq, W_h_prev, H, T, dh_prev, ds_prev)
     else:
         dh_prev, ds_prev = _bptt_truncated(truncate, dl_dh_seq, gates, s_seq, W_h_prev, H, T, dh_prev, ds_prev)
     dgates_all = gates.reshape(4*H, T * B)  # the slot adjoints of all T steps, one matrix
     dW_x = dgates_all @ x_seq.reshape(D, T * B).T  # the x blocks of d(W_gx, W_ix, W_fx, W_ox): one product
     dW_h_prev = dgates_all @ h_seq[:, :-1].reshape(H, T * B).T  # the h_prev blocks of d(W_gh, W_ih, W_fh, W_oh): one product
-    db = dgates_all.sum(axis=1, keepdims=True)  # every bias gradient: one sum
+    db = dgates_all.sum(axis=1, keepdims=True) if db_summed is None else db_summed  # every bias gradient: one sum (summed by the compiled loop in full BPTT)
     dW_gx = dW_x[0:H]  # dW_gx = sum_t(dz_g @ x.T)
     dW_gh = dW_h_prev[0:H]  # dW_gh = sum_t(dz_g @ h_prev.T)
     db_g = db[0:H]  # db_g = sum_t(np.sum(dz_g, axis=1, keepdims=True))
@@ -959,11 +976,13 @@ def _backward(dl_dh_seq, cache, dh_prev=None, ds_prev=None, truncate=None):
 def _bptt(dl_dh_seq, gates, s_seq, W_h_prev, H, T, dh_prev, ds_prev):
     """Full BPTT, step T-1 down to 0, compiled (_bptt_steps_*): only the state
     gradients cross from step to step; each step's slot adjoints go into its
-    slot of the gates buffer. Returns the gradients on the initial states."""
+    slot of the gates buffer. Returns the gradients on the initial states
+    and every bias gradient (the loop adds each slot adjoint to its sum)."""
     dh_prev_buf = np.array(dh_prev, dtype=gates.dtype)
     ds_prev_buf = np.array(ds_prev, dtype=gates.dtype)
-    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[2], gates.size, gates, _BLAS, dh_prev_buf, ds_prev_buf, np.ascontiguousarray(dl_dh_seq), s_seq, np.empty((4*dh_prev_buf.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_h_prev.T))
-    return dh_prev_buf, ds_prev_buf
+    dz_sum = np.zeros_like(gates[:, 0])  # the slot adjoints of every step, summed per example by the loop
+    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[2], gates.size, gates, _BLAS, dh_prev_buf, ds_prev_buf, dz_sum, np.ascontiguousarray(dl_dh_seq), s_seq, np.empty((4*dh_prev_buf.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_h_prev.T))
+    return dh_prev_buf, ds_prev_buf, dz_sum.sum(axis=1, keepdims=True)
 
 
 def _bptt_truncated(k, dl_dh_seq, gates, s_seq, W_h_prev, H, T, dh_prev, ds_prev):

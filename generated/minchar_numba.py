@@ -542,7 +542,7 @@ def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, W_h_prev, n0, n1):
 
 
 @_jit
-def _bptt_steps_f32(gates, blas, dh_prev_buf, dh_y_seq, h_seq, dz_, W_h_prev_T, n0, n1):
+def _bptt_steps_f32(gates, blas, dh_prev_buf, dz_sum, dh_y_seq, h_seq, dz_, W_h_prev_T, n0, n1):
     """The full-BPTT time loop in float32 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[1]
@@ -553,6 +553,7 @@ def _bptt_steps_f32(gates, blas, dh_prev_buf, dh_y_seq, h_seq, dz_, W_h_prev_T, 
             v_dh_prev = dh_prev_buf[_k]
             v_h = h_seq[_k, t + 1]
             v_dhraw = dz_[_k]
+            v_sum_dhraw = dz_sum[_k]
             for _n in range(n0, n1):
                 dh_y = v_dh_y[_n]
                 later_dh_prev = v_dh_prev[_n]  # later(dh_prev)
@@ -560,6 +561,7 @@ def _bptt_steps_f32(gates, blas, dh_prev_buf, dh_y_seq, h_seq, dz_, W_h_prev_T, 
                 h = v_h[_n]
                 dhraw = dh*(_1_f32 - h*h)  # dhraw = dh*(1 - h**2)
                 v_dhraw[_n] = dhraw
+                v_sum_dhraw[_n] += dhraw
         _gemm(blas, W_h_prev_T, dz_[:, n0:n1], dh_prev_buf[:, n0:n1])  # dh_prev_from_gates: one product
         _copy_2d(gates[:, t, n0:n1], dz_[:, n0:n1])  # the step's slot adjoints, where the NumPy loop leaves them
 
@@ -617,7 +619,7 @@ def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, W_h_prev, n0, n1):
 
 
 @_jit
-def _bptt_steps_f64(gates, blas, dh_prev_buf, dh_y_seq, h_seq, dz_, W_h_prev_T, n0, n1):
+def _bptt_steps_f64(gates, blas, dh_prev_buf, dz_sum, dh_y_seq, h_seq, dz_, W_h_prev_T, n0, n1):
     """The full-BPTT time loop in float64 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[1]
@@ -628,6 +630,7 @@ def _bptt_steps_f64(gates, blas, dh_prev_buf, dh_y_seq, h_seq, dz_, W_h_prev_T, 
             v_dh_prev = dh_prev_buf[_k]
             v_h = h_seq[_k, t + 1]
             v_dhraw = dz_[_k]
+            v_sum_dhraw = dz_sum[_k]
             for _n in range(n0, n1):
                 dh_y = v_dh_y[_n]
                 later_dh_prev = v_dh_prev[_n]  # later(dh_prev)
@@ -635,6 +638,7 @@ def _bptt_steps_f64(gates, blas, dh_prev_buf, dh_y_seq, h_seq, dz_, W_h_prev_T, 
                 h = v_h[_n]
                 dhraw = dh*(_1_f64 - h*h)  # dhraw = dh*(1 - h**2)
                 v_dhraw[_n] = dhraw
+                v_sum_dhraw[_n] += dhraw
         _gemm(blas, W_h_prev_T, dz_[:, n0:n1], dh_prev_buf[:, n0:n1])  # dh_prev_from_gates: one product
         _copy_2d(gates[:, t, n0:n1], dz_[:, n0:n1])  # the step's slot adjoints, where the NumPy loop leaves them
 
@@ -777,14 +781,15 @@ def _backward(dh_y_seq, cache, dh_prev=None, truncate=None):
     vocab_size = x_seq.shape[0]
     dtype = gates.dtype
     dh_prev = np.zeros((hidden_size, B), dtype) if dh_prev is None else dh_prev
+    db_summed = None
     if truncate is None or truncate >= T:
-        dh_prev = _bptt(dh_y_seq, gates, h_seq, W_h_prev, hidden_size, T, dh_prev)
+        dh_prev, db_summed = _bptt(dh_y_seq, gates, h_seq, W_h_prev, hidden_size, T, dh_prev)
     else:
         dh_prev = _bptt_truncated(truncate, dh_y_seq, gates, h_seq, W_h_prev, hidden_size, T, dh_prev)
     dgates_all = gates.reshape(hidden_size, T * B)  # the slot adjoints of all T steps, one matrix
     dW_x = dgates_all @ x_seq.reshape(vocab_size, T * B).T  # the x blocks of d(Wxh): one product
     dW_h_prev = dgates_all @ h_seq[:, :-1].reshape(hidden_size, T * B).T  # the h_prev blocks of d(Whh): one product
-    db = dgates_all.sum(axis=1, keepdims=True)  # every bias gradient: one sum
+    db = dgates_all.sum(axis=1, keepdims=True) if db_summed is None else db_summed  # every bias gradient: one sum (summed by the compiled loop in full BPTT)
     dWxh = dW_x[0:hidden_size]  # dWxh = sum_t(dhraw @ x.T)
     dWhh = dW_h_prev[0:hidden_size]  # dWhh = sum_t(dhraw @ h_prev.T)
     dbh = db[0:hidden_size]  # dbh = sum_t(np.sum(dhraw, axis=1, keepdims=True))
@@ -801,10 +806,12 @@ def _backward(dh_y_seq, cache, dh_prev=None, truncate=None):
 def _bptt(dh_y_seq, gates, h_seq, W_h_prev, hidden_size, T, dh_prev):
     """Full BPTT, step T-1 down to 0, compiled (_bptt_steps_*): only the state
     gradients cross from step to step; each step's slot adjoints go into its
-    slot of the gates buffer. Returns the gradients on the initial states."""
+    slot of the gates buffer. Returns the gradients on the initial states
+    and every bias gradient (the loop adds each slot adjoint to its sum)."""
     dh_prev_buf = np.array(dh_prev, dtype=gates.dtype)
-    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[2], gates.size, gates, _BLAS, dh_prev_buf, np.ascontiguousarray(dh_y_seq), h_seq, np.empty((dh_prev_buf.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_h_prev.T))
-    return dh_prev_buf
+    dz_sum = np.zeros_like(gates[:, 0])  # the slot adjoints of every step, summed per example by the loop
+    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[2], gates.size, gates, _BLAS, dh_prev_buf, dz_sum, np.ascontiguousarray(dh_y_seq), h_seq, np.empty((dh_prev_buf.shape[0], gates.shape[2]), gates.dtype), np.ascontiguousarray(W_h_prev.T))
+    return dh_prev_buf, dz_sum.sum(axis=1, keepdims=True)
 
 
 def _bptt_truncated(k, dh_y_seq, gates, h_seq, W_h_prev, hidden_size, T, dh_prev):

@@ -597,7 +597,7 @@ def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, W_h_prev, s_seq, n0, n1
 
 
 @_jit
-def _bptt_steps_f32(gates, blas, bottom_diff_h_buf, bottom_diff_s_buf, diff_h_seq, s_seq, dz_, W_h_prev_T, n0, n1):
+def _bptt_steps_f32(gates, blas, bottom_diff_h_buf, bottom_diff_s_buf, dz_sum, diff_h_seq, s_seq, dz_, W_h_prev_T, n0, n1):
     """The full-BPTT time loop in float32 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[1]
@@ -609,13 +609,17 @@ def _bptt_steps_f32(gates, blas, bottom_diff_h_buf, bottom_diff_s_buf, diff_h_se
         v_o = gates[3*U:4*U, t]
         v_s = s_seq[0:U, t + 1]
         v_do_input = dz_[3*U:4*U]
+        v_sum_do_input = dz_sum[3*U:4*U]
         v_s_prev = s_seq[0:U, t]
         v_f = gates[2*U:3*U, t]
         v_df_input = dz_[2*U:3*U]
+        v_sum_df_input = dz_sum[2*U:3*U]
         v_g = gates[0:U, t]
         v_i = gates[1*U:2*U, t]
         v_di_input = dz_[1*U:2*U]
+        v_sum_di_input = dz_sum[1*U:2*U]
         v_dg_input = dz_[0:U]
+        v_sum_dg_input = dz_sum[0:U]
         for _k in range(U):
             diff_h = v_diff_h[_k]
             later_bottom_diff_h = v_bottom_diff_h[_k]  # later(bottom_diff_h)
@@ -628,19 +632,23 @@ def _bptt_steps_f32(gates, blas, bottom_diff_h_buf, bottom_diff_s_buf, diff_h_se
             do = s*top_diff_h  # do = s*top_diff_h
             do_input = do*o*(_1_f32 - o)  # do_input = do*o*(1 - o)
             v_do_input[_k] = do_input
+            v_sum_do_input[_k] += do_input
             s_prev = v_s_prev[_k]
             df = ds*s_prev  # df = ds*s_prev
             f = v_f[_k]
             df_input = df*f*(_1_f32 - f)  # df_input = df*f*(1 - f)
             v_df_input[_k] = df_input
+            v_sum_df_input[_k] += df_input
             g = v_g[_k]
             di = ds*g  # di = ds*g
             i = v_i[_k]
             di_input = di*i*(_1_f32 - i)  # di_input = di*i*(1 - i)
             v_di_input[_k] = di_input
+            v_sum_di_input[_k] += di_input
             dg = ds*i  # dg = ds*i
             dg_input = dg*(_1_f32 - g*g)  # dg_input = dg*(1 - g**2)
             v_dg_input[_k] = dg_input
+            v_sum_dg_input[_k] += dg_input
             bottom_diff_s = ds*f  # bottom_diff_s = ds*f
             v_bottom_diff_s[_k] = bottom_diff_s
         _gemm(blas, W_h_prev_T, dz_, bottom_diff_h_buf)  # dh_prev_from_gates: one product
@@ -721,7 +729,7 @@ def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, W_h_prev, s_seq, n0, n1
 
 
 @_jit
-def _bptt_steps_f64(gates, blas, bottom_diff_h_buf, bottom_diff_s_buf, diff_h_seq, s_seq, dz_, W_h_prev_T, n0, n1):
+def _bptt_steps_f64(gates, blas, bottom_diff_h_buf, bottom_diff_s_buf, dz_sum, diff_h_seq, s_seq, dz_, W_h_prev_T, n0, n1):
     """The full-BPTT time loop in float64 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[1]
@@ -733,13 +741,17 @@ def _bptt_steps_f64(gates, blas, bottom_diff_h_buf, bottom_diff_s_buf, diff_h_se
         v_o = gates[3*U:4*U, t]
         v_s = s_seq[0:U, t + 1]
         v_do_input = dz_[3*U:4*U]
+        v_sum_do_input = dz_sum[3*U:4*U]
         v_s_prev = s_seq[0:U, t]
         v_f = gates[2*U:3*U, t]
         v_df_input = dz_[2*U:3*U]
+        v_sum_df_input = dz_sum[2*U:3*U]
         v_g = gates[0:U, t]
         v_i = gates[1*U:2*U, t]
         v_di_input = dz_[1*U:2*U]
+        v_sum_di_input = dz_sum[1*U:2*U]
         v_dg_input = dz_[0:U]
+        v_sum_dg_input = dz_sum[0:U]
         for _k in range(U):
             diff_h = v_diff_h[_k]
             later_bottom_diff_h = v_bottom_diff_h[_k]  # later(bottom_diff_h)
@@ -752,19 +764,23 @@ def _bptt_steps_f64(gates, blas, bottom_diff_h_buf, bottom_diff_s_buf, diff_h_se
             do = s*top_diff_h  # do = s*top_diff_h
             do_input = do*o*(_1_f64 - o)  # do_input = do*o*(1 - o)
             v_do_input[_k] = do_input
+            v_sum_do_input[_k] += do_input
             s_prev = v_s_prev[_k]
             df = ds*s_prev  # df = ds*s_prev
             f = v_f[_k]
             df_input = df*f*(_1_f64 - f)  # df_input = df*f*(1 - f)
             v_df_input[_k] = df_input
+            v_sum_df_input[_k] += df_input
             g = v_g[_k]
             di = ds*g  # di = ds*g
             i = v_i[_k]
             di_input = di*i*(_1_f64 - i)  # di_input = di*i*(1 - i)
             v_di_input[_k] = di_input
+            v_sum_di_input[_k] += di_input
             dg = ds*i  # dg = ds*i
             dg_input = dg*(_1_f64 - g*g)  # dg_input = dg*(1 - g**2)
             v_dg_input[_k] = dg_input
+            v_sum_dg_input[_k] += dg_input
             bottom_diff_s = ds*f  # bottom_diff_s = ds*f
             v_bottom_diff_s[_k] = bottom_diff_s
         _gemm(blas, W_h_prev_T, dz_, bottom_diff_h_buf)  # dh_prev_from_gates: one product
@@ -911,14 +927,15 @@ def _backward(diff_h_seq, cache, bottom_diff_h=None, bottom_diff_s=None, truncat
     dtype = gates.dtype
     bottom_diff_h = np.zeros((mem_cell_ct,), dtype) if bottom_diff_h is None else bottom_diff_h
     bottom_diff_s = np.zeros((mem_cell_ct,), dtype) if bottom_diff_s is None else bottom_diff_s
+    db_summed = None
     if truncate is None or truncate >= T:
-        bottom_diff_h, bottom_diff_s = _bptt(diff_h_seq, gates, s_seq, W_h_prev, mem_cell_ct, T, bottom_diff_h, bottom_diff_s)
+        bottom_diff_h, bottom_diff_s, db_summed = _bptt(diff_h_seq, gates, s_seq, W_h_prev, mem_cell_ct, T, bottom_diff_h, bottom_diff_s)
     else:
         bottom_diff_h, bottom_diff_s = _bptt_truncated(truncate, diff_h_seq, gates, s_seq, W_h_prev, mem_cell_ct, T, bottom_diff_h, bottom_diff_s)
     dgates_all = gates  # the slot adjoints of all T steps, one matrix
     dW_x = dgates_all @ x_seq.T  # the x blocks of d(wg, wi, wf, wo): one product
     dW_h_prev = dgates_all @ h_seq[:, :-1].T  # the h_prev blocks of d(wg, wi, wf, wo): one product
-    db = dgates_all.sum(axis=1)  # every bias gradient: one sum
+    db = dgates_all.sum(axis=1) if db_summed is None else db_summed  # every bias gradient: one sum (summed by the compiled loop in full BPTT)
     wg_diff = np.concatenate([dW_x[0:mem_cell_ct], dW_h_prev[0:mem_cell_ct]], axis=1)  # wg_diff = sum_t(np.outer(dg_input, xc))
     wi_diff = np.concatenate([dW_x[mem_cell_ct:2*mem_cell_ct], dW_h_prev[mem_cell_ct:2*mem_cell_ct]], axis=1)  # wi_diff = sum_t(np.outer(di_input, xc))
     wf_diff = np.concatenate([dW_x[2*mem_cell_ct:3*mem_cell_ct], dW_h_prev[2*mem_cell_ct:3*mem_cell_ct]], axis=1)  # wf_diff = sum_t(np.outer(df_input, xc))
@@ -946,11 +963,13 @@ def _backward(diff_h_seq, cache, bottom_diff_h=None, bottom_diff_s=None, truncat
 def _bptt(diff_h_seq, gates, s_seq, W_h_prev, mem_cell_ct, T, bottom_diff_h, bottom_diff_s):
     """Full BPTT, step T-1 down to 0, compiled (_bptt_steps_*): only the state
     gradients cross from step to step; each step's slot adjoints go into its
-    slot of the gates buffer. Returns the gradients on the initial states."""
+    slot of the gates buffer. Returns the gradients on the initial states
+    and every bias gradient (the loop adds each slot adjoint to its sum)."""
     bottom_diff_h_buf = np.array(bottom_diff_h, dtype=gates.dtype)
     bottom_diff_s_buf = np.array(bottom_diff_s, dtype=gates.dtype)
-    _split(_kernel("_bptt_steps", gates.dtype), 1, gates.size, gates, _BLAS, bottom_diff_h_buf, bottom_diff_s_buf, np.ascontiguousarray(diff_h_seq), s_seq, np.empty((4*bottom_diff_h_buf.shape[0],), gates.dtype), np.ascontiguousarray(W_h_prev.T))
-    return bottom_diff_h_buf, bottom_diff_s_buf
+    dz_sum = np.zeros_like(gates[:, 0])  # the slot adjoints of every step, summed per example by the loop
+    _split(_kernel("_bptt_steps", gates.dtype), 1, gates.size, gates, _BLAS, bottom_diff_h_buf, bottom_diff_s_buf, dz_sum, np.ascontiguousarray(diff_h_seq), s_seq, np.empty((4*bottom_diff_h_buf.shape[0],), gates.dtype), np.ascontiguousarray(W_h_prev.T))
+    return bottom_diff_h_buf, bottom_diff_s_buf, dz_sum
 
 
 def _bptt_truncated(k, diff_h_seq, gates, s_seq, W_h_prev, mem_cell_ct, T, bottom_diff_h, bottom_diff_s):

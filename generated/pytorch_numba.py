@@ -587,7 +587,7 @@ def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, weight_hh_T, c_seq, n0,
 
 
 @_jit
-def _bptt_steps_f32(gates, blas, dh_prev_buf, dc_prev_buf, doutput_seq, c_seq, weight_hh, n0, n1):
+def _bptt_steps_f32(gates, blas, dh_prev_buf, dc_prev_buf, dz_sum, doutput_seq, c_seq, weight_hh, n0, n1):
     """The full-BPTT time loop in float32 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[0]
@@ -602,7 +602,11 @@ def _bptt_steps_f32(gates, blas, dh_prev_buf, dc_prev_buf, doutput_seq, c_seq, w
             v_dh_prev = dh_prev_buf[_n, 0:U]
             v_dc_prev = dc_prev_buf[_n, 0:U]
             v_c = c_seq[t + 1, _n, 0:U]
+            v_sum_dz_o = dz_sum[_n, 3*U:4*U]
+            v_sum_dz_g = dz_sum[_n, 2*U:3*U]
             v_c_prev = c_seq[t, _n, 0:U]
+            v_sum_dz_f = dz_sum[_n, 1*U:2*U]
+            v_sum_dz_i = dz_sum[_n, 0:U]
             for _k in range(U):
                 o = v_o[_k]
                 i = v_i[_k]
@@ -619,15 +623,19 @@ def _bptt_steps_f32(gates, blas, dh_prev_buf, dc_prev_buf, doutput_seq, c_seq, w
                 dc = dc_next + dh_o*(_1_f32 - tanh_c*tanh_c)  # dc = dc_next + dh*o*(1 - tanh(c)**2)
                 dz_o = dh_o*tanh_c*(_1_f32 - o)  # dz_o = dh*o*(1 - o)*tanh(c)
                 v_o[_k] = dz_o
+                v_sum_dz_o[_k] += dz_o
                 dc_i = dc*i
                 dz_g = dc_i*(_1_f32 - g*g)  # dz_g = dc*i*(1 - g**2)
                 v_g[_k] = dz_g
+                v_sum_dz_g[_k] += dz_g
                 dc_f = dc*f
                 c_prev = v_c_prev[_k]
                 dz_f = c_prev*dc_f*(_1_f32 - f)  # dz_f = c_prev*dc*f*(1 - f)
                 v_f[_k] = dz_f
+                v_sum_dz_f[_k] += dz_f
                 dz_i = dc_i*g*(_1_f32 - i)  # dz_i = dc*g*i*(1 - i)
                 v_i[_k] = dz_i
+                v_sum_dz_i[_k] += dz_i
                 dc_prev = dc_f  # dc_prev = dc*f
                 v_dc_prev[_k] = dc_prev
         _gemm(blas, gates[t, n0:n1], weight_hh, dh_prev_buf[n0:n1])  # dh_prev_from_gates: one product
@@ -708,7 +716,7 @@ def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, weight_hh_T, c_seq, n0,
 
 
 @_jit
-def _bptt_steps_f64(gates, blas, dh_prev_buf, dc_prev_buf, doutput_seq, c_seq, weight_hh, n0, n1):
+def _bptt_steps_f64(gates, blas, dh_prev_buf, dc_prev_buf, dz_sum, doutput_seq, c_seq, weight_hh, n0, n1):
     """The full-BPTT time loop in float64 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[0]
@@ -723,7 +731,11 @@ def _bptt_steps_f64(gates, blas, dh_prev_buf, dc_prev_buf, doutput_seq, c_seq, w
             v_dh_prev = dh_prev_buf[_n, 0:U]
             v_dc_prev = dc_prev_buf[_n, 0:U]
             v_c = c_seq[t + 1, _n, 0:U]
+            v_sum_dz_o = dz_sum[_n, 3*U:4*U]
+            v_sum_dz_g = dz_sum[_n, 2*U:3*U]
             v_c_prev = c_seq[t, _n, 0:U]
+            v_sum_dz_f = dz_sum[_n, 1*U:2*U]
+            v_sum_dz_i = dz_sum[_n, 0:U]
             for _k in range(U):
                 o = v_o[_k]
                 i = v_i[_k]
@@ -740,15 +752,19 @@ def _bptt_steps_f64(gates, blas, dh_prev_buf, dc_prev_buf, doutput_seq, c_seq, w
                 dc = dc_next + dh_o*(_1_f64 - tanh_c*tanh_c)  # dc = dc_next + dh*o*(1 - tanh(c)**2)
                 dz_o = dh_o*tanh_c*(_1_f64 - o)  # dz_o = dh*o*(1 - o)*tanh(c)
                 v_o[_k] = dz_o
+                v_sum_dz_o[_k] += dz_o
                 dc_i = dc*i
                 dz_g = dc_i*(_1_f64 - g*g)  # dz_g = dc*i*(1 - g**2)
                 v_g[_k] = dz_g
+                v_sum_dz_g[_k] += dz_g
                 dc_f = dc*f
                 c_prev = v_c_prev[_k]
                 dz_f = c_prev*dc_f*(_1_f64 - f)  # dz_f = c_prev*dc*f*(1 - f)
                 v_f[_k] = dz_f
+                v_sum_dz_f[_k] += dz_f
                 dz_i = dc_i*g*(_1_f64 - i)  # dz_i = dc*g*i*(1 - i)
                 v_i[_k] = dz_i
+                v_sum_dz_i[_k] += dz_i
                 dc_prev = dc_f  # dc_prev = dc*f
                 v_dc_prev[_k] = dc_prev
         _gemm(blas, gates[t, n0:n1], weight_hh, dh_prev_buf[n0:n1])  # dh_prev_from_gates: one product
@@ -895,14 +911,15 @@ def _backward(doutput_seq, cache, dh_prev=None, dc_prev=None, truncate=None):
     dtype = gates.dtype
     dh_prev = np.zeros((N, hidden_size), dtype) if dh_prev is None else dh_prev
     dc_prev = np.zeros((N, hidden_size), dtype) if dc_prev is None else dc_prev
+    db_summed = None
     if truncate is None or truncate >= T:
-        dh_prev, dc_prev = _bptt(doutput_seq, gates, c_seq, weight_hh, hidden_size, T, dh_prev, dc_prev)
+        dh_prev, dc_prev, db_summed = _bptt(doutput_seq, gates, c_seq, weight_hh, hidden_size, T, dh_prev, dc_prev)
     else:
         dh_prev, dc_prev = _bptt_truncated(truncate, doutput_seq, gates, c_seq, weight_hh, hidden_size, T, dh_prev, dc_prev)
     dgates_all = gates.reshape(T * N, 4*hidden_size)  # the slot adjoints of all T steps, one matrix
     dweight_ih = dgates_all.T @ x_seq.reshape(T * N, input_size)  # the x blocks of d(W_ii, W_if, W_ig, W_io): one product
     dweight_hh = dgates_all.T @ h_seq[:-1].reshape(T * N, hidden_size)  # the h_prev blocks of d(W_hi, W_hf, W_hg, W_ho): one product
-    db = dgates_all.sum(axis=0)  # every bias gradient: one sum
+    db = dgates_all.sum(axis=0) if db_summed is None else db_summed  # every bias gradient: one sum (summed by the compiled loop in full BPTT)
     dW_ii = dweight_ih[0:hidden_size]  # dW_ii = sum_t(dz_i.T @ x)
     dW_if = dweight_ih[hidden_size:2*hidden_size]  # dW_if = sum_t(dz_f.T @ x)
     dW_ig = dweight_ih[2*hidden_size:3*hidden_size]  # dW_ig = sum_t(dz_g.T @ x)
@@ -952,11 +969,13 @@ def _backward(doutput_seq, cache, dh_prev=None, dc_prev=None, truncate=None):
 def _bptt(doutput_seq, gates, c_seq, weight_hh, hidden_size, T, dh_prev, dc_prev):
     """Full BPTT, step T-1 down to 0, compiled (_bptt_steps_*): only the state
     gradients cross from step to step; each step's slot adjoints go into its
-    slot of the gates buffer. Returns the gradients on the initial states."""
+    slot of the gates buffer. Returns the gradients on the initial states
+    and every bias gradient (the loop adds each slot adjoint to its sum)."""
     dh_prev_buf = np.array(dh_prev, dtype=gates.dtype)
     dc_prev_buf = np.array(dc_prev, dtype=gates.dtype)
-    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[1], gates.size, gates, _BLAS, dh_prev_buf, dc_prev_buf, np.ascontiguousarray(doutput_seq), c_seq, np.ascontiguousarray(weight_hh))
-    return dh_prev_buf, dc_prev_buf
+    dz_sum = np.zeros_like(gates[0])  # the slot adjoints of every step, summed per example by the loop
+    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[1], gates.size, gates, _BLAS, dh_prev_buf, dc_prev_buf, dz_sum, np.ascontiguousarray(doutput_seq), c_seq, np.ascontiguousarray(weight_hh))
+    return dh_prev_buf, dc_prev_buf, dz_sum.sum(axis=0)
 
 
 def _bptt_truncated(k, doutput_seq, gates, c_seq, weight_hh, hidden_size, T, dh_prev, dc_prev):

@@ -598,7 +598,7 @@ def _forward_steps_f32(gates, blas, b, h_seq, hp_h_prev, W_h_prev_T, c_seq, n0, 
 
 
 @_jit
-def _bptt_steps_f32(gates, blas, state_gradients_backward_buf, cell_gradients_backward_buf, activation_gradients_seq, c_seq, W_h_prev, n0, n1):
+def _bptt_steps_f32(gates, blas, state_gradients_backward_buf, cell_gradients_backward_buf, dz_sum, activation_gradients_seq, c_seq, W_h_prev, n0, n1):
     """The full-BPTT time loop in float32 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[0]
@@ -613,7 +613,11 @@ def _bptt_steps_f32(gates, blas, state_gradients_backward_buf, cell_gradients_ba
             v_state_gradients_backward = state_gradients_backward_buf[_n, 0:U]
             v_cell_gradients_backward = cell_gradients_backward_buf[_n, 0:U]
             v_c = c_seq[t + 1, _n, 0:U]
+            v_sum_output_gradient = dz_sum[_n, 3*U:4*U]
+            v_sum_candidate_gradient = dz_sum[_n, 2*U:3*U]
             v_c_prev = c_seq[t, _n, 0:U]
+            v_sum_forget_gradient = dz_sum[_n, 1*U:2*U]
+            v_sum_input_gate_gradient = dz_sum[_n, 0:U]
             for _k in range(U):
                 o = v_o[_k]
                 i = v_i[_k]
@@ -630,15 +634,19 @@ def _bptt_steps_f32(gates, blas, state_gradients_backward_buf, cell_gradients_ba
                 cell_gradient = dc_next + dh_o*(_1_f32 - tanh_c*tanh_c)  # cell_gradient = dc_next + dh*o*(1 - tanh(c)**2)
                 output_gradient = dh_o*tanh_c*(_1_f32 - o)  # output_gradient = dh*o*(1 - o)*tanh(c)
                 v_o[_k] = output_gradient
+                v_sum_output_gradient[_k] += output_gradient
                 cell_gradient_i = cell_gradient*i
                 candidate_gradient = cell_gradient_i*(_1_f32 - c_tilde*c_tilde)  # candidate_gradient = cell_gradient*i*(1 - c_tilde**2)
                 v_c_tilde[_k] = candidate_gradient
+                v_sum_candidate_gradient[_k] += candidate_gradient
                 cell_gradient_f = cell_gradient*f
                 c_prev = v_c_prev[_k]
                 forget_gradient = c_prev*cell_gradient_f*(_1_f32 - f)  # forget_gradient = c_prev*cell_gradient*f*(1 - f)
                 v_f[_k] = forget_gradient
+                v_sum_forget_gradient[_k] += forget_gradient
                 input_gate_gradient = c_tilde*cell_gradient_i*(_1_f32 - i)  # input_gate_gradient = c_tilde*cell_gradient*i*(1 - i)
                 v_i[_k] = input_gate_gradient
+                v_sum_input_gate_gradient[_k] += input_gate_gradient
                 cell_gradients_backward = cell_gradient_f  # cell_gradients_backward = cell_gradient*f
                 v_cell_gradients_backward[_k] = cell_gradients_backward
         _gemm(blas, gates[t, n0:n1], W_h_prev, state_gradients_backward_buf[n0:n1])  # dh_prev_from_gates: one product
@@ -719,7 +727,7 @@ def _forward_steps_f64(gates, blas, b, h_seq, hp_h_prev, W_h_prev_T, c_seq, n0, 
 
 
 @_jit
-def _bptt_steps_f64(gates, blas, state_gradients_backward_buf, cell_gradients_backward_buf, activation_gradients_seq, c_seq, W_h_prev, n0, n1):
+def _bptt_steps_f64(gates, blas, state_gradients_backward_buf, cell_gradients_backward_buf, dz_sum, activation_gradients_seq, c_seq, W_h_prev, n0, n1):
     """The full-BPTT time loop in float64 (see _bptt)."""
     _wide_vectors()
     T_ = gates.shape[0]
@@ -734,7 +742,11 @@ def _bptt_steps_f64(gates, blas, state_gradients_backward_buf, cell_gradients_ba
             v_state_gradients_backward = state_gradients_backward_buf[_n, 0:U]
             v_cell_gradients_backward = cell_gradients_backward_buf[_n, 0:U]
             v_c = c_seq[t + 1, _n, 0:U]
+            v_sum_output_gradient = dz_sum[_n, 3*U:4*U]
+            v_sum_candidate_gradient = dz_sum[_n, 2*U:3*U]
             v_c_prev = c_seq[t, _n, 0:U]
+            v_sum_forget_gradient = dz_sum[_n, 1*U:2*U]
+            v_sum_input_gate_gradient = dz_sum[_n, 0:U]
             for _k in range(U):
                 o = v_o[_k]
                 i = v_i[_k]
@@ -751,15 +763,19 @@ def _bptt_steps_f64(gates, blas, state_gradients_backward_buf, cell_gradients_ba
                 cell_gradient = dc_next + dh_o*(_1_f64 - tanh_c*tanh_c)  # cell_gradient = dc_next + dh*o*(1 - tanh(c)**2)
                 output_gradient = dh_o*tanh_c*(_1_f64 - o)  # output_gradient = dh*o*(1 - o)*tanh(c)
                 v_o[_k] = output_gradient
+                v_sum_output_gradient[_k] += output_gradient
                 cell_gradient_i = cell_gradient*i
                 candidate_gradient = cell_gradient_i*(_1_f64 - c_tilde*c_tilde)  # candidate_gradient = cell_gradient*i*(1 - c_tilde**2)
                 v_c_tilde[_k] = candidate_gradient
+                v_sum_candidate_gradient[_k] += candidate_gradient
                 cell_gradient_f = cell_gradient*f
                 c_prev = v_c_prev[_k]
                 forget_gradient = c_prev*cell_gradient_f*(_1_f64 - f)  # forget_gradient = c_prev*cell_gradient*f*(1 - f)
                 v_f[_k] = forget_gradient
+                v_sum_forget_gradient[_k] += forget_gradient
                 input_gate_gradient = c_tilde*cell_gradient_i*(_1_f64 - i)  # input_gate_gradient = c_tilde*cell_gradient*i*(1 - i)
                 v_i[_k] = input_gate_gradient
+                v_sum_input_gate_gradient[_k] += input_gate_gradient
                 cell_gradients_backward = cell_gradient_f  # cell_gradients_backward = cell_gradient*f
                 v_cell_gradients_backward[_k] = cell_gradients_backward
         _gemm(blas, gates[t, n0:n1], W_h_prev, state_gradients_backward_buf[n0:n1])  # dh_prev_from_gates: one product
@@ -906,14 +922,15 @@ def _backward(activation_gradients_seq, cache, state_gradients_backward=None, ce
     dtype = gates.dtype
     state_gradients_backward = np.zeros((B, H), dtype) if state_gradients_backward is None else state_gradients_backward
     cell_gradients_backward = np.zeros((B, H), dtype) if cell_gradients_backward is None else cell_gradients_backward
+    db_summed = None
     if truncate is None or truncate >= T:
-        state_gradients_backward, cell_gradients_backward = _bptt(activation_gradients_seq, gates, c_seq, W_h_prev, H, T, state_gradients_backward, cell_gradients_backward)
+        state_gradients_backward, cell_gradients_backward, db_summed = _bptt(activation_gradients_seq, gates, c_seq, W_h_prev, H, T, state_gradients_backward, cell_gradients_backward)
     else:
         state_gradients_backward, cell_gradients_backward = _bptt_truncated(truncate, activation_gradients_seq, gates, c_seq, W_h_prev, H, T, state_gradients_backward, cell_gradients_backward)
     dgates_all = gates.reshape(T * B, 4*H)  # the slot adjoints of all T steps, one matrix
     dW_x = dgates_all.T @ x_seq.reshape(T * B, D)  # the x blocks of d(W_i, W_f, W_c, W_o): one product
     dW_h_prev = dgates_all.T @ h_seq[:-1].reshape(T * B, H)  # the h_prev blocks of d(U_i, U_f, U_c, U_o): one product
-    db = dgates_all.sum(axis=0)  # every bias gradient: one sum
+    db = dgates_all.sum(axis=0) if db_summed is None else db_summed  # every bias gradient: one sum (summed by the compiled loop in full BPTT)
     dW_i = dW_x[0:H]  # dW_i = sum_t(input_gate_gradient.T @ x)
     dU_i = dW_h_prev[0:H]  # dU_i = sum_t(input_gate_gradient.T @ h_prev)
     db_i = db[0:H]  # db_i = sum_t(np.sum(input_gate_gradient, axis=0))
@@ -949,11 +966,13 @@ def _backward(activation_gradients_seq, cache, state_gradients_backward=None, ce
 def _bptt(activation_gradients_seq, gates, c_seq, W_h_prev, H, T, state_gradients_backward, cell_gradients_backward):
     """Full BPTT, step T-1 down to 0, compiled (_bptt_steps_*): only the state
     gradients cross from step to step; each step's slot adjoints go into its
-    slot of the gates buffer. Returns the gradients on the initial states."""
+    slot of the gates buffer. Returns the gradients on the initial states
+    and every bias gradient (the loop adds each slot adjoint to its sum)."""
     state_gradients_backward_buf = np.array(state_gradients_backward, dtype=gates.dtype)
     cell_gradients_backward_buf = np.array(cell_gradients_backward, dtype=gates.dtype)
-    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[1], gates.size, gates, _BLAS, state_gradients_backward_buf, cell_gradients_backward_buf, np.ascontiguousarray(activation_gradients_seq), c_seq, np.ascontiguousarray(W_h_prev))
-    return state_gradients_backward_buf, cell_gradients_backward_buf
+    dz_sum = np.zeros_like(gates[0])  # the slot adjoints of every step, summed per example by the loop
+    _split(_kernel("_bptt_steps", gates.dtype), gates.shape[1], gates.size, gates, _BLAS, state_gradients_backward_buf, cell_gradients_backward_buf, dz_sum, np.ascontiguousarray(activation_gradients_seq), c_seq, np.ascontiguousarray(W_h_prev))
+    return state_gradients_backward_buf, cell_gradients_backward_buf, dz_sum.sum(axis=0)
 
 
 def _bptt_truncated(k, activation_gradients_seq, gates, c_seq, W_h_prev, H, T, state_gradients_backward, cell_gradients_backward):

@@ -474,6 +474,7 @@ class Emitter:
         return {"dims": dims, "loop": list(full), "stacked": list(stacked),
                 "final_pairs": list(zip(state_grads, finals)),
                 "truncated_returns": ", ".join(f"{g}.sum(axis=0)" for g in state_grads), "post": list(post), "results": results,
+                "full_returns": state_grads,
                 "returns": list(dict.fromkeys(results.values())), "state_grads": state_grads, "finals": finals,
                 "cache": cache, "init": init, "reuse": reuse, "buffers": buffers, "loop_args": loop_args,
                 "scratch": body.scratch(stacked=False), "stacked_scratch": body.scratch(stacked=True)}
@@ -493,6 +494,11 @@ class Emitter:
         loop does not read those blocks)."""
         block = self.L.all_block(self.n["gates"], dim_text(self.unfed()), dim_text(self.p.total))
         return f"{block} = 0  # the sums no input feeds"
+
+    def bias_grad_line(self) -> str:
+        """The backward line that sums every bias gradient over all steps (the
+        compiled twin's full-BPTT loop sums them itself, see numba_emit)."""
+        return f"{self.n['db']} = {self.L.bias_grad(self.n['dgates_all'])}  # every bias gradient: one sum"
 
     def bias_line(self) -> str:
         """The forward line that adds every bias to every sum (the compiled twin's
@@ -519,7 +525,7 @@ class Emitter:
             post.add(f"{s.dweight} = {L.weight_grad(self.source_adjoints(s), X)}",
                      f"the {s.var} blocks of d({whose}): one product")
         if p.has_bias:
-            post.add(f"{n['db']} = {L.bias_grad(dZ)}", "every bias gradient: one sum")
+            post.add(self.bias_grad_line())
         if not reuse:
             post.add(f"{n['gates_all']} = {L.all_steps(n['gates'], dim_text(p.total), T, self.batch)}")
         results: dict[str, str] = {}  # what -> the name of its gradient

@@ -193,6 +193,14 @@ class NumbaEmitter:
             return f"np.empty(({rows}, {gates}.shape[2]), {gates}.dtype)"
         return f"np.empty(({rows},), {gates}.dtype)"
 
+    def sum_zeros(self, gates: str) -> str:
+        """The zeroed accumulator of the bias sums: shaped as one step of the gates buffer."""
+        return f"np.zeros_like({gates}[0])" if self.L.name == "rows" else f"np.zeros_like({gates}[:, 0])"
+
+    def sum_total(self, acc: str) -> str:
+        """The bias gradients from the accumulator: summed over the batch (the NumPy module's shape)."""
+        return {"rows": f"{acc}.sum(axis=0)", "columns": f"{acc}.sum(axis=1, keepdims=True)", "none": acc}[self.L.name]
+
     def batch(self, gates: str) -> str:
         """The batch size, as the Python caller reads it off the gates buffer."""
         return {"rows": f"{gates}.shape[1]", "columns": f"{gates}.shape[2]", "none": "1"}[self.L.name]
@@ -519,6 +527,17 @@ class NumbaEmitter:
                 raise self.fail(f"the backward step reads `{name}`, which the compiled loop does not have")
             local[name] = name
 
+        # every bias gradient summed by the loop as it writes the slot adjoints,
+        # instead of a pass over the whole gates buffer after it: one row of sums
+        # per example (the blocks of a split batch never add into the same
+        # place), summed over the batch by the caller. Only when the loop writes
+        # every slot (the sum then covers what the NumPy module's sum covers).
+        written = {s.name for s in sb.slot_of_grad.values()} | {s.name for s in unnamed_slot.values()}
+        summed = self.fresh("dz_sum") if p.has_bias and written == {s.name for s in p.slots} else None
+        self.bias_sum = summed
+        if summed:
+            args[summed] = summed
+
         def dz_unit(unit: Unit, off, name: str) -> str:
             if inplace:
                 return unit.seq(target, "t", off, "d" + name)
@@ -550,10 +569,11 @@ class NumbaEmitter:
                 read(unit, local, sym.name, in_b)
             unit.body.add(f"{name} = {scalar_text(rhs, local, self.constants, sfx)}", text)
             local[name] = name
-            if name in sb.slot_of_grad:
-                unit.body.add(f"{dz_unit(unit, sb.slot_of_grad[name].start, name)} = {name}")
-            elif name in unnamed_slot:
-                unit.body.add(f"{dz_unit(unit, unnamed_slot[name].start, name)} = {name}")
+            slot = sb.slot_of_grad.get(name) or unnamed_slot.get(name)
+            if slot is not None:
+                unit.body.add(f"{dz_unit(unit, slot.start, name)} = {name}")
+                if summed:
+                    unit.body.add(f"{unit.step(summed, slot.start, 'sum_' + name)} += {name}")
             if name in grad_of:
                 unit.body.add(f"{unit.step(carried[name], 0, name)} = {name}")
             if name in keep_buf:
@@ -600,9 +620,11 @@ class NumbaEmitter:
         return lines, list(carried.values())
 
     # -- what the template needs ----------------------------------------------------------
-    def context(self, fwd: dict) -> dict:
-        """The template's ``numba`` entry, and ``fwd`` (the NumPy module's forward
-        context) without the bias line: the forward loop adds the biases."""
+    def context(self, fwd: dict, bwd: dict) -> dict:
+        """The template's ``numba`` entry; ``fwd`` (the NumPy module's forward
+        context) without the bias line: the forward loop adds the biases; and
+        ``bwd`` with the bias gradients summed by the full-BPTT loop when it sums
+        them (truncated BPTT still sums the gates buffer)."""
         kernels = {}
         for sfx in DTYPES:
             forward = self.forward(sfx)
@@ -614,8 +636,20 @@ class NumbaEmitter:
         if self.unread() is not None:
             left_out.add(self.e.unfed_line())  # and does not read the sums no input feeds
         fwd = dict(fwd, pre=[line for line in fwd["pre"] if line not in left_out])
+        bias_sum = None
+        if self.bias_sum:
+            got = Names(self.base_taken)(self.p.names["db"] + "_summed")  # None after truncated BPTT
+            bias_line = self.e.bias_grad_line()
+            db, summing = bias_line.split("  #")[0].split(" = ", 1)
+            post = [f"{db} = {summing} if {got} is None else {got}  # every bias gradient: one sum (summed by the "
+                    f"compiled loop in full BPTT)" if line == bias_line else line for line in bwd["post"]]
+            bwd = dict(bwd, post=post, full_returns=list(bwd["state_grads"]) + [got],
+                       buffers=list(bwd["buffers"]) + [f"{got} = None"])
+            bias_sum = {"name": self.bias_sum, "zeros": self.sum_zeros(self.p.names["gates"]),
+                        "total": self.sum_total(self.bias_sum)}
         return {
             "fwd": fwd,
+            "bwd": bwd,
             "numba": {
                 "kernels": kernels,
                 "helpers": helpers,
@@ -627,5 +661,6 @@ class NumbaEmitter:
                 "backward_call": list(self.backward_args.values()),
                 "batch": self.batch(self.p.names["gates"]),
                 "carried": list(zip(carried, grads)),
+                "bias_sum": bias_sum,
             },
         }

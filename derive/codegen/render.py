@@ -86,7 +86,7 @@ def numba_module(derivation: Derivation, regenerate: str | None = None) -> str:
 
     context, p, e = _fused_context(derivation)
     context = dict(context)
-    context.update(NumbaEmitter(p, e).context(context["fwd"]))
+    context.update(NumbaEmitter(p, e).context(context["fwd"], context["bwd"]))
     if regenerate is not None:
         context["regenerate"] = regenerate
     return render(context.pop("template"), base="numba_module.py.j2", **context)
