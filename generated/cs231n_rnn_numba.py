@@ -437,13 +437,13 @@ _LN2_LO_f32 = np.float32(-2.12194440e-4)
 _HALF_f32 = np.float32(0.5)
 _EXP_BIAS_f32 = np.int32(127)
 _EXP_SHIFT_f32 = np.int32(23)
-_EXP_C0_f32 = np.float32(1.0000000005542484)
-_EXP_C1_f32 = np.float32(1.0000000363227997)
-_EXP_C2_f32 = np.float32(0.4999999207855055)
-_EXP_C3_f32 = np.float32(0.1666642017118574)
-_EXP_C4_f32 = np.float32(0.04166822585471008)
-_EXP_C5_f32 = np.float32(0.008374815715027028)
-_EXP_C6_f32 = np.float32(0.0013836830024996517)
+_EXP_C0_f32 = np.float32(1.0)
+_EXP_C1_f32 = np.float32(1.0)
+_EXP_C2_f32 = np.float32(0.4999999345079677)
+_EXP_C3_f32 = np.float32(0.16666520680903696)
+_EXP_C4_f32 = np.float32(0.04166838754459712)
+_EXP_C5_f32 = np.float32(0.00836871065473586)
+_EXP_C6_f32 = np.float32(0.0013814604481294747)
 _EXP_BOUND_f64 = np.float64(708.0)
 _SAT_f64 = np.float64(-np.log(np.finfo(np.float64).eps))
 _LOG2E_f64 = np.float64(1.4426950408889634)
@@ -454,16 +454,16 @@ _EXP_BIAS_f64 = np.int64(1023)
 _EXP_SHIFT_f64 = np.int64(52)
 _EXP_C0_f64 = np.float64(1.0)
 _EXP_C1_f64 = np.float64(1.0)
-_EXP_C2_f64 = np.float64(0.5000000000000018)
-_EXP_C3_f64 = np.float64(0.1666666666666617)
-_EXP_C4_f64 = np.float64(0.041666666666492734)
-_EXP_C5_f64 = np.float64(0.008333333333559385)
-_EXP_C6_f64 = np.float64(0.0013888888951230586)
-_EXP_C7_f64 = np.float64(0.00019841269432468046)
-_EXP_C8_f64 = np.float64(2.4801486515713216e-05)
-_EXP_C9_f64 = np.float64(2.7557622698364503e-06)
-_EXP_C10_f64 = np.float64(2.7632295002067743e-07)
-_EXP_C11_f64 = np.float64(2.4994256983328527e-08)
+_EXP_C2_f64 = np.float64(0.5000000000000011)
+_EXP_C3_f64 = np.float64(0.16666666666666413)
+_EXP_C4_f64 = np.float64(0.04166666666653024)
+_EXP_C5_f64 = np.float64(0.008333333333494206)
+_EXP_C6_f64 = np.float64(0.0013888888943603538)
+_EXP_C7_f64 = np.float64(0.00019841269507094353)
+_EXP_C8_f64 = np.float64(2.48014931307574e-05)
+_EXP_C9_f64 = np.float64(2.7557585959182064e-06)
+_EXP_C10_f64 = np.float64(2.763023566654021e-07)
+_EXP_C11_f64 = np.float64(2.500017593131474e-08)
 
 # The numbers of the derived statements, in each dtype (a Python float would
 # turn float32 arithmetic into float64).
@@ -758,15 +758,15 @@ def _backward(dh_seq, cache, dprev_h=None, truncate=None):
     D = x_seq.shape[2]
     dtype = gates.dtype
     dprev_h = np.zeros((N, H), dtype) if dprev_h is None else dprev_h
-    db__summed = None
+    db_summed = None
     if truncate is None or truncate >= T:
-        dprev_h, db__summed = _bptt(dh_seq, gates, next_h_seq, W_prev_h, H, T, dprev_h)
+        dprev_h, db_summed = _bptt(dh_seq, gates, next_h_seq, W_prev_h, H, T, dprev_h)
     else:
         dprev_h = _bptt_truncated(truncate, dh_seq, gates, next_h_seq, W_prev_h, H, T, dprev_h)
     dgates_all = gates.reshape(T * N, H)  # the slot adjoints of all T steps, one matrix
     dW_x = dgates_all.T @ x_seq.reshape(T * N, D)  # the x blocks of d(Wx): one product
     dW_prev_h = dgates_all.T @ next_h_seq[:-1].reshape(T * N, H)  # the prev_h blocks of d(Wh): one product
-    db_ = dgates_all.sum(axis=0) if db__summed is None else db__summed  # every bias gradient: one sum (summed by the compiled loop in full BPTT)
+    db_ = dgates_all.sum(axis=0) if db_summed is None else db_summed  # every bias gradient: one sum (by the compiled loop in full BPTT)
     dWx = dW_x[0:H].T  # dWx = sum_t(x.T @ dtanh)
     dWh = dW_prev_h[0:H].T  # dWh = sum_t(prev_h.T @ dtanh)
     db = db_[0:H]  # db = sum_t(np.sum(dtanh, axis=0))

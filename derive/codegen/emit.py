@@ -37,6 +37,7 @@ from derive.spec.pyprint import equation_text, to_python
 from derive.engine.rules import matmul_rule, unbroadcast
 
 _LATER_FREE = tuple(f for f in ops.ARRAY_FUNCTIONS if f is not ops.later)
+BIAS_GRAD_COMMENT = "every bias gradient: one sum"
 
 
 def tagged(eq) -> str:
@@ -495,10 +496,13 @@ class Emitter:
         block = self.L.all_block(self.n["gates"], dim_text(self.unfed()), dim_text(self.p.total))
         return f"{block} = 0  # the sums no input feeds"
 
-    def bias_grad_line(self) -> str:
-        """The backward line that sums every bias gradient over all steps (the
+    def bias_grad(self) -> tuple[str, str]:
+        """The name of every bias gradient and its sum over all steps (the
         compiled twin's full-BPTT loop sums them itself, see numba_emit)."""
-        return f"{self.n['db']} = {self.L.bias_grad(self.n['dgates_all'])}  # every bias gradient: one sum"
+        return self.n["db"], self.L.bias_grad(self.n["dgates_all"])
+
+    def bias_grad_line(self) -> str:
+        return "{} = {}  # {}".format(*self.bias_grad(), BIAS_GRAD_COMMENT)
 
     def bias_line(self) -> str:
         """The forward line that adds every bias to every sum (the compiled twin's

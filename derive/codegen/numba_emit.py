@@ -14,12 +14,16 @@ and gives the templates two compiled kernels, each one whole time loop in one
                       gate activated, every other equation of the cell
     backward kernel   per step t (descending): loop A over the units: the derived
                       statements that do not need a product (the slot adjoints into
-                      the step's slot of the gates buffer, or a step scratch dz);
-                      each state's product (``_gemm(blas, dz[:, block], W_h, ...)``,
-                      a column block passed with its row stride, no copy); loop B:
-                      the statements that do (the GRU's ``dh_prev = dz @ W_h +
-                      dh*z``); dz copied into the step's slot of the gates buffer
-                      when it was a scratch, as the NumPy module leaves it
+                      the step's slot of the gates buffer, or a step scratch dz,
+                      each also added to its bias sum ``dz_sum``, one row per
+                      example); each state's product (``_gemm(blas, dz[:, block],
+                      W_h, ...)``, a column block passed with its row stride, no
+                      copy), added (``_gemm_add``, beta = 1) to the terms loop A
+                      wrote into the state's adjoint when that adjoint is its
+                      product plus such terms (the GRU's ``dh_prev = dh*z + dz @
+                      W_h``); loop B, only when some statement needs a product
+                      otherwise; dz copied into the step's slot of the gates
+                      buffer when it was a scratch, as the NumPy module leaves it
 
 Both kernels run over a block of the batch, rows ``n0..n1`` (their last two
 parameters): the rows of a batch never meet, so every product and unit loop
@@ -33,8 +37,10 @@ Every scratch of a step is allocated by the Python caller and passed in. The
 ``blas`` argument is the module's token of the BLAS library (``_BLAS``: NumPy's
 own when found, else scipy's; see the template). Everything before the loops
 (the input products of all steps, without the bias line: the forward loop adds
-the biases) and after them (weight, bias and input gradients, one product or
-sum each) is the NumPy module's; so is truncated BPTT (``_bptt_truncated``,
+the biases) and after them (weight and input gradients, one product each; the
+bias gradients are the loop's sums, summed over the batch) is the NumPy
+module's; so is truncated BPTT (which sums the bias gradients over the gates
+buffer, as the NumPy module does) (``_bptt_truncated``,
 the NumPy stacked loop). Every scalar statement is a derived one, printed per unit by
 :mod:`derive.codegen.numba_printer`, once per dtype (float32 and float64:
 constants are of the loop's dtype). The frame is narrower than the NumPy
@@ -48,7 +54,7 @@ from __future__ import annotations
 import sympy as sp
 
 from derive.spec import ops
-from derive.codegen.emit import Emitter
+from derive.codegen.emit import BIAS_GRAD_COMMENT, Emitter
 from derive.codegen.numba_printer import DTYPES, Constants, helper_lines, scalar_text
 from derive.codegen.numba_exp import EXP_POLYNOMIAL
 from derive.codegen.numpy_printer import Lines
@@ -147,6 +153,7 @@ class NumbaEmitter:
         self.p, self.e, self.L, self.d, self.cell = p, e, p.layout, e.d, e.cell
         self.constants = Constants()
         self.base_taken = set(p.fresh.taken)
+        self.bias_sum: str | None = None  # the backward kernel's bias sums, once built (_backward)
         self.reset()
         links = self.cell.links
         self.units = e.feat(links[0].out)
@@ -459,12 +466,15 @@ class NumbaEmitter:
         # dh_prev = dh*z + dz @ W): loop A writes the terms into its buffer, once it
         # has read the later adjoint there, and the product adds itself to them
         # (gemm with beta = 1), so no second loop over the units of the step
+        # (only an adjoint no statement of the step reads and no slot receives: its
+        # buffer holds the terms alone until the product is added, after loop A)
         added: dict[str, tuple[str, sp.Expr]] = {}  # gradient -> (its product, the terms of loop A)
         for name, rhs, _ in defs:
-            if name not in grad_of or not isinstance(rhs, sp.Add):
+            if (name not in grad_of or not isinstance(rhs, sp.Add) or uses.get(name, 0)
+                    or name in sb.slot_of_grad or name in unnamed_slot):
                 continue
             alone = [a for a in rhs.args if isinstance(a, sp.Symbol) and a.name in products and uses[a.name] == 1]
-            if len(alone) != 1 or alone[0].name in direct:
+            if len(alone) != 1:
                 continue
             terms = rhs - alone[0]
             if {s.name for s in terms.free_symbols} & late:
@@ -476,6 +486,8 @@ class NumbaEmitter:
                 del added[name]
                 late.add(name)
         product_of_added = {prod: name for name, (prod, _) in added.items()}
+        written_by_a = {name for name, _, _ in defs if name in grad_of and name not in late}  # incl. added
+        written_so_far: set[str] = set()  # the state adjoints loop A has written, as its body grows
         early = {name for name, _, _ in defs if name not in late}
         kept = {s.name for name, rhs, _ in defs if name in late for s in rhs.free_symbols} & early
 
@@ -498,6 +510,8 @@ class NumbaEmitter:
                 raise _NotInPlace(name)
             if name in later.values():
                 g = next(k for k, v in later.items() if v == name)
+                if g in (written_by_a if in_b else written_so_far):  # the buffer holds this step's value by then
+                    raise self.fail(f"the backward step reads later({g}) after its loop has written {g}")
                 unit.body.add(f"{name} = {unit.step(carried[g], 0, g)}", f"later({g})")
             elif name in prod_buf:
                 local[name] = unit.step(prod_buf[name], 0, name)
@@ -562,6 +576,7 @@ class NumbaEmitter:
                     read(first, local_a, sym.name, False)
                 first.body.add(f"{first.step(carried[name], 0, name)} = {scalar_text(terms, local_a, self.constants, sfx)}",
                                f"{text}: its terms here, its product added below")
+                written_so_far.add(name)
                 continue
             in_b = name in late
             unit, local = (second, local_b) if in_b else (first, local_a)
@@ -576,6 +591,8 @@ class NumbaEmitter:
                     unit.body.add(f"{unit.step(summed, slot.start, 'sum_' + name)} += {name}")
             if name in grad_of:
                 unit.body.add(f"{unit.step(carried[name], 0, name)} = {name}")
+                if not in_b:
+                    written_so_far.add(name)
             if name in keep_buf:
                 unit.body.add(f"{unit.step(keep_buf[name], 0, name)} = {name}")
 
@@ -638,11 +655,13 @@ class NumbaEmitter:
         fwd = dict(fwd, pre=[line for line in fwd["pre"] if line not in left_out])
         bias_sum = None
         if self.bias_sum:
-            got = Names(self.base_taken)(self.p.names["db"] + "_summed")  # None after truncated BPTT
-            bias_line = self.e.bias_grad_line()
-            db, summing = bias_line.split("  #")[0].split(" = ", 1)
-            post = [f"{db} = {summing} if {got} is None else {got}  # every bias gradient: one sum (summed by the "
-                    f"compiled loop in full BPTT)" if line == bias_line else line for line in bwd["post"]]
+            got = Names(self.base_taken)("db_summed")  # the loop's sums; None after truncated BPTT
+            db, summing = self.e.bias_grad()
+            ours = (f"{db} = {summing} if {got} is None else {got}"
+                    f"  # {BIAS_GRAD_COMMENT} (by the compiled loop in full BPTT)")
+            post = [ours if line == self.e.bias_grad_line() else line for line in bwd["post"]]
+            if post.count(ours) != 1:
+                raise self.fail("the backward's bias line is not where the compiled loop's sums replace it")
             bwd = dict(bwd, post=post, full_returns=list(bwd["state_grads"]) + [got],
                        buffers=list(bwd["buffers"]) + [f"{got} = None"])
             bias_sum = {"name": self.bias_sum, "zeros": self.sum_zeros(self.p.names["gates"]),
