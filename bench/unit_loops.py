@@ -13,10 +13,11 @@ and two shares of the floor (paired: the median over samples of the ratios):
 (the bias sums included) with whatever it costs the products around it
 (caches); ``rest`` = (without loops - floor) / floor, everything else (copies,
 allocation, the bias sums' sum over the batch, Python). The numbers of the
-emptied twin are wrong; only its time is used. Its products then run on
-whatever the unwritten buffers hold; the script says so when that includes a
-non-finite or subnormal value (BLAS can be slower on those), which would make
-the split unreliable.
+emptied twin are wrong; only its time is used. Its buffers are allocated
+zeroed (the loops no longer write them; BLAS can be slower on the subnormals
+or NaN of uninitialised memory): the zeroing counts in ``rest``, so ``loops``
+errs low. The script says so if a buffer still holds a non-finite or
+subnormal value.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from derive.cli.benchmark import CELLS, floor_call, inputs, load_generated  # no
 
 
 def without_unit_loops(text: str) -> str:
-    """The module's text with the body of every unit loop (``for _k in range(U):``) replaced by ``pass``."""
+    """The module's text with the body of every unit loop (``for _k in range(U):``) replaced by ``pass``,
+    and its buffers allocated zeroed (``np.empty`` -> ``np.zeros``: what the loops no longer write
+    would otherwise hold whatever memory held, subnormals and NaN included, on which BLAS can be slower)."""
     out, skip = [], None
     for line in text.split("\n"):
         indent = len(line) - len(line.lstrip())
@@ -50,7 +53,7 @@ def without_unit_loops(text: str) -> str:
         if re.fullmatch(r"\s*for _k in range\(U\):", line):
             out.append(" " * (indent + 4) + "pass")
             skip = indent
-    return "\n".join(out)
+    return "\n".join(out).replace("np.empty(", "np.zeros(")
 
 
 def main(argv: list[str] | None = None) -> int:
