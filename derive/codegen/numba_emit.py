@@ -39,9 +39,9 @@ own when found, else scipy's; see the template). Everything before the loops
 (the input products of all steps, without the bias line: the forward loop adds
 the biases) and after them (weight and input gradients, one product each; the
 bias gradients are the loop's sums, summed over the batch) is the NumPy
-module's; so is truncated BPTT (which sums the bias gradients over the gates
-buffer, as the NumPy module does) (``_bptt_truncated``,
-the NumPy stacked loop). Every scalar statement is a derived one, printed per unit by
+module's; so is truncated BPTT (``_bptt_truncated``, the NumPy stacked loop,
+which sums the bias gradients over the gates buffer as the NumPy module does).
+Every scalar statement is a derived one, printed per unit by
 :mod:`derive.codegen.numba_printer`, once per dtype (float32 and float64:
 constants are of the loop's dtype). The frame is narrower than the NumPy
 one: every sum, state and elementwise value of the step has the same number
