@@ -9,10 +9,15 @@ Median CPU time of 200 products per sample, 30 samples each, the two in turns.
 """
 
 import statistics
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from derive.cli.benchmark import in_turns  # noqa: E402
 
 SHAPES = [(32, 128, 512), (32, 128, 384), (64, 256, 1024), (64, 256, 768)]  # (B, H, gates*H): LSTM and GRU
 
@@ -34,19 +39,9 @@ def main() -> None:
             def nn():
                 np.matmul(h, WT, out=out)
 
-            samples = {"nt": [], "nn": []}
             with threadpool_limits(limits=1):
-                for f in (nt, nn):
-                    for _ in range(50):
-                        f()
-                for _ in range(30):
-                    for key, f in (("nt", nt), ("nn", nn)):
-                        time.sleep(0.005)
-                        t0 = time.process_time()
-                        for _ in range(200):
-                            f()
-                        samples[key].append((time.process_time() - t0) / 200 * 1e6)
-            m = {k: statistics.median(v) for k, v in samples.items()}
+                samples = in_turns({"nt": nt, "nn": nn}, rounds=30, calls=200, warm=50, pause=0.005)
+            m = {k: statistics.median(v) * 1e6 for k, v in samples.items()}
             print(f"| {np.dtype(dtype).name} | ({B} x {H}) @ ({H} x {G}) | {m['nt']:.1f} | {m['nn']:.1f} | "
                   f"{m['nt'] / m['nn']:.2f} |", flush=True)
 

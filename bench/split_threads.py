@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from derive.cli.benchmark import CELLS, floor_call, inputs, load_generated  # noqa: E402
+from derive.cli.benchmark import CELLS, floor_call, in_turns, inputs, load_generated  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,17 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     for threads in (1, 2):
         with threadpool_limits(limits=threads):
             runs = {f"split{threads}": split, f"whole{threads}": whole, f"floor{threads}": floor}
-            for run in runs.values():
-                run(), run()
-            samples = {k: [] for k in runs}
-            for _ in range(args.rounds):
-                for k, run in runs.items():
-                    time.sleep(0.02)
-                    t0 = time.perf_counter()
-                    for _ in range(3):
-                        run()
-                    samples[k].append((time.perf_counter() - t0) / 3 * 1e3)
-            medians.update({k: statistics.median(v) for k, v in samples.items()})
+            samples = in_turns(runs, args.rounds, 3, clock=time.perf_counter)  # wall: the blocks run in threads
+            medians.update({k: statistics.median(v) * 1e3 for k, v in samples.items()})
     m = medians
     print(f"{args.preset} {args.dtype} {size} ms: " + " ".join(f"{k}={v:.2f}" for k, v in m.items())
           + f" | 2 threads: split/floor {m['split2'] / m['floor2']:.2f}, whole/floor {m['whole2'] / m['floor2']:.2f},"

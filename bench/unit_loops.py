@@ -27,7 +27,6 @@ import re
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from derive.cli.benchmark import CELLS, floor_call, inputs, load_generated  # noqa: E402
+from derive.cli.benchmark import CELLS, floor_call, in_turns, inputs, load_generated  # noqa: E402
 
 
 def without_unit_loops(text: str) -> str:
@@ -96,17 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                 if not np.all(np.isfinite(held)) or np.any((held != 0) & (np.abs(held) < tiny)):
                     print(f"  note: {cell_name} {dtype}: the emptied twin's buffers hold non-finite or subnormal "
                           f"values; its time may not be the products' alone", flush=True)
-                samples = {k: [] for k in runs}
                 with threadpool_limits(limits=1):
-                    for run in runs.values():  # compile, warm
-                        run(), run()
-                    for _ in range(args.rounds):
-                        for k, run in runs.items():
-                            time.sleep(0.02)
-                            t0 = time.process_time()
-                            for _ in range(args.calls):
-                                run()
-                            samples[k].append((time.process_time() - t0) / args.calls * 1e3)
+                    samples = {k: [t * 1e3 for t in v] for k, v in in_turns(runs, args.rounds, args.calls).items()}
                 m = {k: statistics.median(v) for k, v in samples.items()}
 
                 def paired(f):

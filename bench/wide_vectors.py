@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from derive.cli.benchmark import CELLS, floor_call, inputs, load_generated  # noqa: E402
+from derive.cli.benchmark import CELLS, floor_call, in_turns, inputs, load_generated  # noqa: E402
 
 LOOPS = ("_forward_steps_f32", "_bptt_steps_f32", "_forward_steps_f64", "_bptt_steps_f64")
 
@@ -85,17 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                 return run
 
             runs = {"wide": build(wide), "narrow": build(narrow), "floor": floor_call(cell, x, states, weights)}
-            samples = {k: [] for k in runs}
             with threadpool_limits(limits=1):
-                for run in runs.values():  # compile, warm
-                    run(), run()
-                for _ in range(args.rounds):
-                    for k, run in runs.items():
-                        time.sleep(0.02)
-                        t0 = time.process_time()
-                        for _ in range(args.calls):
-                            run()
-                        samples[k].append((time.process_time() - t0) / args.calls * 1e3)
+                samples = {k: [t * 1e3 for t in v] for k, v in in_turns(runs, args.rounds, args.calls).items()}
             build(wide)()  # the module as generated again
             m = {k: statistics.median(v) for k, v in samples.items()}
             print(f"| {cell_name} | {dtype} | {m['wide']:.2f} | {m['narrow']:.2f} | {m['narrow'] - m['wide']:.2f} | "

@@ -288,6 +288,27 @@ def floor_call(cell: "Cell", x, states, weights):
 # the worker: one implementation, one dtype, one size, in a process of its own
 
 
+def in_turns(runs: dict[str, Callable[[], object]], rounds: int, calls: int, warm: int = 2, pause: float = 0.02,
+             clock: Callable[[], float] = time.process_time) -> dict[str, list[float]]:
+    """Time callables against each other in one process, in turns: each called
+    ``warm`` times first (compiles, caches), then ``rounds`` samples of each, a
+    pause before every sample; {name: seconds per call of every sample}. CPU time
+    by default (steadier than wall time on a shared machine, and with one thread
+    the call's own); ``clock=time.perf_counter`` where other threads work too."""
+    for run in runs.values():
+        for _ in range(warm):
+            run()
+    samples: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(rounds):
+        for k, run in runs.items():
+            time.sleep(pause)
+            t0 = clock()
+            for _ in range(calls):
+                run()
+            samples[k].append((clock() - t0) / calls)
+    return samples
+
+
 def _rss_kb(field: str) -> int:
     with open("/proc/self/status") as fh:
         for line in fh:
