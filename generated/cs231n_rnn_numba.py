@@ -493,11 +493,6 @@ def _exp_f32(x):
 
 
 @_jit(inline="always")
-def _sigmoid_f32(x):
-    return _1_f32 / (_1_f32 + _exp_core_f32(min(max(-x, -_SAT_f32), _SAT_f32)))
-
-
-@_jit(inline="always")
 def _tanh_f32(x):
     return _2_f32 / (_1_f32 + _exp_core_f32(min(max(-_2_f32 * x, -_SAT_f32), _SAT_f32))) - _1_f32
 
@@ -566,11 +561,6 @@ def _exp_core_f64(x):
 @_jit(inline="always")
 def _exp_f64(x):
     return _exp_core_f64(min(max(x, -_EXP_BOUND_f64), _EXP_BOUND_f64))
-
-
-@_jit(inline="always")
-def _sigmoid_f64(x):
-    return _1_f64 / (_1_f64 + _exp_core_f64(min(max(-x, -_SAT_f64), _SAT_f64)))
 
 
 @_jit(inline="always")

@@ -495,11 +495,6 @@ def _exp_f32(x):
 
 
 @_jit(inline="always")
-def _sigmoid_f32(x):
-    return _1_f32 / (_1_f32 + _exp_core_f32(min(max(-x, -_SAT_f32), _SAT_f32)))
-
-
-@_jit(inline="always")
 def _tanh_f32(x):
     return _2_f32 / (_1_f32 + _exp_core_f32(min(max(-_2_f32 * x, -_SAT_f32), _SAT_f32))) - _1_f32
 
@@ -568,11 +563,6 @@ def _exp_core_f64(x):
 @_jit(inline="always")
 def _exp_f64(x):
     return _exp_core_f64(min(max(x, -_EXP_BOUND_f64), _EXP_BOUND_f64))
-
-
-@_jit(inline="always")
-def _sigmoid_f64(x):
-    return _1_f64 / (_1_f64 + _exp_core_f64(min(max(-x, -_SAT_f64), _SAT_f64)))
 
 
 @_jit(inline="always")
@@ -893,15 +883,21 @@ def _as_array(name, value):
 
 
 def _sibling(name):
-    """The module generated/<name>.py beside this file: the derived one-layer
-    functions of the variant cell an option asks for."""
+    """The module generated/<name>_numba.py beside this file, else
+    generated/<name>.py (a variant cell with no compiled twin: lstm_proj): the
+    derived one-layer functions of the variant cell an option asks for."""
     import importlib.util
     import os
 
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
-    spec = importlib.util.spec_from_file_location(f"_derive_generated_{name}", path)
-    if spec is None or not os.path.exists(path):
-        raise NotImplementedError(f"this option uses {name}.py, generated beside this module; not found at {path}")
+    here = os.path.dirname(os.path.abspath(__file__))
+    for stem in (name + "_numba", name):
+        path = os.path.join(here, stem + ".py")
+        if os.path.exists(path):
+            break
+    else:
+        raise NotImplementedError(f"this option uses {name}_numba.py or {name}.py, generated beside this module; "
+                                  f"neither is in {here}")
+    spec = importlib.util.spec_from_file_location(f"_derive_generated_{stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

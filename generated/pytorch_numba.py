@@ -1091,15 +1091,21 @@ def _as_array(name, value):
 
 
 def _sibling(name):
-    """The module generated/<name>.py beside this file: the derived one-layer
-    functions of the variant cell an option asks for."""
+    """The module generated/<name>_numba.py beside this file, else
+    generated/<name>.py (a variant cell with no compiled twin: lstm_proj): the
+    derived one-layer functions of the variant cell an option asks for."""
     import importlib.util
     import os
 
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
-    spec = importlib.util.spec_from_file_location(f"_derive_generated_{name}", path)
-    if spec is None or not os.path.exists(path):
-        raise NotImplementedError(f"this option uses {name}.py, generated beside this module; not found at {path}")
+    here = os.path.dirname(os.path.abspath(__file__))
+    for stem in (name + "_numba", name):
+        path = os.path.join(here, stem + ".py")
+        if os.path.exists(path):
+            break
+    else:
+        raise NotImplementedError(f"this option uses {name}_numba.py or {name}.py, generated beside this module; "
+                                  f"neither is in {here}")
+    spec = importlib.util.spec_from_file_location(f"_derive_generated_{stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

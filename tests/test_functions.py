@@ -184,6 +184,8 @@ def test_the_verifier_says_what_is_wrong_with_a_relu_derivative():
     "sqrt(1 + (W @ x + u * h_prev + b)**2)",
     "maximum(W @ x, u * h_prev + b)",
     "minimum(tanh(W @ x), u * h_prev + b)",
+    # the steps written in a forward equation: held constant (their rows' derivative 0), no DiracDelta
+    "sign(W @ x + b) * tanh(u * h_prev + b) + heaviside(u * h_prev, 0.5) * softplus(W @ x)",
 ])
 def test_each_function_as_a_cell_agrees_with_sympy_and_finite_differences(rhs, tmp_path):
     """A one-line cell per function: the engine's gradients against SymPy's derivative of
@@ -221,6 +223,26 @@ def test_a_cell_outside_a_functions_domain_is_refused_with_its_equation(rhs, fun
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert f"equation `h = {rhs}`" in proc.stderr and f"{function}(x) needs" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_parameter_that_reaches_the_loss_only_through_a_step_is_refused_with_its_equation(tmp_path):
+    """sign and heaviside have derivative 0 (as torch's): a parameter whose every path to
+    the loss passes through one would get a gradient of 0 everywhere. One message naming
+    it and its equation, exit 2, no file (it was a KeyError, ``lstm-derive: W``)."""
+    import subprocess
+    import sys
+
+    rhs = "sign(W @ x + b) * tanh(u * h_prev)"
+    text = open(INDRNN, encoding="utf-8").read().replace("relu(W @ x + u * h_prev + b)", rhs)
+    spec = tmp_path / "cell.toml"
+    spec.write_text(text.replace('name = "indrnn"', 'name = "cell"'), "utf-8")
+    proc = subprocess.run([sys.executable, "-m", "derive", "build", "--spec", str(spec), "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "param `W` gets no gradient" in proc.stderr and f"equation `h = {rhs}`" in proc.stderr
     assert not (tmp_path / "out").exists()
 
 

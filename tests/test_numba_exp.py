@@ -36,7 +36,8 @@ def twin():
 def _ulps(got, want, dtype):
     """|got - want| in ulps of the dtype at want (want rounded to the dtype)."""
     want = want.astype(dtype)
-    spacing = np.spacing(np.abs(want)).astype(np.float64)
+    with np.errstate(over="ignore"):  # the spacing at the dtype's max is infinite
+        spacing = np.spacing(np.abs(want)).astype(np.float64)
     return np.abs(got.astype(np.float64) - want.astype(np.float64)) / spacing
 
 
@@ -84,3 +85,72 @@ def test_exp_is_held_within_the_range_and_saturates_cleanly(twin, dtype, sfx):
     sig = np.empty_like(xs)
     _apply(getattr(twin, f"_sigmoid_{sfx}"))(xs, sig)
     assert list(sig[[0, 2]]) == pytest.approx([0.0, 1.0], abs=2 * float(np.finfo(dtype).eps))  # saturated at +-sat
+
+
+def _helpers(twin, sfx):
+    """Every row of SCALAR_FUNCTIONS compiled in the dtype ``sfx``, from the text a
+    module would carry (helper_lines), on the twin's exponential and constants."""
+    import numba
+    from fractions import Fraction
+
+    from derive.codegen.numba_printer import SCALAR_FUNCTIONS, Constants, helper_lines
+
+    constants = Constants()
+    constants.called.update(SCALAR_FUNCTIONS)
+    lines = helper_lines(constants, sfx)
+    namespace = dict(vars(twin))
+    for name, dtype, value in constants.definitions():
+        namespace[name] = np.dtype(dtype.removeprefix("np.")).type(float(Fraction(value.replace(" ", ""))))
+    source = "\n".join(f"def {name}({params}):\n    return {body}\n" for name, params, body in lines)
+    exec(compile(source, f"<helpers {sfx}>", "exec"), namespace)  # our own generated text, as a module carries it
+    helpers = {key: namespace[f"{row[0]}_{sfx}"] for key, row in SCALAR_FUNCTIONS.items()}
+    return {key: numba.njit(f) if not hasattr(f, "py_func") else f for key, f in helpers.items()}
+
+
+def _apply2(function):
+    import numba
+
+    @numba.njit
+    def over(a, b, out):
+        for i in range(a.shape[0]):
+            out[i] = function(a[i], b[i])
+    return over
+
+
+@pytest.mark.parametrize("dtype,sfx", [(np.float32, "f32"), (np.float64, "f64")])
+def test_every_compiled_function_is_numpys_at_edges_and_kinks(twin, dtype, sfx):
+    """Each row of SCALAR_FUNCTIONS against the language's own NumPy spelling of the
+    function (derive.spec.functions, its ``float64`` column, run in the dtype) at
+    zeros of both signs, kinks, ties, tiny, huge, infinite and NaN arguments:
+    the selects exactly (a NaN stays a NaN), log and softplus within a few ulps."""
+    from derive.spec.functions import FUNCTIONS
+
+    finfo = np.finfo(dtype)
+    edges = [0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 2.0, 1e-30, -1e-30, float(finfo.tiny), -float(finfo.tiny),
+             30.0, -30.0, 100.0, -100.0, 1e4, -1e4, float(finfo.max), -float(finfo.max), np.inf, -np.inf, np.nan]
+    xs = np.concatenate([np.array(edges), np.linspace(-50, 50, 20_001)]).astype(dtype)
+    ys = np.concatenate([np.array(edges[::-1]), np.linspace(-50, 50, 20_001)[::-1]]).astype(dtype)
+    ys[len(edges)::7] = xs[len(edges)::7]  # ties for maximum and minimum (a NaN meets a number above)
+    compiled = _helpers(twin, sfx)
+    ulps = {"log": 2, "softplus": 4}
+    for key, function in compiled.items():
+        if key in ("sigmoid", "tanh", "exp"):
+            continue  # the ulp tests above, within their documented holds
+        row = FUNCTIONS[key]
+        args = (xs,) if row.arity == 1 else (xs, ys)
+        if key == "heaviside":
+            args = (xs, np.full_like(xs, 0.5))
+        with np.errstate(all="ignore"):
+            want = np.asarray(row.float64(*args)).astype(dtype)
+        got = np.empty_like(xs)
+        (_apply(function)(xs, got) if len(args) == 1 else _apply2(function)(*args, got))
+        assert got.dtype == dtype, key
+        assert np.array_equal(np.isnan(got), np.isnan(want)), (key, xs[np.isnan(got) != np.isnan(want)])
+        finite = np.isfinite(want)
+        assert np.array_equal(got[~finite & ~np.isnan(want)], want[~finite & ~np.isnan(want)]), key
+        if key in ulps:  # a subnormal value may come out 0 (softplus far below 0: e^x underflows)
+            close = _ulps(got[finite], want[finite], dtype) <= ulps[key]
+            flushed = np.abs(got[finite] - want[finite]) <= float(finfo.tiny)
+            assert np.all(close | flushed), (key, xs[finite][~(close | flushed)])
+        else:
+            assert np.array_equal(got[finite], want[finite]), (key, xs[finite][got[finite] != want[finite]])

@@ -265,3 +265,62 @@ def test_the_unit_loops_are_marked_for_the_widest_vectors(name):
         fresh.compile(signature)
         ir = fresh.inspect_llvm(signature)
         assert '"prefer-vector-width"="512"' in ir, (name, loop)
+
+
+# Cells of a user's spec that apply the other functions of the language in the
+# step (IndRNN's frame, examples/indrnn.toml, with its equation replaced).
+FUNCTION_CELLS = {
+    "spelled": ["a = relu(W @ x + u * h_prev + b)",
+                "h = maximum(tanh(a), minimum(abs(a - 1), softplus(a))) + log(1 + sqrt(1 + a*a))"],
+    "steps": ["a = relu(W @ x + u * h_prev + b)", "h = sign(a) * softplus(a - 1) + heaviside(a - 1, 0.5)"],
+}
+
+
+@pytest.mark.parametrize("cell", sorted(FUNCTION_CELLS))
+def test_a_users_cell_with_every_function_compiles_to_the_numbers_of_its_numpy_module(cell, tmp_path):
+    """Each function of the language in a compiled loop (its row of SCALAR_FUNCTIONS):
+    the twin of a spec that applies them gives its NumPy module's gradients (1e-12
+    in float64, 1e-5 in float32) and central differences' (1e-6)."""
+    import re
+
+    from derive.numeric import evaluate, gradcheck
+
+    text = (ROOT / "examples" / "indrnn.toml").read_text("utf-8").replace('name = "indrnn"', f'name = "{cell}"')
+    forward = "forward = [\n" + "".join(f'  {{ eq = "{eq}" }},\n' for eq in FUNCTION_CELLS[cell]) + "]\n"
+    text = re.sub(r"forward = \[\n.*?\]\n", forward, text, flags=re.S)
+    text = text.replace("h      = { latex", "a      = { latex = 'a_t', meaning = \"the gate\" }\nh      = { latex")
+    spec = tmp_path / f"{cell}.toml"
+    spec.write_text(text, "utf-8")
+    out = tmp_path / f"{cell}_numba.py"
+    assert cli_main(["numpy", str(spec), "--backend", "numba", "-o", str(out)]) == 0
+    loaded = importlib.util.spec_from_file_location(f"user_{cell}_numba", out)
+    twin = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(twin)
+    d = derive.derive(str(spec), loss="upstream")
+    seq = evaluate.random_sequence(d, {"n": 3, "m": 4, "B": 2}, 4, np.random.default_rng(11), scale=0.5)
+    for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+        err, key = worst(generated_grads(str(spec), seq, dtype=dtype, module_=twin),
+                         generated_grads(str(spec), seq, dtype=dtype))
+        assert err <= tol, (cell, dtype, key, err)
+    grads = generated_grads(str(spec), seq, module_=twin)
+    fd = gradcheck.parameter_differences(d, seq, lambda s: float(evaluate.loss(d, s)))
+    for name, want in fd.items():
+        np.testing.assert_allclose(grads[name], want, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+@needs_torch
+def test_the_twins_classes_are_torchs_and_their_options_use_the_compiled_siblings(monkeypatch):
+    """The twins' LSTM, GRU and RNN classes against torch.nn (tests/test_torch_classes.py's
+    comparison, a sample of its cases, float64 to 1e-10): RNN(nonlinearity='relu') runs
+    generated/elman_relu_numba.py, LSTM(proj_size>0) the NumPy lstm_proj.py (no twin)."""
+    import test_torch_classes as classes
+
+    twins = {"LSTM": compiled("pytorch"), "GRU": compiled("gru"), "RNN": compiled("elman")}
+    assert twins["RNN"]._sibling("elman_relu").__file__.endswith("elman_relu_numba.py")
+    assert twins["LSTM"]._sibling("lstm_proj").__file__.endswith(os.sep + "lstm_proj.py")
+    monkeypatch.setattr(classes, "MODULES", {kind: getattr(m, kind) for kind, m in twins.items()})
+    for kind, options, packed, (T, N), seed in classes.CASES[::15]:
+        classes.compare(kind, options, packed, T, N, seed, np.float64, 1e-10)
+    relu = [c for c in classes.CASES if c[1].get("nonlinearity") == "relu"][:4]
+    for kind, options, packed, (T, N), seed in relu:
+        classes.compare(kind, options, packed, T, N, seed, np.float64, 1e-10)

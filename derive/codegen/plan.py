@@ -442,7 +442,7 @@ def plan(derivation: Derivation) -> Plan:
         if grad is None:
             raise fail(f"the derivation gives no name to the adjoint of `{owner.name}`")
         D = sp.Dummy("sum")
-        partial = sp.diff(owner.expr.xreplace({s.expr: D}).xreplace(inner_syms), D).xreplace(fv)
+        partial = functions.diff(owner.expr.xreplace({s.expr: D}).xreplace(inner_syms), D).xreplace(fv)
         s.adjoint = sp.Symbol(grad) * partial.xreplace({D: sp.Symbol(s.name)})
         if s.kind in ("gate", "value") and s.adjoint == sp.Symbol(grad):
             s.grad = grad

@@ -127,6 +127,7 @@ def derive_cell(cell: Cell) -> Sweep:
     leaves = _sweep(nodes, seeds, set(), sweep, namer, region="cell")
     _emit_leaves(leaves, sweep, namer)
 
+    _refuse_gradientless(cell, sweep)
     _inline_hidden_values(sweep, nodes + head_nodes)
 
     # 4. the book's names, as aliases (Graves 2012: ε_s := ∂L/∂s, …)
@@ -136,6 +137,24 @@ def derive_cell(cell: Cell) -> Sweep:
         sweep.backward.append(sp.Eq(sp.Symbol(book), sp.Symbol(ours), evaluate=False))
         sweep.kind_of[book] = "book"
     return sweep
+
+
+def _refuse_gradientless(cell: Cell, sweep: Sweep) -> None:
+    """Every parameter, input and state gets a gradient, or the spec is refused:
+    one that reaches the loss only through a step function (sign, heaviside:
+    derivative 0, as torch's) has none, and a gradient identically 0 is almost
+    always a mistake in the equations, not an intent."""
+    for role in ("param", "input", "state"):
+        for name in cell.names(role):
+            if name in sweep.grad_of:
+                continue
+            where = next((eq for eq in cell.head_equations() + cell.cell_equations()
+                          if sp.Symbol(name) in eq.rhs.free_symbols), None)
+            place = f", equation `{where.text}`" if where is not None else ""
+            steps = "/".join(sorted(f.__name__.lower() for f in functions.STEPS))
+            raise SpecError(cell.path, f"{role} `{name}` gets no gradient{place}: every path from it to the loss "
+                                       f"passes through a step function ({steps}), whose derivative is taken as 0; "
+                                       f"its gradient would be 0 at every point")
 
 
 def gate_values(nodes: list[Node]) -> dict[sp.Expr, sp.Expr]:

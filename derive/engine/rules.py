@@ -25,7 +25,7 @@ from typing import Callable, Mapping
 
 import sympy as sp
 
-from derive.spec import ops
+from derive.spec import functions, ops
 from derive.spec.shapes import Shape, infer_shape
 
 Shapes = Mapping[str, Shape]
@@ -82,7 +82,7 @@ def unbroadcast(x: sp.Expr, arg_shape: Shape, out_shape: Shape) -> sp.Expr:
 def elementwise_rule(node: Node, g: sp.Expr, shapes: Shapes, forward_values: Mapping) -> list[Term]:
     terms = []
     for name in node.args:
-        partial = sp.diff(node.expr, sp.Symbol(name)).xreplace(forward_values)
+        partial = functions.diff(node.expr, sp.Symbol(name)).xreplace(forward_values)
         if partial == 0:
             continue
         contribution = unbroadcast(g * partial, shapes[name], shapes[node.name])

@@ -57,7 +57,7 @@ from derive.spec import ops
 
 __all__ = [
     "Function", "FUNCTIONS", "BY_CLASS", "ELEMENTWISE", "GATES", "relu", "softplus", "absolute", "sqrt",
-    "maximum", "minimum", "heaviside", "partials", "gate_derivative", "helpers_for", "kinks",
+    "maximum", "minimum", "heaviside", "STEPS", "diff", "partials", "gate_derivative", "helpers_for", "kinks",
 ]
 
 
@@ -349,6 +349,22 @@ BY_CLASS: dict[Any, Function] = {row.function: row for row in _ROWS}
 ELEMENTWISE: dict[str, Any] = {row.name: row.function for row in _ROWS}
 # The functions whose ``v = f(affine)`` makes a gate with a pre-activation node.
 GATES: tuple = tuple(row.function for row in _ROWS if row.gate)
+
+
+# The step functions: rows whose derivative is taken as 0 everywhere (heaviside, sign).
+STEPS: tuple = tuple(row.function for row in _ROWS
+                     if all(sp.sympify(d) == 0 for d in row.partials(*_probe(row.arity))))
+
+
+def diff(expr: sp.Expr, x: sp.Symbol) -> sp.Expr:
+    """d expr / dx with every step function of the table held constant, as its row
+    says (its derivative is 0): SymPy's own derivative of ``Heaviside`` is a
+    ``DiracDelta`` and of ``sign`` an unevaluated ``Derivative``, neither of which
+    a module or a proof can evaluate. The engine differentiates through this."""
+    held = {e: sp.Dummy("step") for e in sp.preorder_traversal(expr) if isinstance(e, STEPS)}
+    if not held:
+        return sp.diff(expr, x)
+    return sp.diff(expr.xreplace(held), x).xreplace({v: k for k, v in held.items()})
 
 
 def partials(expr: sp.Expr) -> tuple:
