@@ -5,7 +5,8 @@ extreme inputs, against torch autograd; and a clear ImportError without numba.
 Compiling costs seconds per module and dtype: the kernels are cached on disk
 (numba's cache=True, beside the generated files), each module is imported once
 per session, a representative subset (PyTorch's LSTM, the GRU, Graves'
-peepholes in columns, nicodjimenez's 1-D layout) is tested exhaustively and
+peepholes in columns, nicodjimenez's 1-D layout, the LSTM with a projection:
+a readout of its own size) is tested exhaustively and
 the rest in float64 at one size.
 """
 
@@ -46,7 +47,7 @@ pytest.importorskip("scipy")
 
 # the presets whose module is fused have a compiled twin (test_committed_compiled_modules_...)
 PRESETS = [name for name in derive.presets() if (GENERATED / f"{name}_numba.py").is_file()]
-THOROUGH = ["pytorch", "gru", "graves", "nicodjimenez"]
+THOROUGH = ["pytorch", "gru", "graves", "nicodjimenez", "lstm_proj"]
 LIGHT = [name for name in PRESETS if name not in THOROUGH]
 
 
@@ -312,15 +313,16 @@ def test_a_users_cell_with_every_function_compiles_to_the_numbers_of_its_numpy_m
 def test_the_twins_classes_are_torchs_and_their_options_use_the_compiled_siblings(monkeypatch):
     """The twins' LSTM, GRU and RNN classes against torch.nn (tests/test_torch_classes.py's
     comparison, a sample of its cases, float64 to 1e-10): RNN(nonlinearity='relu') runs
-    generated/elman_relu_numba.py, LSTM(proj_size>0) the NumPy lstm_proj.py (no twin)."""
+    generated/elman_relu_numba.py, LSTM(proj_size>0) generated/lstm_proj_numba.py."""
     import test_torch_classes as classes
 
     twins = {"LSTM": compiled("pytorch"), "GRU": compiled("gru"), "RNN": compiled("elman")}
     assert twins["RNN"]._sibling("elman_relu").__file__.endswith("elman_relu_numba.py")
-    assert twins["LSTM"]._sibling("lstm_proj").__file__.endswith(os.sep + "lstm_proj.py")
+    assert twins["LSTM"]._sibling("lstm_proj").__file__.endswith("lstm_proj_numba.py")
     monkeypatch.setattr(classes, "MODULES", {kind: getattr(m, kind) for kind, m in twins.items()})
     for kind, options, packed, (T, N), seed in classes.CASES[::15]:
         classes.compare(kind, options, packed, T, N, seed, np.float64, 1e-10)
-    relu = [c for c in classes.CASES if c[1].get("nonlinearity") == "relu"][:4]
-    for kind, options, packed, (T, N), seed in relu:
+    options_of_siblings = [c for c in classes.CASES if c[1].get("nonlinearity") == "relu"][:4] + \
+        [c for c in classes.CASES if c[1].get("proj_size")][:4]
+    for kind, options, packed, (T, N), seed in options_of_siblings:
         classes.compare(kind, options, packed, T, N, seed, np.float64, 1e-10)

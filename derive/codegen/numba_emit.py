@@ -11,8 +11,13 @@ and gives the templates two compiled kernels, each one whole time loop in one
                       the compiled code, no allocation), then
                       ONE loop over the units [n, k] of the step: every sum
                       completed (its input terms, its bias, its state terms), every
-                      gate activated, every other equation of the cell
-    backward kernel   per step t (descending): loop A over the units: the derived
+                      gate activated, every other equation of the cell; then
+                      each readout's product (torch's projection ``h = m @
+                      W_hrᵀ``: ``_gemm(blas, m_seq[t], W_hrᵀ, h_seq[t + 1])``)
+    backward kernel   per step t (descending): each readout's adjoint in a loop
+                      over its own units (``dh = doutput + later(dh_prev)``,
+                      kept per step for its weight's gradient) and its product
+                      (``dm = dh @ W_hr``, into a scratch); loop A over the units: the derived
                       statements that do not need a product (the slot adjoints into
                       the step's slot of the gates buffer, or a step scratch dz,
                       each also added to its bias sum ``dz_sum``, one row per
@@ -45,8 +50,10 @@ Every scalar statement is a derived one, printed per unit by
 :mod:`derive.codegen.numba_printer`, once per dtype (float32 and float64:
 constants are of the loop's dtype). The frame is narrower than the NumPy
 one: every sum, state and elementwise value of the step has the same number
-of units, products read states only (no value of the step), and each state's
-slots are one block; else :class:`~derive.codegen.plan.CodegenError`.
+of units (a readout's state and adjoint excepted: they have their own, and
+are compiled in the rows layout only), products read states only (no value of
+the step), and each state's slots are one block; else
+:class:`~derive.codegen.plan.CodegenError`.
 """
 
 from __future__ import annotations
@@ -67,8 +74,9 @@ class Unit:
     its units inside; ``columns``: a unit outside, the batch inside; ``none``:
     the units)."""
 
-    def __init__(self, ne: "NumbaEmitter"):
+    def __init__(self, ne: "NumbaEmitter", size: str | None = None):
         self.ne = ne
+        self.size = size or ne.U  # the kernel's name of the number of units (a readout's: its own)
         self.binds = Lines()
         self.views: dict[tuple, str] = {}
         self.body = Lines()
@@ -81,6 +89,10 @@ class Unit:
         return self.views[key]
 
     def _range(self, off: sp.Expr) -> tuple[str, str]:
+        if self.size != self.ne.U:  # a loop over a readout's units: its arrays are one block each
+            if sp.sympify(off) != 0:
+                raise self.ne.fail(f"an array of {self.size} units read from offset {off}")
+            return "0", self.size
         m, U = self.ne.blocks(off), self.ne.U
         return ("0" if m == 0 else f"{m}*{U}"), (U if m == 0 else f"{m + 1}*{U}")
 
@@ -117,7 +129,7 @@ class Unit:
         ne = self.ne
         if ne.L.name == "columns":
             return self._view((array,), array, f"{array}[{ne.k}, 0]")
-        return self._view((array,), array, f"{array}[0:{ne.U}]") + f"[{ne.k}]"
+        return self._view((array,), array, f"{array}[0:{self.size}]") + f"[{ne.k}]"
 
     def loop(self) -> Lines:
         ne, layout = self.ne, self.ne.L.name
@@ -125,11 +137,11 @@ class Unit:
         inner = ne.k if layout != "columns" else ne.n
         if layout == "none":
             out.extend(self.binds)
-            out.add(f"for {ne.k} in range({ne.U}):")
+            out.add(f"for {ne.k} in range({self.size}):")
             out.extend("    " + line for line in self.body)
             return out
         rows = f"{ne.n0}, {ne.n1}"  # the block of the batch this call runs
-        outer, size, inner_size = (ne.n, rows, ne.U) if layout == "rows" else (ne.k, ne.U, rows)
+        outer, size, inner_size = (ne.n, rows, self.size) if layout == "rows" else (ne.k, self.size, rows)
         out.add(f"for {outer} in range({size}):")
         out.extend("    " + line for line in self.binds)
         out.add(f"    for {inner} in range({inner_size}):")
@@ -156,17 +168,31 @@ class NumbaEmitter:
         self.bias_sum: str | None = None  # the backward kernel's bias sums, once built (_backward)
         self.reset()
         links = self.cell.links
-        self.units = e.feat(links[0].out)
+        # a readout (torch's projection h = m @ W_hrᵀ) is a state of its own size: its
+        # product follows the step's unit loop, and its adjoint has a loop of its own
+        self.readout_of = {r.out: r for r in p.readouts}
+        self.inner_links = [l for l in links if l.out not in self.readout_of]
+        if not self.inner_links:
+            raise self.fail("every state is a readout: no array has the units of the step")
+        if p.readouts and not self.L.rows:  # (no cell in columns has one in the fused frame to prove it on)
+            raise self.fail("a readout (a state that is a product of a value of the step) is compiled in the rows "
+                            "layout only")
+        self.units = e.feat(self.inner_links[0].out)
         for s in p.sources:
             if s.role == "value":
                 raise self.fail(f"a product reads `{s.var}`, a value of the step")
             if s.role == "state" and s.direct is None:
                 raise self.fail(f"the sums that `{s.var}` feeds are not one block of the gates buffer")
-        for what, size in [(s.name, s.size) for s in p.slots] + [(l.out, e.feat(l.out)) for l in links]:
+        sized = [(s.name, s.size) for s in p.slots] + [(l.out, e.feat(l.out)) for l in self.inner_links]
+        for what, size in sized + [(r.operand, e.feat(r.operand)) for r in p.readouts]:
             if sp.simplify(size - self.units) != 0:
                 raise self.fail(f"`{what}` has {size} units, not {self.units}: one loop over the units needs one size")
         want = (self.units,) if self.L.name != "columns" else (self.units, 1)
+        elementwise = set().union(*[{x.name for x in n.expr.free_symbols} for n in self.d.nodes if n.kind == "elementwise"])
+        readout_only = {r.param for r in p.readouts} - elementwise  # read by its product alone
         for name in e.loop_params():
+            if name in readout_only:
+                continue
             if tuple(self.d.shapes[name]) != want:
                 raise self.fail(f"the parameter `{name}` read in the step is not one value per unit")
         self.forward_args: dict[str, str] = {}
@@ -267,8 +293,10 @@ class NumbaEmitter:
         local: dict[str, str] = {}
         states = [s for s in p.sources if s.role == "state"]
         axis = {"rows": 2, "columns": 0, "none": 0}[L.name]
-        units = f"{p.seq[self.cell.links[0].out]}.shape[{axis}]"
+        units = f"{p.seq[self.inner_links[0].out]}.shape[{axis}]"
         prev_of = {l.prev: l for l in self.cell.links}
+        readout_prev = {l.prev for l in self.cell.links if l.out in self.readout_of}
+        kept_for = {r.operand: r for r in p.readouts}
         params = set(e.loop_params())
         inputs = set(self.cell.names("input"))
         products = Lines()
@@ -295,6 +323,8 @@ class NumbaEmitter:
                 name = sym.name
                 if name in local:
                     continue
+                if name in readout_prev:
+                    raise self.fail(f"the step reads `{name}` per unit; it has the units of its readout, not the step's")
                 if name in prev_of:
                     seq = p.seq[prev_of[name].out]
                     args[seq] = seq
@@ -374,12 +404,23 @@ class NumbaEmitter:
                 seq = p.seq[node.name]
                 args[seq] = seq
                 unit.body.add(f"{unit.seq(seq, 't + 1', 0, node.name)} = {node.name}")
+            if node.name in kept_for:  # a readout's operand, kept for its product and its weight's gradient
+                seq = kept_for[node.name].seq
+                args[seq] = seq
+                unit.body.add(f"{unit.seq(seq, 't', 0, node.name)} = {node.name}")
+        readouts = Lines()
+        for r in p.readouts:  # after the unit loop: the readout of the step, one product into its state
+            operand, out = self.block(r.seq, "t"), self.block(p.seq[r.out], "t + 1")
+            args[p.seq[r.out]] = p.seq[r.out]
+            text = equations[r.out].text if r.out in equations else None
+            w = self.fresh(r.param + "_T")  # (rows only, see __init__)
+            args[w] = f"np.ascontiguousarray({r.param}.T)"
+            readouts.add(f"_gemm({self.blas}, {operand}, {w}, {out})", text)
         lines = Lines()
         lines.add("_wide_vectors()")
-        axis = {"rows": 2, "columns": 0, "none": 0}[L.name]
-        lines.extend(self.dims(f"{p.seq[self.cell.links[0].out]}.shape[{axis}]", gates))
+        lines.extend(self.dims(units, gates))
         lines.add(f"for t in range({self.T}):")
-        lines.extend("    " + line for line in Lines(products + unit.loop()))
+        lines.extend("    " + line for line in Lines(products + unit.loop() + readouts))
         return lines
 
     # -- backward --------------------------------------------------------------------
@@ -415,6 +456,7 @@ class NumbaEmitter:
         for g, buf in carried.items():
             args[buf] = buf
         later = {g: self.fresh("later_" + g) for g in grad_of}
+        readout_later = {later[g] for g, l in grad_of.items() if l.out in self.readout_of}
         params = set(e.loop_params())
         products = {name: src for name, src in sb.product_of.items()}
         stored = set(e.stored())
@@ -448,6 +490,25 @@ class NumbaEmitter:
             ensure(value)
             defs.append((sb.unnamed_var[slot.name], value, f"the adjoint of {slot.name}: {slot.adjoint}"))
         unnamed_slot = {sb.unnamed_var[s.name]: s for s in sb.unnamed}
+
+        # a readout's adjoint (dh = doutput + later(dh_prev), h = m @ W_hrᵀ) has the
+        # readout's units: a loop of its own first, which also keeps it per step for
+        # the weight's gradient; its product (dm = dh @ W_hr) follows, into a scratch
+        # that loop A reads
+        readout_grad = {r.grad: r for r in p.readouts}
+        readout_product: dict[str, object] = {}  # the product's name -> its readout
+        product_text: dict[str, str] = {}
+        for name, rhs, text in defs:
+            for r in p.readouts:
+                if isinstance(rhs, ops.matmul) and {x.name for x in rhs.free_symbols} == {r.grad, r.param}:
+                    readout_product[name] = r
+                    product_text[name] = text or f"{name}: one product"
+        readout_defs = [(name, rhs, text) for name, rhs, text in defs if name in readout_grad]
+        defs = [d_ for d_ in defs if d_[0] not in readout_grad and d_[0] not in readout_product]
+        for r in p.readouts:
+            if not any(name == r.grad for name, _, _ in readout_defs) or \
+                    sum(1 for r2 in readout_product.values() if r2 is r) != 1:
+                raise self.fail(f"the adjoint of the readout `{r.out}` is not one statement and one product")
 
         # loop B: what needs a product; the rest is loop A
         late: set[str] = set(products)
@@ -492,10 +553,14 @@ class NumbaEmitter:
         kept = {s.name for name, rhs, _ in defs if name in late for s in rhs.free_symbols} & early
 
         first, second = Unit(self), Unit(self)
+        readout_size = self.fresh("P") if p.readouts else None
+        outer = Unit(self, readout_size) if p.readouts else None  # the readouts' adjoints
+        local_r: dict[str, str] = {}
+        outer_names = set(readout_grad) | readout_later | ({ext} if self.cell.loss.on in self.readout_of else set())
         local_a: dict[str, str] = {}
         local_b: dict[str, str] = {}
         keep_buf = {name: self.fresh("keep_" + name) for name in sorted(kept)}
-        prod_buf = {name: self.fresh(name + "_t") for name in products
+        prod_buf = {name: self.fresh(name + "_t") for name in list(products) + list(readout_product)
                     if name not in direct and name not in product_of_added}
         prev_of = {l.prev: l for l in links}
         out_of = {l.out: l for l in links}
@@ -503,6 +568,8 @@ class NumbaEmitter:
         def read(unit: Unit, local: dict, name: str, in_b: bool) -> None:
             if name in local:
                 return
+            if outer is not None and (unit is outer) != (name in outer_names):
+                raise self.fail(f"the backward step reads `{name}` in a loop over units it does not have")
             if in_b and name in keep_buf:
                 local[name] = unit.step(keep_buf[name], 0, name)
                 return
@@ -565,6 +632,15 @@ class NumbaEmitter:
                         if sym.name in stored and sym.name in slot_home:
                             read(first, local_a, sym.name, False)
 
+        for name, rhs, text in readout_defs:  # the readouts' adjoints, each kept per step
+            for sym in sorted(rhs.free_symbols, key=lambda s: s.name):
+                read(outer, local_r, sym.name, False)
+            outer.body.add(f"{name} = {scalar_text(rhs, local_r, self.constants, sfx)}", text)
+            local_r[name] = name
+            r = readout_grad[name]
+            args[r.dseq] = r.dseq
+            outer.body.add(f"{outer.seq(r.dseq, 't', 0, name)} = {name}", f"{name} of step t, for d{r.param} after the loop")
+
         for name in added:  # read before loop A overwrites it with the terms
             read(first, local_a, later[name], False)
         for name, rhs, text in defs:
@@ -598,7 +674,14 @@ class NumbaEmitter:
 
         # the step scratches: allocated by the caller and passed in, as the forward's
         axis = {"rows": 1, "columns": 0, "none": 0}[L.name]
-        units = f"{next(iter(carried.values()))}.shape[{axis}]"
+        units = f"{carried[d.gradient_name(self.inner_links[0].prev)]}.shape[{axis}]"
+        early_prods = Lines()  # the readouts' products, before loop A
+        for name, r in readout_product.items():
+            out = prod_buf[name]
+            args[out] = self.outer_empty(1, units, gates)
+            args[r.param] = f"np.ascontiguousarray({r.param})"  # (rows only, see __init__)
+            early_prods.add(f"_gemm({self.blas}, {self.block(r.dseq, 't')}, {r.param}, {self.block(out)})",
+                            product_text[name])
         if not inplace:
             args[dz] = self.outer_empty(self.blocks(p.total), units, gates)  # the slot adjoints of one step
         for name, buf in sorted(keep_buf.items()):
@@ -626,8 +709,13 @@ class NumbaEmitter:
         lines = Lines()
         lines.add("_wide_vectors()")
         lines.extend(self.dims(units, gates))
+        body = Lines()
+        if outer is not None:
+            readout_link = next(l for l in links if l.out in self.readout_of)
+            lines.add(f"{readout_size} = {carried[d.gradient_name(readout_link.prev)]}.shape[{axis}]")
+            body.extend(outer.loop() + early_prods)
         lines.add(f"for t in range({self.T} - 1, -1, -1):")
-        body = Lines(first.loop() + prods)
+        body.extend(first.loop() + prods)
         if second.body:
             body.extend(second.loop())
         if not inplace:
