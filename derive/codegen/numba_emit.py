@@ -174,6 +174,8 @@ class NumbaEmitter:
         self.inner_links = [l for l in links if l.out not in self.readout_of]
         if not self.inner_links:
             raise self.fail("every state is a readout: no array has the units of the step")
+        if len(p.readouts) > 1:  # (the backward kernel has one size of readout units)
+            raise self.fail("more than one readout (a state that is a product of a value of the step)")
         if p.readouts and not self.L.rows:  # (no cell in columns has one in the fused frame to prove it on)
             raise self.fail("a readout (a state that is a product of a value of the step) is compiled in the rows "
                             "layout only")
