@@ -141,7 +141,8 @@ and the same results (to rounding): each time loop (the forward pass, full
 BPTT) is one compiled function. Per step the products go through BLAS
 (its gemm called from the compiled code into a scratch, no allocation:
 NumPy's own OpenBLAS when found, else scipy's) and everything elementwise,
-the biases included, is one loop over the units of the step, filled with
+the biases included, is one loop over the units of the step (the
+adjoint of the projection, with its own units, one more), filled with
 the same derived statements, the activations computed with a vectorisable
 exponential. Threads: the products use BLAS's (threadpoolctl,
 OPENBLAS_NUM_THREADS); the unit loops run on one (a split of the batch

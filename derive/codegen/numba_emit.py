@@ -771,5 +771,6 @@ class NumbaEmitter:
                 "batch": self.batch(self.p.names["gates"]),
                 "carried": list(zip(carried, grads)),
                 "bias_sum": bias_sum,
+                "readout": bool(self.p.readouts),
             },
         }
