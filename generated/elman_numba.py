@@ -884,8 +884,8 @@ def _as_array(name, value):
 
 def _sibling(name):
     """The module generated/<name>_numba.py beside this file, else
-    generated/<name>.py (a variant cell with no compiled twin: lstm_proj): the
-    derived one-layer functions of the variant cell an option asks for."""
+    generated/<name>.py (the compiled twin not copied beside it): the derived
+    one-layer functions of the variant cell an option asks for."""
     import importlib.util
     import os
 
