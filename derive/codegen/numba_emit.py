@@ -274,6 +274,15 @@ class NumbaEmitter:
         self.blas = self.fresh("blas")
         self.n0, self.n1 = self.fresh("n0"), self.fresh("n1")
 
+    def transposed(self, args: dict[str, str], weight: str) -> str:
+        """A kernel argument (added to ``args``) holding ``weight``ᵀ C-contiguous,
+        copied once per call: gemm on a transposed operand (NT) took 1.0-1.6x as
+        long as the plain (NN) product on these shapes (OpenBLAS 0.3.31,
+        bench/gemm_layout.py)."""
+        w = self.fresh(weight + "_T")
+        args[w] = f"np.ascontiguousarray({weight}.T)"
+        return w
+
     def hp_row(self, src: Source, slot: Slot) -> sp.Expr:
         """Where a slot's terms sit in the source's product (its rows of the stacked weight)."""
         for lo, hi, r0, _ in src.runs:
@@ -309,10 +318,7 @@ class NumbaEmitter:
             hp[s.name] = self.fresh("hp_" + s.var)
             args[hp[s.name]] = self.outer_empty(self.blocks(s.rows), units, gates)
             if L.rows:
-                # W_hᵀ copied C-contiguous once per call: gemm on a transposed operand (NT) took
-                # 1.0-1.6x as long on these shapes (OpenBLAS 0.3.31, bench/gemm_layout.py)
-                w = self.fresh(s.weight + "_T")
-                args[w] = f"np.ascontiguousarray({s.weight}.T)"
+                w = self.transposed(args, s.weight)
                 products.add(f"_gemm({self.blas}, {self.block(seq, 't')}, {w}, {self.block(hp[s.name])})",
                              f"the {s.var} terms of their sums: one product")
             else:
@@ -415,8 +421,7 @@ class NumbaEmitter:
             operand, out = self.block(r.seq, "t"), self.block(p.seq[r.out], "t + 1")
             args[p.seq[r.out]] = p.seq[r.out]
             text = equations[r.out].text if r.out in equations else None
-            w = self.fresh(r.param + "_T")  # (rows only, see __init__)
-            args[w] = f"np.ascontiguousarray({r.param}.T)"
+            w = self.transposed(args, r.param)  # (rows only, see __init__)
             readouts.add(f"_gemm({self.blas}, {operand}, {w}, {out})", text)
         lines = Lines()
         lines.add("_wide_vectors()")
@@ -704,9 +709,8 @@ class NumbaEmitter:
             if L.rows:
                 args[src.weight] = f"np.ascontiguousarray({src.weight})"
                 prods.add(f"{gemm}({self.blas}, {operand}, {src.weight}, {self.block(out)})", f"{name}: one product")
-            else:  # W_hᵀ dz, W_hᵀ copied C-contiguous once per call (a plain NN product)
-                w = self.fresh(src.weight + "_T")
-                args[w] = f"np.ascontiguousarray({src.weight}.T)"
+            else:  # W_hᵀ dz, a plain NN product
+                w = self.transposed(args, src.weight)
                 prods.add(f"{gemm}({self.blas}, {w}, {operand}, {self.block(out)})", f"{name}: one product")
         lines = Lines()
         lines.add("_wide_vectors()")
