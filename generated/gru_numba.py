@@ -99,15 +99,14 @@ the biases included, is one loop over the units of the step, filled with
 the same derived statements, the activations computed with a vectorisable
 exponential. Threads: the products use BLAS's (threadpoolctl,
 OPENBLAS_NUM_THREADS); the unit loops run on one (a split of the batch
-over threads is built but off: measured slower, see _split). Before and after the loops (the input
-products of all steps; weight, bias and input gradients) and truncated BPTT
-run in NumPy as in the NumPy module. Needs numba and scipy
-(pip install 'derive[fast]'). The first call in a process compiles the loops
-for its dtype (seconds), cached on disk beside this file when that is
-writable (else in numba's user cache, else not cached). float32 in, float32
-out; float32 and float64 only (other dtypes raise a TypeError).
-Arguments of the wrong shape raise a ValueError that names the argument, the
-expected and the received shape.
+over threads is built but off: measured slower, see _split). Before and
+after the loops (the input products of all steps; weight, bias and input
+gradients) and truncated BPTT run in NumPy as in the NumPy module. Needs
+numba and scipy (pip install 'derive[fast]'). The first call in a process
+compiles the loops for its dtype (seconds), cached on disk beside this file
+when that is writable (else in numba's user cache, else not cached).
+float32 in, float32 out; float32 and float64 only (other dtypes raise a
+TypeError).
 Arguments of the wrong shape raise a ValueError that names the argument, the
 expected and the received shape.
 """

@@ -82,6 +82,28 @@ def test_module_text_is_generated_pure_numpy_and_deterministic(name):
     assert "(unfused)" not in text.splitlines()[2], "every preset fits the fused frame"
 
 
+def _repeated_sentences(doc: str) -> list[str]:
+    """The sentences of a docstring (over 40 characters) that it says more than once."""
+    sentences = [re.sub(r"\s+", " ", s).strip() for s in re.split(r"(?<=[.:])\s+(?=[A-Z])", doc)]
+    return sorted({s for s in sentences if len(s) > 40 and sentences.count(s) > 1})
+
+
+@pytest.mark.parametrize("path", sorted(GENERATED.glob("*.py")), ids=lambda p: p.name)
+def test_module_docstring_says_each_sentence_once(path):
+    """A template block and the block it overrides can both say a sentence (the twins'
+    docstrings said their shape errors twice)."""
+    import ast
+
+    doc = ast.get_docstring(ast.parse(path.read_text("utf-8")))
+    assert doc and not _repeated_sentences(doc), f"{path.name}: said twice: {_repeated_sentences(doc)}"
+
+
+def test_repeated_sentences_are_found():
+    doc = "One short. Arguments of the wrong shape raise a ValueError.\nArguments of the wrong shape raise\na ValueError."
+    assert _repeated_sentences(doc) == ["Arguments of the wrong shape raise a ValueError."]
+    assert _repeated_sentences("Arguments of the wrong shape raise a ValueError. Once.") == []
+
+
 @pytest.mark.parametrize("name", ["graves", "gru", "examples/mgu.toml"])
 def test_rendering_is_byte_identical_across_processes(name):
     """Same bytes from a fresh interpreter with another hash seed."""
