@@ -20,7 +20,8 @@ Timed in blocks: each implementation runs a block of samples (wall time,
 medians) with its thread count, 0.3 s apart, the blocks taken in turns
 ``--blocks`` times (a sample-by-sample alternation would time the overlap just
 after a 2-thread BLAS call, whose idle worker spins for a while on the core the
-second thread needs); the figure is the median of the blocks' medians.
+second thread needs); the figure is the median of the blocks' medians. The
+twin's storage and the check are bench/overlap_threads.py's.
 
     python bench/overlap_compiled.py
     python bench/overlap_compiled.py --dx-in-chain --chunk 5
@@ -47,6 +48,7 @@ from numba.core import types as _types  # noqa: E402
 from numba.extending import intrinsic as _intrinsic  # noqa: E402
 
 from derive.cli.benchmark import CELLS, floor_call, inputs  # noqa: E402
+from overlap_threads import checked_against_twin, twin_storage  # noqa: E402  (bench/, the script's folder)
 
 TWIN = importlib.import_module("generated.gru_numba")
 _gemm, _matrix = TWIN._gemm, TWIN._matrix
@@ -161,12 +163,7 @@ def overlapped(chunk: int, dx_in_chain: bool):
         T, N, D = x.shape
         H = h0.shape[2]
         chain_forward, input_products, _, _ = kernels[x.dtype]
-        # the twin's storage: gate blocks n, r, z (x's terms) and W_hn h_prev (see its gru_forward)
-        W_x = np.concatenate([weight_ih[2 * H:], weight_ih[:2 * H]])
-        b = np.concatenate([bias_ih[2 * H:], bias_ih[:2 * H] + bias_hh[:2 * H], bias_hh[2 * H:]])
-        gates = np.empty((T, N, 4 * H), x.dtype)
-        h_seq = np.empty((T + 1, N, H), x.dtype)
-        h_seq[0] = h0[0]
+        W_x, b, gates, h_seq = twin_storage(x, h0, weight_ih, bias_ih, bias_hh)
         e = edges(T)
         counter = np.zeros(16, np.int64)  # a cache line of its own
         with TWIN._blas_lent():
@@ -242,23 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     forward, backward = overlapped(args.chunk, args.dx_in_chain)
     for dtype in ("float32", "float64"):
         x, states, weights, d_output = inputs(cell, dtype, size)
-        output, _, cache = TWIN.gru_forward(x, *states, *weights)
-        expected = TWIN.gru_backward(d_output, cache)
-        got_output, got_cache = forward(x, *states, *weights)
-        got = backward(d_output, got_cache)
-        tol = 1e-5 if dtype == "float32" else 1e-12
-        for name, a, b in [("output", got_output, output)] + [(k, got[k], expected[k]) for k in got]:
-            err = float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
-            assert err <= tol, f"the overlap variant's {name} differs from the twin's by {err:.2e}"
-
-        def as_generated():
-            _, _, c = TWIN.gru_forward(x, *states, *weights)
-            return TWIN.gru_backward(d_output, c)
-
-        def overlap():
-            _, c = forward(x, *states, *weights)
-            return backward(d_output, c)
-
+        as_generated, overlap = checked_against_twin(TWIN, forward, backward, x, states, weights, d_output)
         floor = floor_call(cell, x, states, weights)
         ms = {k: v * 1e3 for k, v in in_blocks({
             "twin, 1 thread": (as_generated, 1), "floor, 1 thread": (floor, 1),

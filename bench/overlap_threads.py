@@ -41,6 +41,43 @@ import numpy as np  # noqa: E402
 from derive.cli.benchmark import CELLS, floor_call, in_turns, inputs  # noqa: E402
 
 
+def twin_storage(x, h0, weight_ih, bias_ih, bias_hh):
+    """The GRU twin's storage of a forward pass (see its gru_forward): W_x and b in the
+    order of the gate blocks n, r, z (x's terms) and W_hn h_prev, the gates buffer and
+    h of every step (slot 0 holding h0)."""
+    T, N, _ = x.shape
+    H = h0.shape[2]
+    W_x = np.concatenate([weight_ih[2 * H:], weight_ih[:2 * H]])
+    b = np.concatenate([bias_ih[2 * H:], bias_ih[:2 * H] + bias_hh[:2 * H], bias_hh[2 * H:]])
+    gates = np.empty((T, N, 4 * H), x.dtype)
+    h_seq = np.empty((T + 1, N, H), x.dtype)
+    h_seq[0] = h0[0]
+    return W_x, b, gates, h_seq
+
+
+def checked_against_twin(twin, forward, backward, x, states, weights, d_output):
+    """A variant's (forward, backward) checked once against the twin's output and every
+    gradient the variant returns (1e-5 in float32, 1e-12 in float64, relative to the
+    largest entry or 1); returns (the twin's call, the variant's call) for timing."""
+    output, _, cache = twin.gru_forward(x, *states, *weights)
+    expected = twin.gru_backward(d_output, cache)
+    got_output, got_cache = forward(x, *states, *weights)
+    got = backward(d_output, got_cache)
+    tol = 1e-5 if x.dtype == np.float32 else 1e-12
+    for name, a, b in [("output", got_output, output)] + [(k, got[k], expected[k]) for k in got]:
+        err = float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
+        assert err <= tol, f"the overlap variant's {name} differs from the twin's by {err:.2e}"
+
+    def as_generated():
+        _, _, c = twin.gru_forward(x, *states, *weights)
+        return twin.gru_backward(d_output, c)
+
+    def overlap():
+        _, c = forward(x, *states, *weights)
+        return backward(d_output, c)
+    return as_generated, overlap
+
+
 def overlapped(twin, chunk: int):
     """(forward, backward) of the GRU that overlap the large products with the time loop."""
     worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="overlap")
@@ -51,12 +88,7 @@ def overlapped(twin, chunk: int):
     def forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
         T, N, D = x.shape
         H = h0.shape[2]
-        # the twin's storage: gate blocks n, r, z (x's terms) and W_hn h_prev (see its gru_forward)
-        W_x = np.concatenate([weight_ih[2 * H:], weight_ih[:2 * H]])
-        b = np.concatenate([bias_ih[2 * H:], bias_ih[:2 * H] + bias_hh[:2 * H], bias_hh[2 * H:]])
-        gates = np.empty((T, N, 4 * H), x.dtype)
-        h_seq = np.empty((T + 1, N, H), x.dtype)
-        h_seq[0] = h0[0]
+        W_x, b, gates, h_seq = twin_storage(x, h0, weight_ih, bias_ih, bias_hh)
         scratch = np.empty((N, 3 * H), x.dtype)
         weight_hh_T = np.ascontiguousarray(weight_hh.T)
         steps = twin._kernel("_forward_steps", x.dtype)
@@ -103,7 +135,8 @@ def overlapped(twin, chunk: int):
                     behind.result()
                 behind = worker.submit(gradients, e[i], e[i + 1])
             behind.result()
-        return {"x": dx, "h0": dh[None], "weight_hh_blocks": dweight_hh, "bias": dz_sum.sum(axis=0)}
+        weight_ih = np.concatenate([dW_x[H:3 * H], dW_x[:H]])  # the twin's row blocks n, r, z as torch's r, z, n
+        return {"x": dx, "h0": dh[None], "weight_ih": weight_ih, "weight_hh": dweight_hh}
 
     return forward, backward
 
@@ -122,24 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     forward, backward = overlapped(twin, args.chunk)
     for dtype in ("float32", "float64"):
         x, states, weights, d_output = inputs(cell, dtype, size)
-        output, _, cache = twin.gru_forward(x, *states, *weights)
-        expected = twin.gru_backward(d_output, cache)
-        got_output, got_cache = forward(x, *states, *weights)
-        got = backward(d_output, got_cache)
-        tol = 1e-5 if dtype == "float32" else 1e-12
-        for name, a, b in (("output", got_output, output), ("x", got["x"], expected["x"]),
-                           ("h0", got["h0"], expected["h0"])):
-            err = float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
-            assert err <= tol, f"the overlap variant's {name} differs from the twin's by {err:.2e}"
-
-        def as_generated():
-            _, _, c = twin.gru_forward(x, *states, *weights)
-            return twin.gru_backward(d_output, c)
-
-        def overlap():
-            _, c = forward(x, *states, *weights)
-            return backward(d_output, c)
-
+        as_generated, overlap = checked_against_twin(twin, forward, backward, x, states, weights, d_output)
         floor = floor_call(cell, x, states, weights)
         samples = {}
         for threads, runs in ((1, {"twin, 1 thread": as_generated, "floor, 1 thread": floor}),
