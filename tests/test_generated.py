@@ -13,6 +13,7 @@ from the detached state.
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -92,8 +93,6 @@ def _repeated_sentences(doc: str) -> list[str]:
 def test_module_docstring_says_each_sentence_once(path):
     """A template block and the block it overrides can both say a sentence (the twins'
     docstrings said their shape errors twice)."""
-    import ast
-
     doc = ast.get_docstring(ast.parse(path.read_text("utf-8")))
     assert doc and not _repeated_sentences(doc), f"{path.name}: said twice: {_repeated_sentences(doc)}"
 
